@@ -1,0 +1,69 @@
+//! API errors mapped to status codes in one place, and the strict JSON body extractor.
+
+use axum::{
+    extract::{FromRequest, Request},
+    http::{header, StatusCode},
+    response::{IntoResponse, Response},
+    Json,
+};
+use serde::de::DeserializeOwned;
+
+/// Largest request body accepted (Alertmanager payloads of a few hundred alerts fit easily).
+pub const BODY_LIMIT: usize = 64 * 1024;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("missing or wrong bearer token")]
+    Unauthorized,
+    #[error("request body larger than {} KiB", BODY_LIMIT / 1024)]
+    PayloadTooLarge,
+    #[error("the agent is shutting down")]
+    Unavailable,
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = match self {
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
+            ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+        };
+        let body = Json(serde_json::json!({ "error": self.to_string() }));
+        if matches!(self, ApiError::Unauthorized) {
+            (status, [(header::WWW_AUTHENTICATE, "Bearer realm=\"edgesense\"")], body).into_response()
+        } else {
+            (status, body).into_response()
+        }
+    }
+}
+
+/// A JSON body, at most [`BODY_LIMIT`] bytes, parsed strictly (the target types deny unknown
+/// fields). Any content type is accepted, so `curl -d` works without `-H`.
+pub struct StrictJson<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for StrictJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, _state: &S) -> Result<Self, ApiError> {
+        let declared = req
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if declared.is_some_and(|n| n > BODY_LIMIT as u64) {
+            return Err(ApiError::PayloadTooLarge);
+        }
+        let bytes = axum::body::to_bytes(req.into_body(), BODY_LIMIT)
+            .await
+            .map_err(|_| ApiError::PayloadTooLarge)?;
+        serde_json::from_slice(&bytes)
+            .map(StrictJson)
+            .map_err(|e| ApiError::BadRequest(format!("invalid JSON body: {e}")))
+    }
+}

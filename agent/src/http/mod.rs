@@ -1,0 +1,67 @@
+//! The HTTP API: one [`AppState`], routers per area, errors mapped in [`error::ApiError`].
+
+mod api;
+mod auth;
+pub mod error;
+mod sim;
+
+use std::sync::Arc;
+
+use axum::{
+    http::header,
+    middleware,
+    response::{Html, IntoResponse},
+    routing::{get, put},
+    Router,
+};
+use edgesense_sensors::sim::SimControl;
+use tokio::sync::{mpsc, watch};
+
+use crate::{hub::{Msg, Snapshot}, spec::NodeSpec};
+
+/// What every handler gets.
+#[derive(Clone)]
+pub struct AppState {
+    pub spec: Arc<NodeSpec>,
+    pub snapshot: watch::Receiver<Arc<Snapshot>>,
+    pub hub: mpsc::Sender<Msg>,
+    /// Controls of the simulated sensors, by sensor index (empty unless simulated).
+    pub sim: Arc<[SimControl]>,
+    /// The bearer token write requests must carry, if one is configured.
+    pub token: Option<Arc<[u8]>>,
+}
+
+/// The agent's routes. Writes sit behind the token check; the simulation routes exist only on a
+/// simulated node (404 otherwise).
+pub fn router(state: AppState) -> Router {
+    let mut writes = Router::new().route("/api/v1/leds/{name}", put(api::set_led));
+    if state.spec.simulate {
+        writes = writes.route("/api/v1/sim/sensors/{name}", put(sim::set_sensor));
+    }
+    let writes = writes.route_layer(middleware::from_fn_with_state(state.clone(), auth::require_token));
+    Router::new()
+        .route("/", get(index))
+        .route("/metrics", get(api::metrics))
+        .route("/healthz", get(api::healthz))
+        .route("/api/v1/readings", get(api::readings))
+        .route("/api/v1/leds", get(api::leds))
+        .route("/api/v1/events", get(api::events))
+        .merge(writes)
+        .with_state(state)
+}
+
+/// A plain index until the live dashboard lands.
+async fn index() -> impl IntoResponse {
+    (
+        [(header::CACHE_CONTROL, "no-cache")],
+        Html(concat!(
+            "<!doctype html><html lang=en><meta charset=utf-8><title>edgesense agent</title>",
+            "<h1>edgesense agent</h1><ul>",
+            "<li><a href=/metrics>/metrics</a> — Prometheus metrics</li>",
+            "<li><a href=/api/v1/readings>/api/v1/readings</a> — readings (JSON)</li>",
+            "<li><a href=/api/v1/leds>/api/v1/leds</a> — LEDs (JSON)</li>",
+            "<li><a href=/api/v1/events>/api/v1/events</a> — live events (SSE)</li>",
+            "<li><a href=/healthz>/healthz</a></li></ul></html>"
+        )),
+    )
+}

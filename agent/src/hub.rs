@@ -1,0 +1,275 @@
+//! The hub: the one task that owns the node's state. Sensor results, LED commands and (later)
+//! alerts come in as messages; each change produces a new [`Snapshot`], replaced whole, that
+//! scrapes, API reads and event streams share without touching hardware.
+
+use std::{sync::Arc, time::Duration};
+
+use axum::body::Bytes;
+use edgesense_sensors::{led::LedMode, ErrorReason, Readings, SensorError, SensorKind};
+use tokio::{
+    sync::{mpsc, oneshot, watch},
+    time::Instant,
+};
+
+use crate::{
+    config::Severity,
+    leds::{Arbiter, Source},
+    metrics::Metrics,
+    spec::NodeSpec,
+};
+
+/// Everything the HTTP side can see, at one instant.
+#[derive(Debug)]
+pub struct Snapshot {
+    /// Increases with every change.
+    pub seq: u64,
+    pub sensors: Vec<SensorStatus>,
+    pub leds: Vec<LedStatus>,
+    pub alerts: Vec<ActiveAlert>,
+    /// `/metrics` body, rendered once per change.
+    pub metrics: Bytes,
+}
+
+#[derive(Clone, Debug)]
+pub struct SensorStatus {
+    pub name: String,
+    pub kind: SensorKind,
+    /// The last successful readings (kept while the sensor fails, for the API; metrics drop them).
+    pub last_good: Option<Readings>,
+    pub up: bool,
+    /// The last error, while the sensor is failing.
+    pub error: Option<(ErrorReason, String)>,
+    pub errors_total: [u64; ErrorReason::ALL.len()],
+    pub read_duration: Duration,
+    pub reads_total: u64,
+}
+
+#[derive(Clone, Debug)]
+pub struct LedStatus {
+    pub name: String,
+    pub pin: u8,
+    pub mode: LedMode,
+    pub source: Source,
+}
+
+#[derive(Clone, Debug)]
+pub struct ActiveAlert {
+    pub name: String,
+    pub severity: Severity,
+    pub led: String,
+    /// Where the alert came from (`rule` for edge rules).
+    pub origin: &'static str,
+}
+
+/// A change to an LED requested through the API.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum LedCommand {
+    Set(LedMode),
+    /// Hand the LED back to alerts and its idle pattern.
+    Auto,
+}
+
+pub enum Msg {
+    Read { sensor: usize, result: Result<Readings, SensorError>, took: Duration },
+    Led { led: usize, cmd: LedCommand, reply: oneshot::Sender<LedStatus> },
+    /// Switch every LED off and stop; the reply comes once the LED tasks have been told.
+    Shutdown { reply: oneshot::Sender<()> },
+}
+
+#[derive(Debug, Default, Clone, Copy)]
+struct RuleState {
+    pending_since: Option<Instant>,
+    firing: bool,
+}
+
+pub struct Hub {
+    spec: Arc<NodeSpec>,
+    metrics: Metrics,
+    sensors: Vec<SensorStatus>,
+    arbiter: Arbiter,
+    rules: Vec<RuleState>,
+    led_modes: Vec<watch::Sender<LedMode>>,
+    out: watch::Sender<Arc<Snapshot>>,
+    seq: u64,
+}
+
+impl Hub {
+    /// A hub for `spec` driving the LED tasks behind `led_modes` (one per LED, in spec order).
+    /// Returns the hub and the receiver of its snapshots.
+    pub fn new(spec: Arc<NodeSpec>, led_modes: Vec<watch::Sender<LedMode>>) -> (Hub, watch::Receiver<Arc<Snapshot>>) {
+        let metrics = Metrics::new(&spec);
+        let sensors = spec
+            .sensors
+            .iter()
+            .map(|s| SensorStatus {
+                name: s.name.clone(),
+                kind: s.kind,
+                last_good: None,
+                up: false,
+                error: None,
+                errors_total: [0; ErrorReason::ALL.len()],
+                read_duration: Duration::ZERO,
+                reads_total: 0,
+            })
+            .collect();
+        let (out, rx) = watch::channel(Arc::new(Snapshot {
+            seq: 0,
+            sensors: Vec::new(),
+            leds: Vec::new(),
+            alerts: Vec::new(),
+            metrics: Bytes::new(),
+        }));
+        let mut hub = Hub {
+            arbiter: Arbiter::new(&spec.leds),
+            rules: vec![RuleState::default(); spec.rules.len()],
+            metrics,
+            sensors,
+            led_modes,
+            out,
+            seq: 0,
+            spec,
+        };
+        for i in 0..hub.spec.leds.len() {
+            hub.apply_led(i);
+        }
+        hub.publish();
+        (hub, rx)
+    }
+
+    /// Handles messages until shutdown (or until every sender is gone).
+    pub async fn run(mut self, mut rx: mpsc::Receiver<Msg>) {
+        while let Some(msg) = rx.recv().await {
+            match msg {
+                Msg::Read { sensor, result, took } => self.on_read(sensor, result, took),
+                Msg::Led { led, cmd, reply } => {
+                    self.arbiter.set_manual(led, match cmd {
+                        LedCommand::Set(m) => Some(m),
+                        LedCommand::Auto => None,
+                    });
+                    self.apply_led(led);
+                    self.publish();
+                    if let Some(status) = self.led_status(led) {
+                        let _ = reply.send(status);
+                    }
+                }
+                Msg::Shutdown { reply } => {
+                    // Dropping the senders ends each LED task, which switches its LED off.
+                    self.led_modes.clear();
+                    let _ = reply.send(());
+                    return;
+                }
+            }
+        }
+    }
+
+    fn on_read(&mut self, i: usize, result: Result<Readings, SensorError>, took: Duration) {
+        let Some(st) = self.sensors.get_mut(i) else { return };
+        self.metrics.record_read(&st.name, st.kind.as_str(), &result, took);
+        st.read_duration = took;
+        st.reads_total += 1;
+        match &result {
+            Ok(r) => {
+                st.up = true;
+                st.error = None;
+                st.last_good = Some(*r);
+            }
+            Err(e) => {
+                if st.up || st.error.as_ref().map(|(r, _)| *r) != Some(e.reason()) {
+                    tracing::warn!(sensor = %st.name, reason = %e.reason(), error = %e, "sensor read failed");
+                }
+                st.up = false;
+                st.errors_total[e.reason() as usize] += 1;
+                st.error = Some((e.reason(), e.to_string()));
+            }
+        }
+        if let Ok(r) = result {
+            self.eval_rules(i, &r);
+        }
+        self.publish();
+    }
+
+    /// Edge rules on sensor `i`: a rule fires once its condition has held for its `for`
+    /// duration, and resolves as soon as it no longer holds. A failed read changes nothing.
+    fn eval_rules(&mut self, sensor: usize, r: &Readings) {
+        let now = Instant::now();
+        let spec = Arc::clone(&self.spec);
+        for (ri, rule) in spec.rules.iter().enumerate() {
+            if rule.sensor != sensor {
+                continue;
+            }
+            let Some(v) = r.get(rule.quantity) else { continue };
+            let st = &mut self.rules[ri];
+            let holds = rule.threshold.holds(v);
+            let was = st.firing;
+            if holds {
+                let since = *st.pending_since.get_or_insert(now);
+                st.firing = now.duration_since(since) >= rule.for_;
+            } else {
+                st.pending_since = None;
+                st.firing = false;
+            }
+            if st.firing != was {
+                if st.firing {
+                    tracing::warn!(rule = %rule.name, value = v, severity = rule.severity.as_str(), "edge rule firing");
+                    self.arbiter.claim_alert(rule.led, &rule.name, rule.severity, rule.mode);
+                } else {
+                    tracing::info!(rule = %rule.name, value = v, "edge rule resolved");
+                    self.arbiter.release_alert(rule.led, &rule.name);
+                }
+                self.apply_led(rule.led);
+            }
+        }
+    }
+
+    /// Sends LED `i`'s effective mode to its task (only if it changed).
+    fn apply_led(&mut self, i: usize) {
+        let (mode, _) = self.arbiter.effective(i);
+        if let Some(tx) = self.led_modes.get(i) {
+            tx.send_if_modified(|m| {
+                let changed = *m != mode;
+                *m = mode;
+                changed
+            });
+        }
+        if let Some(l) = self.spec.leds.get(i) {
+            self.metrics.set_led(&l.name, mode.is_lit());
+        }
+    }
+
+    fn led_status(&self, i: usize) -> Option<LedStatus> {
+        let l = self.spec.leds.get(i)?;
+        let (mode, source) = self.arbiter.effective(i);
+        Some(LedStatus { name: l.name.clone(), pin: l.pin, mode, source })
+    }
+
+    fn alerts(&self) -> Vec<ActiveAlert> {
+        self.spec
+            .rules
+            .iter()
+            .zip(&self.rules)
+            .filter(|(_, st)| st.firing)
+            .map(|(r, _)| ActiveAlert {
+                name: r.name.clone(),
+                severity: r.severity,
+                led: self.spec.leds[r.led].name.clone(),
+                origin: "rule",
+            })
+            .collect()
+    }
+
+    fn publish(&mut self) {
+        let alerts = self.alerts();
+        for sev in Severity::ALL {
+            self.metrics.set_alerts(sev, alerts.iter().filter(|a| a.severity == sev).count());
+        }
+        self.seq += 1;
+        let snap = Snapshot {
+            seq: self.seq,
+            sensors: self.sensors.clone(),
+            leds: (0..self.spec.leds.len()).filter_map(|i| self.led_status(i)).collect(),
+            alerts,
+            metrics: Bytes::from(self.metrics.render()),
+        };
+        self.out.send_replace(Arc::new(snap));
+    }
+}

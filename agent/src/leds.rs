@@ -1,0 +1,226 @@
+//! Who decides what an LED shows ([`Arbiter`]), and the task that shows it ([`drive`]).
+//!
+//! Every source holds a claim on an LED; the LED shows the highest one:
+//! critical alert > warning alert > manual setting > idle pattern. A manual setting holds until
+//! `{"mode":"auto"}` hands the LED back; when the last alert goes, the LED returns to the next
+//! claim down.
+
+use std::{collections::BTreeMap, time::Duration};
+
+use edgesense_sensors::led::{Led, LedMode};
+use serde::Serialize;
+use tokio::{sync::watch, time::Instant};
+
+use crate::{config::Severity, spec::LedSpec};
+
+/// Where an LED's current mode comes from.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum Source {
+    Idle,
+    Manual,
+    Alert { name: String, severity: Severity },
+}
+
+#[derive(Debug)]
+struct Claims {
+    idle: LedMode,
+    manual: Option<LedMode>,
+    /// By alert name: (severity, mode).
+    alerts: BTreeMap<String, (Severity, LedMode)>,
+}
+
+/// The claims on every LED of the node, by index in the node's LED list.
+#[derive(Debug)]
+pub struct Arbiter {
+    leds: Vec<Claims>,
+}
+
+impl Arbiter {
+    pub fn new(leds: &[LedSpec]) -> Arbiter {
+        Arbiter {
+            leds: leds
+                .iter()
+                .map(|l| Claims { idle: l.idle, manual: None, alerts: BTreeMap::new() })
+                .collect(),
+        }
+    }
+
+    /// Sets (`Some`) or releases (`None`, "auto") the manual claim.
+    pub fn set_manual(&mut self, led: usize, mode: Option<LedMode>) {
+        if let Some(c) = self.leds.get_mut(led) {
+            c.manual = mode;
+        }
+    }
+
+    pub fn claim_alert(&mut self, led: usize, name: &str, severity: Severity, mode: LedMode) {
+        if let Some(c) = self.leds.get_mut(led) {
+            c.alerts.insert(name.to_owned(), (severity, mode));
+        }
+    }
+
+    pub fn release_alert(&mut self, led: usize, name: &str) {
+        if let Some(c) = self.leds.get_mut(led) {
+            c.alerts.remove(name);
+        }
+    }
+
+    /// What LED `led` shows now, and why.
+    pub fn effective(&self, led: usize) -> (LedMode, Source) {
+        let Some(c) = self.leds.get(led) else {
+            return (LedMode::Off, Source::Idle);
+        };
+        // Highest severity wins; among equals the first by name, so the choice is stable.
+        let top = c
+            .alerts
+            .iter()
+            .fold(None::<(&String, &(Severity, LedMode))>, |best, cur| match best {
+                Some(b) if b.1 .0 >= cur.1 .0 => Some(b),
+                _ => Some(cur),
+            });
+        match (top, c.manual) {
+            (Some((name, &(severity, mode))), _) => {
+                (mode, Source::Alert { name: name.clone(), severity })
+            }
+            (None, Some(m)) => (m, Source::Manual),
+            (None, None) => (c.idle, Source::Idle),
+        }
+    }
+}
+
+/// Shows the modes sent on `modes` on `led` until the sender is dropped, then switches the LED
+/// off. Each pattern's steps are scheduled at absolute times from the pattern's start (step `k`
+/// at `start + k × step`), so late wake-ups never add up to drift.
+pub async fn drive(name: String, mut led: Led, mut modes: watch::Receiver<LedMode>) {
+    let mut failed = false;
+    let mut show = |led: &mut Led, duty: f64| match led.set_duty(duty) {
+        Ok(()) => failed = false,
+        Err(e) => {
+            if !failed {
+                tracing::warn!(led = %name, error = %e, "cannot drive LED");
+            }
+            failed = true;
+        }
+    };
+    'modes: loop {
+        let pattern = modes.borrow_and_update().pattern();
+        let start = Instant::now();
+        let mut k: u64 = 0;
+        loop {
+            show(&mut led, pattern.duty(k));
+            let changed = match pattern.step() {
+                None => modes.changed().await,
+                Some(step) => {
+                    let next = start + step_offset(step, k + 1);
+                    tokio::select! {
+                        () = tokio::time::sleep_until(next) => {
+                            // Skip steps missed while the runtime was busy, keep the phase.
+                            let now = Instant::now();
+                            k += 1;
+                            while start + step_offset(step, k + 1) <= now {
+                                k += 1;
+                            }
+                            continue;
+                        }
+                        r = modes.changed() => r,
+                    }
+                }
+            };
+            match changed {
+                Ok(()) => continue 'modes,
+                Err(_) => break 'modes,
+            }
+        }
+    }
+    if let Err(e) = led.off() {
+        tracing::warn!(error = %e, "cannot switch LED off");
+    }
+}
+
+fn step_offset(step: Duration, k: u64) -> Duration {
+    step.saturating_mul(u32::try_from(k).unwrap_or(u32::MAX))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use edgesense_sensors::bus::gpio::{Drive, GpioBus, MockGpio};
+
+    fn spec(idle: LedMode) -> Vec<LedSpec> {
+        vec![LedSpec { name: "red".into(), pin: 17, active_low: false, idle }]
+    }
+
+    #[test]
+    fn claims_rank_critical_warning_manual_idle() {
+        let blink = LedMode::Blink { period_ms: 250 };
+        let mut a = Arbiter::new(&spec(LedMode::ON));
+        assert_eq!(a.effective(0), (LedMode::ON, Source::Idle));
+        a.set_manual(0, Some(LedMode::Off));
+        assert_eq!(a.effective(0).1, Source::Manual);
+        a.claim_alert(0, "warm", Severity::Warning, LedMode::ON);
+        a.claim_alert(0, "hot", Severity::Critical, blink);
+        a.claim_alert(0, "humid", Severity::Warning, LedMode::ON);
+        assert_eq!(a.effective(0), (blink, Source::Alert { name: "hot".into(), severity: Severity::Critical }));
+        a.release_alert(0, "hot");
+        assert_eq!(a.effective(0).1, Source::Alert { name: "humid".into(), severity: Severity::Warning });
+        a.release_alert(0, "humid");
+        a.release_alert(0, "warm");
+        assert_eq!(a.effective(0), (LedMode::Off, Source::Manual));
+        a.set_manual(0, None);
+        assert_eq!(a.effective(0), (LedMode::ON, Source::Idle));
+    }
+
+    /// Blink timing from the mock GPIO's recorded writes: each edge lands within a tolerance of
+    /// its scheduled time `start + k × period/2`, and the error does not grow over the run.
+    #[tokio::test(flavor = "current_thread")]
+    async fn blink_edges_follow_the_clock() {
+        let gpio = MockGpio::new();
+        let led = Led::new(gpio.output(17).unwrap(), false).unwrap();
+        let (tx, rx) = watch::channel(LedMode::Off);
+        let task = tokio::spawn(drive("red".into(), led, rx));
+        tx.send(LedMode::Blink { period_ms: 100 }).unwrap();
+        // Wait (bounded) until 20 edges after the blink started have been written.
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        let edges = loop {
+            let w: Vec<_> = gpio.writes_to(17).into_iter().skip_while(|w| w.drive != Drive::High).collect();
+            if w.len() >= 21 {
+                break w;
+            }
+            assert!(std::time::Instant::now() < deadline, "only {} edges", w.len());
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        drop(tx);
+        task.await.unwrap();
+        let t0 = edges[0].at;
+        for (k, w) in edges.iter().take(21).enumerate() {
+            let expected = if k % 2 == 0 { Drive::High } else { Drive::Low };
+            assert_eq!(w.drive, expected, "edge {k} alternates");
+            let due = t0 + Duration::from_millis(50 * k as u64);
+            let late = w.at.saturating_duration_since(due).as_secs_f64() * 1000.0;
+            let early = due.saturating_duration_since(w.at).as_secs_f64() * 1000.0;
+            assert!(early < 1.0, "edge {k} {early:.1} ms early");
+            assert!(late < 25.0, "edge {k} {late:.1} ms late (no drift allowed)");
+        }
+        assert_eq!(gpio.level(17), Some(Drive::Low), "off after the sender is gone");
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn pulse_uses_pwm_up_to_brightness() {
+        let gpio = MockGpio::new();
+        let led = Led::new(gpio.output(27).unwrap(), false).unwrap();
+        let (tx, rx) = watch::channel(LedMode::Pulse { period_ms: 200, brightness: 0.5 });
+        let task = tokio::spawn(drive("amber".into(), led, rx));
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while gpio.writes_to(27).len() < 25 {
+            assert!(std::time::Instant::now() < deadline);
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        drop(tx);
+        task.await.unwrap();
+        let duties: Vec<f64> = gpio.writes_to(27).iter().map(|w| w.drive.duty()).collect();
+        let max = duties.iter().copied().fold(0.0, f64::max);
+        assert!((max - 0.5).abs() < 0.05, "peaks at brightness: {max}");
+        assert!(duties.iter().any(|&d| d > 0.0 && d < 0.5), "fades through PWM");
+        assert_eq!(gpio.level(27), Some(Drive::Low));
+    }
+}

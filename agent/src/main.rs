@@ -1,0 +1,150 @@
+//! `edgesense-agent`: argument parsing, logging, exit codes. The work is in the library.
+
+use std::{net::SocketAddr, path::PathBuf, process::ExitCode, sync::Arc, time::Duration};
+
+use anyhow::Context;
+use clap::{Parser, ValueEnum};
+use edgesense_agent::{config, spec, Hardware};
+use edgesense_sensors::bus::gpio::MockGpio;
+
+/// Exit status for a bad config or bad flags (clap uses 2 for usage errors too).
+const EXIT_CONFIG: u8 = 2;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "edgesense-agent",
+    version,
+    about = "edgesense node agent: reads sensors, drives LEDs, serves Prometheus metrics and an HTTP API",
+    after_help = "Try it without hardware:\n  edgesense-agent --simulate\n  then open http://localhost:9842/metrics"
+)]
+struct Args {
+    /// Node config (TOML): sensors, LEDs, edge rules, listen address, token file.
+    #[arg(long, value_name = "PATH")]
+    config: Option<PathBuf>,
+
+    /// Simulated hardware: the built-in simulated node, or the config's sensors and LEDs simulated.
+    #[arg(long)]
+    simulate: bool,
+
+    /// Address to serve HTTP on [default: 0.0.0.0:9842, or `listen` from the config].
+    #[arg(long, value_name = "ADDR", value_parser = config::parse_listen)]
+    listen: Option<SocketAddr>,
+
+    /// Log format: human-readable lines, or JSON lines for journald / Loki.
+    #[arg(long, value_enum, default_value_t = LogFormat::Human)]
+    log_format: LogFormat,
+
+    /// Least severe log level shown.
+    #[arg(long, value_name = "LEVEL", default_value = "info", value_parser = ["error", "warn", "info", "debug", "trace"])]
+    log_level: String,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum LogFormat {
+    Human,
+    Json,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    init_logging(args.log_format, &args.log_level);
+
+    let loaded = match &args.config {
+        Some(path) => config::load(path),
+        None => Ok(config::Loaded::none()),
+    };
+    let node = loaded.and_then(|l| spec::resolve(&l, &spec::Overrides { listen: args.listen, simulate: args.simulate }));
+    let node = match node {
+        Ok(n) => n,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    if args.config.is_none() && !node.simulate {
+        eprintln!("error: no hardware to run: give --config PATH for a real node, or --simulate to try the built-in simulated node");
+        return ExitCode::from(EXIT_CONFIG);
+    }
+    let token = match node.token_file.as_deref().map(edgesense_agent::read_token).transpose() {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    match run(node, token) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(node: spec::NodeSpec, token: Option<Vec<u8>>) -> anyhow::Result<()> {
+    let hw = if node.simulate {
+        Hardware::simulated(&node, &MockGpio::new())
+    } else {
+        Hardware::real(&node)
+    }?;
+    // One thread for everything async; sensor reads run on the small blocking pool.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .max_blocking_threads(16)
+        .build()
+        .context("cannot start the async runtime")?;
+    let node = Arc::new(node);
+    let result = rt.block_on(async {
+        let listener = tokio::net::TcpListener::bind(node.listen)
+            .await
+            .with_context(|| format!("cannot listen on {}", node.listen))?;
+        let addr = listener.local_addr().context("listener address")?;
+        tracing::info!(
+            node = %node.node,
+            simulate = node.simulate,
+            sensors = node.sensors.len(),
+            leds = node.leds.len(),
+            auth = node.token_file.is_some(),
+            "listening on http://{addr}"
+        );
+        let running = edgesense_agent::start(Arc::clone(&node), hw, token);
+        edgesense_agent::serve(listener, running, shutdown_signal()).await?;
+        tracing::info!("LEDs off, exiting");
+        anyhow::Ok(())
+    });
+    // A sensor read stuck in the kernel must not hold up the exit.
+    rt.shutdown_timeout(Duration::from_millis(100));
+    result
+}
+
+/// Completes on SIGTERM (docker stop) or SIGINT (Ctrl-C).
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let term = signal(SignalKind::terminate());
+    let int = signal(SignalKind::interrupt());
+    match (term, int) {
+        (Ok(mut term), Ok(mut int)) => {
+            tokio::select! {
+                _ = term.recv() => tracing::info!("SIGTERM received"),
+                _ = int.recv() => tracing::info!("SIGINT received"),
+            }
+        }
+        _ => {
+            tracing::error!("cannot install signal handlers; stop with SIGKILL");
+            std::future::pending::<()>().await;
+        }
+    }
+}
+
+fn init_logging(format: LogFormat, level: &str) {
+    let level: tracing::Level = level.parse().unwrap_or(tracing::Level::INFO);
+    use std::io::IsTerminal;
+    let builder = tracing_subscriber::fmt()
+        .with_max_level(level)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Human => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}

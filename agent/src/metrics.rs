@@ -1,0 +1,127 @@
+//! The Prometheus metrics of a node, rendered once per change and served as cached bytes.
+//!
+//! Names and units follow DESIGN.md: base units (°C, ratio, Pa), `_total` counters, `sensor` and
+//! `kind` labels. A sensor whose read fails loses its value series (no stale value is exported)
+//! and reports `edgesense_sensor_up 0`; the scrape itself never fails.
+
+use std::time::Duration;
+
+use edgesense_sensors::{ErrorReason, Quantity, Readings, SensorError};
+use prometheus::{Encoder, GaugeVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder};
+
+use crate::{config::Severity, spec::NodeSpec};
+
+pub struct Metrics {
+    registry: Registry,
+    values: [GaugeVec; 3],
+    up: IntGaugeVec,
+    errors: IntCounterVec,
+    duration: GaugeVec,
+    led_on: IntGaugeVec,
+    alerts: IntGaugeVec,
+}
+
+fn gauge(r: &Registry, name: &str, help: &str, labels: &[&str]) -> GaugeVec {
+    let g = GaugeVec::new(Opts::new(name, help), labels).expect("valid metric definition");
+    r.register(Box::new(g.clone())).expect("metric registered once");
+    g
+}
+
+fn int_gauge(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
+    let g = IntGaugeVec::new(Opts::new(name, help), labels).expect("valid metric definition");
+    r.register(Box::new(g.clone())).expect("metric registered once");
+    g
+}
+
+impl Metrics {
+    /// Registers every metric and starts each series at its idle value, so `rate()` and
+    /// `absent()` work from the first scrape.
+    pub fn new(spec: &NodeSpec) -> Metrics {
+        let r = Registry::new();
+        let sk = &["sensor", "kind"];
+        let values = [
+            gauge(&r, "edgesense_temperature_celsius", "Temperature in degrees Celsius.", sk),
+            gauge(&r, "edgesense_humidity_ratio", "Relative humidity as a ratio (0-1).", sk),
+            gauge(&r, "edgesense_pressure_pascals", "Air pressure in pascals.", sk),
+        ];
+        let up = int_gauge(&r, "edgesense_sensor_up", "1 if the last read of the sensor succeeded, 0 if it failed.", sk);
+        let errors = IntCounterVec::new(
+            Opts::new("edgesense_sensor_read_errors_total", "Failed sensor reads, by reason."),
+            &["sensor", "kind", "reason"],
+        )
+        .expect("valid metric definition");
+        r.register(Box::new(errors.clone())).expect("metric registered once");
+        let duration = gauge(&r, "edgesense_sensor_read_duration_seconds", "How long the last read of the sensor took.", sk);
+        let led_on = int_gauge(&r, "edgesense_led_on", "1 if the LED is lit (steady, blinking or pulsing), else 0.", &["led"]);
+        let alerts = int_gauge(&r, "edgesense_alerts_active", "Alerts currently active on this node (edge rules and Alertmanager), by severity.", &["severity"]);
+        let node_info = int_gauge(&r, "edgesense_node_info", "Always 1; labels name the node.", &["node", "model", "version"]);
+        let build_info = int_gauge(&r, "edgesense_build_info", "Always 1; labels describe the agent build.", &["version", "arch"]);
+
+        for s in &spec.sensors {
+            let kind = s.kind.as_str();
+            up.with_label_values(&[&s.name, kind]).set(0);
+            for reason in ErrorReason::ALL {
+                errors.with_label_values(&[&s.name, kind, reason.as_str()]).reset();
+            }
+        }
+        for l in &spec.leds {
+            led_on.with_label_values(&[&l.name]).set(0);
+        }
+        for sev in Severity::ALL {
+            alerts.with_label_values(&[sev.as_str()]).set(0);
+        }
+        let version = env!("CARGO_PKG_VERSION");
+        node_info.with_label_values(&[&spec.node, &spec.model, version]).set(1);
+        build_info.with_label_values(&[version, std::env::consts::ARCH]).set(1);
+
+        Metrics { registry: r, values, up, errors, duration, led_on, alerts }
+    }
+
+    /// Records the outcome of one read of `sensor`.
+    pub fn record_read(&self, sensor: &str, kind: &str, result: &Result<Readings, SensorError>, took: Duration) {
+        let labels = [sensor, kind];
+        self.duration.with_label_values(&labels).set(took.as_secs_f64());
+        match result {
+            Ok(r) => {
+                self.up.with_label_values(&labels).set(1);
+                for q in Quantity::ALL {
+                    let g = &self.values[q as usize];
+                    match r.get(q) {
+                        Some(v) => g.with_label_values(&labels).set(v),
+                        None => {
+                            let _ = g.remove_label_values(&labels);
+                        }
+                    }
+                }
+            }
+            Err(e) => {
+                self.up.with_label_values(&labels).set(0);
+                self.errors.with_label_values(&[sensor, kind, e.reason().as_str()]).inc();
+                for g in &self.values {
+                    let _ = g.remove_label_values(&labels);
+                }
+            }
+        }
+    }
+
+    pub fn set_led(&self, led: &str, lit: bool) {
+        self.led_on.with_label_values(&[led]).set(i64::from(lit));
+    }
+
+    pub fn set_alerts(&self, severity: Severity, n: usize) {
+        self.alerts
+            .with_label_values(&[severity.as_str()])
+            .set(i64::try_from(n).unwrap_or(i64::MAX));
+    }
+
+    /// The text exposition format (0.0.4).
+    pub fn render(&self) -> Vec<u8> {
+        let mut buf = Vec::with_capacity(4096);
+        // Encoding into a Vec cannot fail for well-formed metrics.
+        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut buf);
+        buf
+    }
+}
+
+/// The `Content-Type` of [`Metrics::render`]'s output.
+pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
