@@ -99,6 +99,7 @@ fn run(node: spec::NodeSpec, token: Option<Vec<u8>>) -> anyhow::Result<()> {
             .await
             .with_context(|| format!("cannot listen on {}", node.listen))?;
         let addr = listener.local_addr().context("listener address")?;
+        let shutdown = shutdown_signal()?;
         tracing::info!(
             node = %node.node,
             simulate = node.simulate,
@@ -108,7 +109,7 @@ fn run(node: spec::NodeSpec, token: Option<Vec<u8>>) -> anyhow::Result<()> {
             "listening on http://{addr}"
         );
         let running = edgesense_agent::start(Arc::clone(&node), hw, token);
-        edgesense_agent::serve(listener, running, shutdown_signal()).await?;
+        edgesense_agent::serve(listener, running, shutdown).await?;
         tracing::info!("LEDs off, exiting");
         anyhow::Ok(())
     });
@@ -117,23 +118,18 @@ fn run(node: spec::NodeSpec, token: Option<Vec<u8>>) -> anyhow::Result<()> {
     result
 }
 
-/// Completes on SIGTERM (docker stop) or SIGINT (Ctrl-C).
-async fn shutdown_signal() {
+/// Installs the SIGTERM (docker stop) and SIGINT (Ctrl-C) handlers now, so a signal that
+/// arrives right after start-up is not lost; the returned future completes on either.
+fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
     use tokio::signal::unix::{signal, SignalKind};
-    let term = signal(SignalKind::terminate());
-    let int = signal(SignalKind::interrupt());
-    match (term, int) {
-        (Ok(mut term), Ok(mut int)) => {
-            tokio::select! {
-                _ = term.recv() => tracing::info!("SIGTERM received"),
-                _ = int.recv() => tracing::info!("SIGINT received"),
-            }
+    let mut term = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
+    let mut int = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
+    Ok(async move {
+        tokio::select! {
+            _ = term.recv() => tracing::info!("SIGTERM received"),
+            _ = int.recv() => tracing::info!("SIGINT received"),
         }
-        _ => {
-            tracing::error!("cannot install signal handlers; stop with SIGKILL");
-            std::future::pending::<()>().await;
-        }
-    }
+    })
 }
 
 fn init_logging(format: LogFormat, level: &str) {
