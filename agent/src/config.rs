@@ -170,12 +170,17 @@ impl<'de> Deserialize<'de> for ModeSpec {
             },
             Raw::Table(f) => f,
         };
-        fields.to_mode("off").map(ModeSpec).map_err(de::Error::custom)
+        fields
+            .to_mode("off")
+            .map(ModeSpec)
+            .map_err(de::Error::custom)
     }
 }
 
 /// Alert severity, highest wins an LED: critical > warning > manual setting > idle pattern.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize, serde::Serialize)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize, serde::Serialize,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Severity {
     #[default]
@@ -237,9 +242,9 @@ impl Dur {
             .find(|c: char| !(c.is_ascii_digit() || c == '.'))
             .unwrap_or(s.len());
         let (num, unit) = s.split_at(split);
-        let n: f64 = num
-            .parse()
-            .map_err(|_| format!("invalid duration \"{s}\", write e.g. \"500ms\", \"5s\" or \"2m\""))?;
+        let n: f64 = num.parse().map_err(|_| {
+            format!("invalid duration \"{s}\", write e.g. \"500ms\", \"5s\" or \"2m\"")
+        })?;
         let secs = match unit.trim() {
             "ms" => n / 1000.0,
             "s" | "" => n,
@@ -307,8 +312,14 @@ pub fn line_col(text: &str, offset: usize) -> (usize, usize) {
     let offset = offset.min(text.len());
     let before = &text.as_bytes()[..offset];
     let line = before.iter().filter(|&&b| b == b'\n').count() + 1;
-    let line_start = before.iter().rposition(|&b| b == b'\n').map_or(0, |p| p + 1);
-    let col = String::from_utf8_lossy(&before[line_start..]).chars().count() + 1;
+    let line_start = before
+        .iter()
+        .rposition(|&b| b == b'\n')
+        .map_or(0, |p| p + 1);
+    let col = String::from_utf8_lossy(&before[line_start..])
+        .chars()
+        .count()
+        + 1;
     (line, col)
 }
 
@@ -383,7 +394,8 @@ mod tests {
 
     #[test]
     fn unknown_key_names_line_and_column() {
-        let e = err("node = \"pi\"\n\n[[sensor]]\nname = \"room\"\nkind = \"ds18b20\"\ncolour = 3\n");
+        let e =
+            err("node = \"pi\"\n\n[[sensor]]\nname = \"room\"\nkind = \"ds18b20\"\ncolour = 3\n");
         assert_eq!(e.location, Some((6, 1)), "{e}");
         assert!(e.message.contains("unknown field `colour`"), "{e}");
         assert!(e.to_string().starts_with("node.toml:6:1: "), "{e}");
@@ -393,7 +405,10 @@ mod tests {
     fn wrong_type_names_line_and_column() {
         let e = err("[[led]]\nname = \"red\"\npin = \"seventeen\"\n");
         assert_eq!(e.location.map(|l| l.0), Some(3), "{e}");
-        assert!(e.message.contains("u8") || e.message.contains("integer"), "{e}");
+        assert!(
+            e.message.contains("u8") || e.message.contains("integer"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -401,7 +416,8 @@ mod tests {
         let e = err("[[sensor]]\nname = \"x\"\nkind = \"ds18b21\"\n");
         assert_eq!(e.location.map(|l| l.0), Some(3), "{e}");
         assert!(e.message.contains("ds18b20"), "lists the valid kinds: {e}");
-        let e = err("[[led]]\nname = \"red\"\npin = 17\nidle = { mode = \"blink\", period_ms = 1 }\n");
+        let e =
+            err("[[led]]\nname = \"red\"\npin = 17\nidle = { mode = \"blink\", period_ms = 1 }\n");
         assert_eq!(e.location.map(|l| l.0), Some(4), "{e}");
         assert!(e.message.contains("period_ms"), "{e}");
     }
@@ -450,9 +466,18 @@ severity = "critical"
         )
         .unwrap();
         let c = &l.config;
-        assert_eq!(c.poll_interval.as_ref().unwrap().get_ref().0, Duration::from_secs(2));
-        assert_eq!(c.read_timeout.as_ref().unwrap().get_ref().0, Duration::from_millis(1500));
-        assert_eq!(c.sensors[0].interval.as_ref().unwrap().get_ref().0, Duration::from_millis(500));
+        assert_eq!(
+            c.poll_interval.as_ref().unwrap().get_ref().0,
+            Duration::from_secs(2)
+        );
+        assert_eq!(
+            c.read_timeout.as_ref().unwrap().get_ref().0,
+            Duration::from_millis(1500)
+        );
+        assert_eq!(
+            c.sensors[0].interval.as_ref().unwrap().get_ref().0,
+            Duration::from_millis(500)
+        );
         assert!(c.leds[0].active_low);
         assert_eq!(c.rules[0].severity, Severity::Critical);
         assert_eq!(

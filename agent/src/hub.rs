@@ -70,8 +70,16 @@ pub enum LedCommand {
 }
 
 pub enum Msg {
-    Read { sensor: usize, result: Result<Readings, SensorError>, took: Duration },
-    Led { led: usize, cmd: LedCommand, reply: oneshot::Sender<LedStatus> },
+    Read {
+        sensor: usize,
+        result: Result<Readings, SensorError>,
+        took: Duration,
+    },
+    Led {
+        led: usize,
+        cmd: LedCommand,
+        reply: oneshot::Sender<LedStatus>,
+    },
     /// Switch every LED off and stop; the reply comes once the LED tasks have been told.
     Shutdown { reply: oneshot::Sender<()> },
 }
@@ -96,7 +104,10 @@ pub struct Hub {
 impl Hub {
     /// A hub for `spec` driving the LED tasks behind `led_modes` (one per LED, in spec order).
     /// Returns the hub and the receiver of its snapshots.
-    pub fn new(spec: Arc<NodeSpec>, led_modes: Vec<watch::Sender<LedMode>>) -> (Hub, watch::Receiver<Arc<Snapshot>>) {
+    pub fn new(
+        spec: Arc<NodeSpec>,
+        led_modes: Vec<watch::Sender<LedMode>>,
+    ) -> (Hub, watch::Receiver<Arc<Snapshot>>) {
         let metrics = Metrics::new(&spec);
         let sensors = spec
             .sensors
@@ -140,12 +151,19 @@ impl Hub {
     pub async fn run(mut self, mut rx: mpsc::Receiver<Msg>) {
         while let Some(msg) = rx.recv().await {
             match msg {
-                Msg::Read { sensor, result, took } => self.on_read(sensor, result, took),
+                Msg::Read {
+                    sensor,
+                    result,
+                    took,
+                } => self.on_read(sensor, result, took),
                 Msg::Led { led, cmd, reply } => {
-                    self.arbiter.set_manual(led, match cmd {
-                        LedCommand::Set(m) => Some(m),
-                        LedCommand::Auto => None,
-                    });
+                    self.arbiter.set_manual(
+                        led,
+                        match cmd {
+                            LedCommand::Set(m) => Some(m),
+                            LedCommand::Auto => None,
+                        },
+                    );
                     self.apply_led(led);
                     self.publish();
                     if let Some(status) = self.led_status(led) {
@@ -163,8 +181,11 @@ impl Hub {
     }
 
     fn on_read(&mut self, i: usize, result: Result<Readings, SensorError>, took: Duration) {
-        let Some(st) = self.sensors.get_mut(i) else { return };
-        self.metrics.record_read(&st.name, st.kind.as_str(), &result, took);
+        let Some(st) = self.sensors.get_mut(i) else {
+            return;
+        };
+        self.metrics
+            .record_read(&st.name, st.kind.as_str(), &result, took);
         st.read_duration = took;
         st.reads_total += 1;
         match &result {
@@ -197,7 +218,9 @@ impl Hub {
             if rule.sensor != sensor {
                 continue;
             }
-            let Some(v) = r.get(rule.quantity) else { continue };
+            let Some(v) = r.get(rule.quantity) else {
+                continue;
+            };
             let st = &mut self.rules[ri];
             let holds = rule.threshold.holds(v);
             let was = st.firing;
@@ -211,7 +234,8 @@ impl Hub {
             if st.firing != was {
                 if st.firing {
                     tracing::warn!(rule = %rule.name, value = v, severity = rule.severity.as_str(), "edge rule firing");
-                    self.arbiter.claim_alert(rule.led, &rule.name, rule.severity, rule.mode);
+                    self.arbiter
+                        .claim_alert(rule.led, &rule.name, rule.severity, rule.mode);
                 } else {
                     tracing::info!(rule = %rule.name, value = v, "edge rule resolved");
                     self.arbiter.release_alert(rule.led, &rule.name);
@@ -239,7 +263,12 @@ impl Hub {
     fn led_status(&self, i: usize) -> Option<LedStatus> {
         let l = self.spec.leds.get(i)?;
         let (mode, source) = self.arbiter.effective(i);
-        Some(LedStatus { name: l.name.clone(), pin: l.pin, mode, source })
+        Some(LedStatus {
+            name: l.name.clone(),
+            pin: l.pin,
+            mode,
+            source,
+        })
     }
 
     fn alerts(&self) -> Vec<ActiveAlert> {
@@ -260,13 +289,16 @@ impl Hub {
     fn publish(&mut self) {
         let alerts = self.alerts();
         for sev in Severity::ALL {
-            self.metrics.set_alerts(sev, alerts.iter().filter(|a| a.severity == sev).count());
+            self.metrics
+                .set_alerts(sev, alerts.iter().filter(|a| a.severity == sev).count());
         }
         self.seq += 1;
         let snap = Snapshot {
             seq: self.seq,
             sensors: self.sensors.clone(),
-            leds: (0..self.spec.leds.len()).filter_map(|i| self.led_status(i)).collect(),
+            leds: (0..self.spec.leds.len())
+                .filter_map(|i| self.led_status(i))
+                .collect(),
             alerts,
             metrics: Bytes::from(self.metrics.render()),
         };

@@ -41,7 +41,11 @@ impl Arbiter {
         Arbiter {
             leds: leds
                 .iter()
-                .map(|l| Claims { idle: l.idle, manual: None, alerts: BTreeMap::new() })
+                .map(|l| Claims {
+                    idle: l.idle,
+                    manual: None,
+                    alerts: BTreeMap::new(),
+                })
                 .collect(),
         }
     }
@@ -71,17 +75,22 @@ impl Arbiter {
             return (LedMode::Off, Source::Idle);
         };
         // Highest severity wins; among equals the first by name, so the choice is stable.
-        let top = c
-            .alerts
-            .iter()
-            .fold(None::<(&String, &(Severity, LedMode))>, |best, cur| match best {
-                Some(b) if b.1 .0 >= cur.1 .0 => Some(b),
-                _ => Some(cur),
-            });
+        let top =
+            c.alerts.iter().fold(
+                None::<(&String, &(Severity, LedMode))>,
+                |best, cur| match best {
+                    Some(b) if b.1 .0 >= cur.1 .0 => Some(b),
+                    _ => Some(cur),
+                },
+            );
         match (top, c.manual) {
-            (Some((name, &(severity, mode))), _) => {
-                (mode, Source::Alert { name: name.clone(), severity })
-            }
+            (Some((name, &(severity, mode))), _) => (
+                mode,
+                Source::Alert {
+                    name: name.clone(),
+                    severity,
+                },
+            ),
             (None, Some(m)) => (m, Source::Manual),
             (None, None) => (c.idle, Source::Idle),
         }
@@ -147,7 +156,12 @@ mod tests {
     use edgesense_sensors::bus::gpio::{Drive, GpioBus, MockGpio};
 
     fn spec(idle: LedMode) -> Vec<LedSpec> {
-        vec![LedSpec { name: "red".into(), pin: 17, active_low: false, idle }]
+        vec![LedSpec {
+            name: "red".into(),
+            pin: 17,
+            active_low: false,
+            idle,
+        }]
     }
 
     #[test]
@@ -160,9 +174,24 @@ mod tests {
         a.claim_alert(0, "warm", Severity::Warning, LedMode::ON);
         a.claim_alert(0, "hot", Severity::Critical, blink);
         a.claim_alert(0, "humid", Severity::Warning, LedMode::ON);
-        assert_eq!(a.effective(0), (blink, Source::Alert { name: "hot".into(), severity: Severity::Critical }));
+        assert_eq!(
+            a.effective(0),
+            (
+                blink,
+                Source::Alert {
+                    name: "hot".into(),
+                    severity: Severity::Critical
+                }
+            )
+        );
         a.release_alert(0, "hot");
-        assert_eq!(a.effective(0).1, Source::Alert { name: "humid".into(), severity: Severity::Warning });
+        assert_eq!(
+            a.effective(0).1,
+            Source::Alert {
+                name: "humid".into(),
+                severity: Severity::Warning
+            }
+        );
         a.release_alert(0, "humid");
         a.release_alert(0, "warm");
         assert_eq!(a.effective(0), (LedMode::Off, Source::Manual));
@@ -182,11 +211,19 @@ mod tests {
         // Wait (bounded) until 20 edges after the blink started have been written.
         let deadline = std::time::Instant::now() + Duration::from_secs(10);
         let edges = loop {
-            let w: Vec<_> = gpio.writes_to(17).into_iter().skip_while(|w| w.drive != Drive::High).collect();
+            let w: Vec<_> = gpio
+                .writes_to(17)
+                .into_iter()
+                .skip_while(|w| w.drive != Drive::High)
+                .collect();
             if w.len() >= 21 {
                 break w;
             }
-            assert!(std::time::Instant::now() < deadline, "only {} edges", w.len());
+            assert!(
+                std::time::Instant::now() < deadline,
+                "only {} edges",
+                w.len()
+            );
             tokio::time::sleep(Duration::from_millis(20)).await;
         };
         drop(tx);
@@ -201,14 +238,21 @@ mod tests {
             assert!(early < 1.0, "edge {k} {early:.1} ms early");
             assert!(late < 25.0, "edge {k} {late:.1} ms late (no drift allowed)");
         }
-        assert_eq!(gpio.level(17), Some(Drive::Low), "off after the sender is gone");
+        assert_eq!(
+            gpio.level(17),
+            Some(Drive::Low),
+            "off after the sender is gone"
+        );
     }
 
     #[tokio::test(flavor = "current_thread")]
     async fn pulse_uses_pwm_up_to_brightness() {
         let gpio = MockGpio::new();
         let led = Led::new(gpio.output(27).unwrap(), false).unwrap();
-        let (tx, rx) = watch::channel(LedMode::Pulse { period_ms: 200, brightness: 0.5 });
+        let (tx, rx) = watch::channel(LedMode::Pulse {
+            period_ms: 200,
+            brightness: 0.5,
+        });
         let task = tokio::spawn(drive("amber".into(), led, rx));
         let deadline = std::time::Instant::now() + Duration::from_secs(10);
         while gpio.writes_to(27).len() < 25 {
@@ -220,7 +264,10 @@ mod tests {
         let duties: Vec<f64> = gpio.writes_to(27).iter().map(|w| w.drive.duty()).collect();
         let max = duties.iter().copied().fold(0.0, f64::max);
         assert!((max - 0.5).abs() < 0.05, "peaks at brightness: {max}");
-        assert!(duties.iter().any(|&d| d > 0.0 && d < 0.5), "fades through PWM");
+        assert!(
+            duties.iter().any(|&d| d > 0.0 && d < 0.5),
+            "fades through PWM"
+        );
         assert_eq!(gpio.level(27), Some(Drive::Low));
     }
 }

@@ -52,11 +52,17 @@ pub enum HardwareError {
 impl Hardware {
     /// Simulated sensors (drifting from `spec.seed`) and LEDs on `gpio`.
     pub fn simulated(spec: &NodeSpec, gpio: &dyn GpioBus) -> Result<Hardware, HardwareError> {
-        let sensors: Vec<SimSensor> =
-            spec.sensors.iter().map(|s| SimSensor::new(&s.name, s.kind, spec.seed, &[])).collect();
+        let sensors: Vec<SimSensor> = spec
+            .sensors
+            .iter()
+            .map(|s| SimSensor::new(&s.name, s.kind, spec.seed, &[]))
+            .collect();
         let sim = sensors.iter().map(SimSensor::control).collect();
         Ok(Hardware {
-            sensors: sensors.into_iter().map(|s| Box::new(s) as Box<dyn Sensor>).collect(),
+            sensors: sensors
+                .into_iter()
+                .map(|s| Box::new(s) as Box<dyn Sensor>)
+                .collect(),
             leds: open_leds(spec, gpio)?,
             sim,
         })
@@ -73,7 +79,11 @@ impl Hardware {
             })?;
             open_leds(spec, &gpio)?
         };
-        Ok(Hardware { sensors: Vec::new(), leds, sim: Vec::new() })
+        Ok(Hardware {
+            sensors: Vec::new(),
+            leds,
+            sim: Vec::new(),
+        })
     }
 }
 
@@ -83,17 +93,24 @@ fn open_leds(spec: &NodeSpec, gpio: &dyn GpioBus) -> Result<Vec<Led>, HardwareEr
         .map(|l| {
             gpio.output(l.pin)
                 .and_then(|pin| Led::new(pin, l.active_low))
-                .map_err(|source| HardwareError::Led { led: l.name.clone(), source })
+                .map_err(|source| HardwareError::Led {
+                    led: l.name.clone(),
+                    source,
+                })
         })
         .collect()
 }
 
 /// Reads a token file: the first line, trimmed; empty is an error.
 pub fn read_token(path: &Path) -> Result<Vec<u8>, String> {
-    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: cannot read token_file: {e}", path.display()))?;
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("{}: cannot read token_file: {e}", path.display()))?;
     let token = text.lines().next().unwrap_or("").trim();
     if token.is_empty() {
-        return Err(format!("{}: token_file is empty; put the token on its first line", path.display()));
+        return Err(format!(
+            "{}: token_file is empty; put the token on its first line",
+            path.display()
+        ));
     }
     Ok(token.as_bytes().to_vec())
 }
@@ -127,7 +144,15 @@ pub fn start(spec: Arc<NodeSpec>, hw: Hardware, token: Option<Vec<u8>>) -> Runni
         .into_iter()
         .zip(&spec.sensors)
         .enumerate()
-        .map(|(i, (sensor, s))| tokio::spawn(poller::poll(i, sensor, s.interval, spec.read_timeout, hub_tx.clone())))
+        .map(|(i, (sensor, s))| {
+            tokio::spawn(poller::poll(
+                i,
+                sensor,
+                s.interval,
+                spec.read_timeout,
+                hub_tx.clone(),
+            ))
+        })
         .collect();
     let state = http::AppState {
         spec,
@@ -136,7 +161,13 @@ pub fn start(spec: Arc<NodeSpec>, hw: Hardware, token: Option<Vec<u8>>) -> Runni
         sim: hw.sim.into(),
         token: token.map(Into::into),
     };
-    Running { router: http::router(state), snapshot, hub: hub_tx, pollers, led_tasks }
+    Running {
+        router: http::router(state),
+        snapshot,
+        hub: hub_tx,
+        pollers,
+        led_tasks,
+    }
 }
 
 impl Running {
@@ -151,7 +182,10 @@ impl Running {
             let _ = done.await;
         }
         let all_off = futures_util::future::join_all(self.led_tasks);
-        if tokio::time::timeout(LED_OFF_DEADLINE, all_off).await.is_err() {
+        if tokio::time::timeout(LED_OFF_DEADLINE, all_off)
+            .await
+            .is_err()
+        {
             tracing::error!("LEDs did not switch off within {LED_OFF_DEADLINE:?}");
         }
     }
@@ -159,7 +193,11 @@ impl Running {
 
 /// Serves `running` on `listener` until `shutdown` completes, then switches the LEDs off.
 /// Open connections (event streams) are not waited for.
-pub async fn serve(listener: TcpListener, running: Running, shutdown: impl Future<Output = ()>) -> std::io::Result<()> {
+pub async fn serve(
+    listener: TcpListener,
+    running: Running,
+    shutdown: impl Future<Output = ()>,
+) -> std::io::Result<()> {
     let app = running.router.clone();
     tokio::select! {
         r = axum::serve(listener, app) => r?,

@@ -53,7 +53,15 @@ fn main() -> ExitCode {
         Some(path) => config::load(path),
         None => Ok(config::Loaded::none()),
     };
-    let node = loaded.and_then(|l| spec::resolve(&l, &spec::Overrides { listen: args.listen, simulate: args.simulate }));
+    let node = loaded.and_then(|l| {
+        spec::resolve(
+            &l,
+            &spec::Overrides {
+                listen: args.listen,
+                simulate: args.simulate,
+            },
+        )
+    });
     let node = match node {
         Ok(n) => n,
         Err(e) => {
@@ -65,7 +73,12 @@ fn main() -> ExitCode {
         eprintln!("error: no hardware to run: give --config PATH for a real node, or --simulate to try the built-in simulated node");
         return ExitCode::from(EXIT_CONFIG);
     }
-    let token = match node.token_file.as_deref().map(edgesense_agent::read_token).transpose() {
+    let token = match node
+        .token_file
+        .as_deref()
+        .map(edgesense_agent::read_token)
+        .transpose()
+    {
         Ok(t) => t,
         Err(e) => {
             eprintln!("error: {e}");

@@ -23,13 +23,15 @@ pub struct Metrics {
 
 fn gauge(r: &Registry, name: &str, help: &str, labels: &[&str]) -> GaugeVec {
     let g = GaugeVec::new(Opts::new(name, help), labels).expect("valid metric definition");
-    r.register(Box::new(g.clone())).expect("metric registered once");
+    r.register(Box::new(g.clone()))
+        .expect("metric registered once");
     g
 }
 
 fn int_gauge(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
     let g = IntGaugeVec::new(Opts::new(name, help), labels).expect("valid metric definition");
-    r.register(Box::new(g.clone())).expect("metric registered once");
+    r.register(Box::new(g.clone()))
+        .expect("metric registered once");
     g
 }
 
@@ -40,28 +42,79 @@ impl Metrics {
         let r = Registry::new();
         let sk = &["sensor", "kind"];
         let values = [
-            gauge(&r, "edgesense_temperature_celsius", "Temperature in degrees Celsius.", sk),
-            gauge(&r, "edgesense_humidity_ratio", "Relative humidity as a ratio (0-1).", sk),
-            gauge(&r, "edgesense_pressure_pascals", "Air pressure in pascals.", sk),
+            gauge(
+                &r,
+                "edgesense_temperature_celsius",
+                "Temperature in degrees Celsius.",
+                sk,
+            ),
+            gauge(
+                &r,
+                "edgesense_humidity_ratio",
+                "Relative humidity as a ratio (0-1).",
+                sk,
+            ),
+            gauge(
+                &r,
+                "edgesense_pressure_pascals",
+                "Air pressure in pascals.",
+                sk,
+            ),
         ];
-        let up = int_gauge(&r, "edgesense_sensor_up", "1 if the last read of the sensor succeeded, 0 if it failed.", sk);
+        let up = int_gauge(
+            &r,
+            "edgesense_sensor_up",
+            "1 if the last read of the sensor succeeded, 0 if it failed.",
+            sk,
+        );
         let errors = IntCounterVec::new(
-            Opts::new("edgesense_sensor_read_errors_total", "Failed sensor reads, by reason."),
+            Opts::new(
+                "edgesense_sensor_read_errors_total",
+                "Failed sensor reads, by reason.",
+            ),
             &["sensor", "kind", "reason"],
         )
         .expect("valid metric definition");
-        r.register(Box::new(errors.clone())).expect("metric registered once");
-        let duration = gauge(&r, "edgesense_sensor_read_duration_seconds", "How long the last read of the sensor took.", sk);
-        let led_on = int_gauge(&r, "edgesense_led_on", "1 if the LED is lit (steady, blinking or pulsing), else 0.", &["led"]);
-        let alerts = int_gauge(&r, "edgesense_alerts_active", "Alerts currently active on this node (edge rules and Alertmanager), by severity.", &["severity"]);
-        let node_info = int_gauge(&r, "edgesense_node_info", "Always 1; labels name the node.", &["node", "model", "version"]);
-        let build_info = int_gauge(&r, "edgesense_build_info", "Always 1; labels describe the agent build.", &["version", "arch"]);
+        r.register(Box::new(errors.clone()))
+            .expect("metric registered once");
+        let duration = gauge(
+            &r,
+            "edgesense_sensor_read_duration_seconds",
+            "How long the last read of the sensor took.",
+            sk,
+        );
+        let led_on = int_gauge(
+            &r,
+            "edgesense_led_on",
+            "1 if the LED is lit (steady, blinking or pulsing), else 0.",
+            &["led"],
+        );
+        let alerts = int_gauge(
+            &r,
+            "edgesense_alerts_active",
+            "Alerts currently active on this node (edge rules and Alertmanager), by severity.",
+            &["severity"],
+        );
+        let node_info = int_gauge(
+            &r,
+            "edgesense_node_info",
+            "Always 1; labels name the node.",
+            &["node", "model", "version"],
+        );
+        let build_info = int_gauge(
+            &r,
+            "edgesense_build_info",
+            "Always 1; labels describe the agent build.",
+            &["version", "arch"],
+        );
 
         for s in &spec.sensors {
             let kind = s.kind.as_str();
             up.with_label_values(&[&s.name, kind]).set(0);
             for reason in ErrorReason::ALL {
-                errors.with_label_values(&[&s.name, kind, reason.as_str()]).reset();
+                errors
+                    .with_label_values(&[&s.name, kind, reason.as_str()])
+                    .reset();
             }
         }
         for l in &spec.leds {
@@ -71,16 +124,36 @@ impl Metrics {
             alerts.with_label_values(&[sev.as_str()]).set(0);
         }
         let version = env!("CARGO_PKG_VERSION");
-        node_info.with_label_values(&[&spec.node, &spec.model, version]).set(1);
-        build_info.with_label_values(&[version, std::env::consts::ARCH]).set(1);
+        node_info
+            .with_label_values(&[&spec.node, &spec.model, version])
+            .set(1);
+        build_info
+            .with_label_values(&[version, std::env::consts::ARCH])
+            .set(1);
 
-        Metrics { registry: r, values, up, errors, duration, led_on, alerts }
+        Metrics {
+            registry: r,
+            values,
+            up,
+            errors,
+            duration,
+            led_on,
+            alerts,
+        }
     }
 
     /// Records the outcome of one read of `sensor`.
-    pub fn record_read(&self, sensor: &str, kind: &str, result: &Result<Readings, SensorError>, took: Duration) {
+    pub fn record_read(
+        &self,
+        sensor: &str,
+        kind: &str,
+        result: &Result<Readings, SensorError>,
+        took: Duration,
+    ) {
         let labels = [sensor, kind];
-        self.duration.with_label_values(&labels).set(took.as_secs_f64());
+        self.duration
+            .with_label_values(&labels)
+            .set(took.as_secs_f64());
         match result {
             Ok(r) => {
                 self.up.with_label_values(&labels).set(1);
@@ -96,7 +169,9 @@ impl Metrics {
             }
             Err(e) => {
                 self.up.with_label_values(&labels).set(0);
-                self.errors.with_label_values(&[sensor, kind, e.reason().as_str()]).inc();
+                self.errors
+                    .with_label_values(&[sensor, kind, e.reason().as_str()])
+                    .inc();
                 for g in &self.values {
                     let _ = g.remove_label_values(&labels);
                 }

@@ -37,10 +37,16 @@ pub async fn poll(
                 SensorError::Timeout(d) if d.is_zero() => SensorError::Timeout(read_timeout),
                 e => e,
             }),
-            Ok(Err(join)) => Err(SensorError::Io(std::io::Error::other(format!("sensor read panicked: {join}")))),
+            Ok(Err(join)) => Err(SensorError::Io(std::io::Error::other(format!(
+                "sensor read panicked: {join}"
+            )))),
             Err(_) => Err(SensorError::Timeout(read_timeout)),
         };
-        let msg = Msg::Read { sensor: index, result, took: started.elapsed() };
+        let msg = Msg::Read {
+            sensor: index,
+            result,
+            took: started.elapsed(),
+        };
         if hub.send(msg).await.is_err() {
             return;
         }

@@ -98,22 +98,23 @@ pub fn resolve(loaded: &Loaded, flags: &Overrides) -> Result<NodeSpec, ConfigErr
             message: m,
         })?,
     };
-    let dur = |d: &Option<toml::Spanned<config::Dur>>, default: Duration, what: &str| {
-        match d {
-            None => Ok(default),
-            Some(s) if s.get_ref().0 < MIN_INTERVAL => Err(loaded.error_at(
-                s.span(),
-                format!("{what} must be at least {} ms", MIN_INTERVAL.as_millis()),
-            )),
-            Some(s) => Ok(s.get_ref().0),
-        }
+    let dur = |d: &Option<toml::Spanned<config::Dur>>, default: Duration, what: &str| match d {
+        None => Ok(default),
+        Some(s) if s.get_ref().0 < MIN_INTERVAL => Err(loaded.error_at(
+            s.span(),
+            format!("{what} must be at least {} ms", MIN_INTERVAL.as_millis()),
+        )),
+        Some(s) => Ok(s.get_ref().0),
     };
     let read_timeout = dur(&c.read_timeout, DEFAULT_READ_TIMEOUT, "read_timeout")?;
 
     let hardware_from_file = !(c.sensors.is_empty() && c.leds.is_empty() && c.rules.is_empty());
     let builtin;
     let (hw, hw_loaded) = if simulate && !hardware_from_file {
-        builtin = config::parse(Path::new("<built-in simulated node>"), SIMULATED_NODE.into())?;
+        builtin = config::parse(
+            Path::new("<built-in simulated node>"),
+            SIMULATED_NODE.into(),
+        )?;
         (&builtin.config, &builtin)
     } else {
         (c, loaded)
@@ -129,7 +130,12 @@ pub fn resolve(loaded: &Loaded, flags: &Overrides) -> Result<NodeSpec, ConfigErr
         let name = s.name.get_ref();
         check_name(hw_loaded, &s.name)?;
         if !names.insert(name.as_str()) {
-            return Err(hw_loaded.error_at(s.name.span(), format!("a sensor named \"{name}\" is already defined; sensor names must be unique")));
+            return Err(hw_loaded.error_at(
+                s.name.span(),
+                format!(
+                    "a sensor named \"{name}\" is already defined; sensor names must be unique"
+                ),
+            ));
         }
         let kind = s.kind.get_ref().0;
         if !simulate {
@@ -152,14 +158,23 @@ pub fn resolve(loaded: &Loaded, flags: &Overrides) -> Result<NodeSpec, ConfigErr
         let name = l.name.get_ref();
         check_name(hw_loaded, &l.name)?;
         if !led_names.insert(name.as_str()) {
-            return Err(hw_loaded.error_at(l.name.span(), format!("an LED named \"{name}\" is already defined; LED names must be unique")));
+            return Err(hw_loaded.error_at(
+                l.name.span(),
+                format!("an LED named \"{name}\" is already defined; LED names must be unique"),
+            ));
         }
         let pin = *l.pin.get_ref();
         if pin > edgesense_sensors::bus::gpio::MAX_HEADER_PIN {
-            return Err(hw_loaded.error_at(l.pin.span(), format!("GPIO{pin} is not on the header; use a BCM number 0 … 27")));
+            return Err(hw_loaded.error_at(
+                l.pin.span(),
+                format!("GPIO{pin} is not on the header; use a BCM number 0 … 27"),
+            ));
         }
         if !pins.insert(pin) {
-            return Err(hw_loaded.error_at(l.pin.span(), format!("GPIO{pin} is already used by another LED")));
+            return Err(hw_loaded.error_at(
+                l.pin.span(),
+                format!("GPIO{pin} is already used by another LED"),
+            ));
         }
         leds.push(LedSpec {
             name: name.clone(),
@@ -174,15 +189,42 @@ pub fn resolve(loaded: &Loaded, flags: &Overrides) -> Result<NodeSpec, ConfigErr
         let sensor = sensors
             .iter()
             .position(|s| s.name == *r.sensor.get_ref())
-            .ok_or_else(|| hw_loaded.error_at(r.sensor.span(), format!("no sensor named \"{}\"; define it in a [[sensor]] table", r.sensor.get_ref())))?;
+            .ok_or_else(|| {
+                hw_loaded.error_at(
+                    r.sensor.span(),
+                    format!(
+                        "no sensor named \"{}\"; define it in a [[sensor]] table",
+                        r.sensor.get_ref()
+                    ),
+                )
+            })?;
         let led = leds
             .iter()
             .position(|l| l.name == *r.led.get_ref())
-            .ok_or_else(|| hw_loaded.error_at(r.led.span(), format!("no LED named \"{}\"; define it in a [[led]] table", r.led.get_ref())))?;
-        let quantity = r.quantity.as_ref().map_or(Quantity::Temperature, |q| q.get_ref().0);
+            .ok_or_else(|| {
+                hw_loaded.error_at(
+                    r.led.span(),
+                    format!(
+                        "no LED named \"{}\"; define it in a [[led]] table",
+                        r.led.get_ref()
+                    ),
+                )
+            })?;
+        let quantity = r
+            .quantity
+            .as_ref()
+            .map_or(Quantity::Temperature, |q| q.get_ref().0);
         if !sensors[sensor].kind.quantities().contains(&quantity) {
             let span = r.quantity.as_ref().map_or(r.sensor.span(), |q| q.span());
-            return Err(hw_loaded.error_at(span, format!("sensor \"{}\" ({}) does not measure {}", sensors[sensor].name, sensors[sensor].kind, quantity.as_str())));
+            return Err(hw_loaded.error_at(
+                span,
+                format!(
+                    "sensor \"{}\" ({}) does not measure {}",
+                    sensors[sensor].name,
+                    sensors[sensor].kind,
+                    quantity.as_str()
+                ),
+            ));
         }
         let threshold = match (r.above, r.below) {
             (Some(a), None) if a.is_finite() => Threshold::Above(a),
@@ -216,7 +258,11 @@ pub fn resolve(loaded: &Loaded, flags: &Overrides) -> Result<NodeSpec, ConfigErr
 
     Ok(NodeSpec {
         node: c.node.clone().unwrap_or_else(hostname),
-        model: if simulate { "simulated".into() } else { pi_model() },
+        model: if simulate {
+            "simulated".into()
+        } else {
+            pi_model()
+        },
         listen,
         token_file: c.token_file.clone(),
         read_timeout,
@@ -233,11 +279,15 @@ fn check_name(loaded: &Loaded, name: &toml::Spanned<String>) -> Result<(), Confi
     let n = name.get_ref();
     let ok = !n.is_empty()
         && n.len() <= 64
-        && n.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.');
+        && n.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.');
     if ok {
         Ok(())
     } else {
-        Err(loaded.error_at(name.span(), format!("invalid name \"{n}\": use 1–64 letters, digits, '-', '_' or '.'")))
+        Err(loaded.error_at(
+            name.span(),
+            format!("invalid name \"{n}\": use 1–64 letters, digits, '-', '_' or '.'"),
+        ))
     }
 }
 
@@ -266,13 +316,30 @@ mod tests {
 
     fn resolve_text(text: &str, simulate: bool) -> Result<NodeSpec, ConfigError> {
         let loaded = config::parse(Path::new("n.toml"), text.into())?;
-        resolve(&loaded, &Overrides { listen: None, simulate })
+        resolve(
+            &loaded,
+            &Overrides {
+                listen: None,
+                simulate,
+            },
+        )
     }
 
     #[test]
     fn builtin_simulated_node_matches_design() {
-        let n = resolve(&Loaded::none(), &Overrides { listen: None, simulate: true }).unwrap();
-        let names: Vec<_> = n.sensors.iter().map(|s| (s.name.as_str(), s.kind)).collect();
+        let n = resolve(
+            &Loaded::none(),
+            &Overrides {
+                listen: None,
+                simulate: true,
+            },
+        )
+        .unwrap();
+        let names: Vec<_> = n
+            .sensors
+            .iter()
+            .map(|s| (s.name.as_str(), s.kind))
+            .collect();
         assert_eq!(
             names,
             [
@@ -304,20 +371,38 @@ mod tests {
 
     #[test]
     fn flags_override_the_file() {
-        let loaded = config::parse(Path::new("n.toml"), "listen = \"127.0.0.1:1\"\n".into()).unwrap();
-        let n = resolve(&loaded, &Overrides { listen: Some("127.0.0.1:2".parse().unwrap()), simulate: true }).unwrap();
+        let loaded =
+            config::parse(Path::new("n.toml"), "listen = \"127.0.0.1:1\"\n".into()).unwrap();
+        let n = resolve(
+            &loaded,
+            &Overrides {
+                listen: Some("127.0.0.1:2".parse().unwrap()),
+                simulate: true,
+            },
+        )
+        .unwrap();
         assert_eq!(n.listen.port(), 2);
     }
 
     #[test]
     fn semantic_errors_point_at_the_line() {
-        let base = "[[sensor]]\nname = \"room\"\nkind = \"ds18b20\"\n[[led]]\nname = \"red\"\npin = 17\n";
-        let e = resolve_text(&format!("{base}[[rule]]\nsensor = \"kitchen\"\nabove = 30\nled = \"red\"\n"), true).unwrap_err();
+        let base =
+            "[[sensor]]\nname = \"room\"\nkind = \"ds18b20\"\n[[led]]\nname = \"red\"\npin = 17\n";
+        let e = resolve_text(
+            &format!("{base}[[rule]]\nsensor = \"kitchen\"\nabove = 30\nled = \"red\"\n"),
+            true,
+        )
+        .unwrap_err();
         assert_eq!(e.location.map(|l| l.0), Some(8), "{e}");
         assert!(e.message.contains("kitchen"), "{e}");
-        let e = resolve_text(&format!("{base}[[led]]\nname = \"blue\"\npin = 17\n"), true).unwrap_err();
+        let e =
+            resolve_text(&format!("{base}[[led]]\nname = \"blue\"\npin = 17\n"), true).unwrap_err();
         assert_eq!(e.location.map(|l| l.0), Some(9), "{e}");
-        let e = resolve_text(&format!("{base}[[rule]]\nsensor = \"room\"\nled = \"red\"\n"), true).unwrap_err();
+        let e = resolve_text(
+            &format!("{base}[[rule]]\nsensor = \"room\"\nled = \"red\"\n"),
+            true,
+        )
+        .unwrap_err();
         assert!(e.message.contains("above"), "{e}");
         let e = resolve_text(&format!("{base}[[rule]]\nsensor = \"room\"\nquantity = \"humidity\"\nbelow = 0.2\nled = \"red\"\n"), true).unwrap_err();
         assert_eq!(e.location.map(|l| l.0), Some(9), "{e}");
@@ -329,7 +414,8 @@ mod tests {
 
     #[test]
     fn real_hardware_without_a_driver_suggests_simulate() {
-        let e = resolve_text("[[sensor]]\nname = \"room\"\nkind = \"ds18b20\"\n", false).unwrap_err();
+        let e =
+            resolve_text("[[sensor]]\nname = \"room\"\nkind = \"ds18b20\"\n", false).unwrap_err();
         assert_eq!(e.location, Some((3, 8)), "{e}");
         assert!(e.message.contains("--simulate"), "{e}");
     }

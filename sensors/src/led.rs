@@ -32,11 +32,18 @@ pub const MAX_PERIOD_MS: u32 = 60_000;
 pub enum LedMode {
     Off,
     /// Steady on at `brightness` (0.0 – 1.0; below 1.0 uses PWM).
-    On { brightness: f64 },
+    On {
+        brightness: f64,
+    },
     /// Full on for half of `period_ms`, off for the other half.
-    Blink { period_ms: u32 },
+    Blink {
+        period_ms: u32,
+    },
     /// Fades up to `brightness` and back down once per `period_ms` (PWM).
-    Pulse { period_ms: u32, brightness: f64 },
+    Pulse {
+        period_ms: u32,
+        brightness: f64,
+    },
 }
 
 /// Why a mode is not acceptable.
@@ -117,9 +124,7 @@ impl Pattern {
     pub fn step(&self) -> Option<Duration> {
         match self.mode {
             LedMode::Off | LedMode::On { .. } => None,
-            LedMode::Blink { period_ms } => {
-                Some(Duration::from_micros(u64::from(period_ms) * 500))
-            }
+            LedMode::Blink { period_ms } => Some(Duration::from_micros(u64::from(period_ms) * 500)),
             LedMode::Pulse { period_ms, .. } => Some(Duration::from_micros(
                 u64::from(period_ms) * 1000 / u64::from(Self::pulse_steps(period_ms)),
             )),

@@ -16,7 +16,11 @@ pub enum Quantity {
 
 impl Quantity {
     /// Every quantity, in the order used by [`Readings`].
-    pub const ALL: [Quantity; 3] = [Quantity::Temperature, Quantity::Humidity, Quantity::Pressure];
+    pub const ALL: [Quantity; 3] = [
+        Quantity::Temperature,
+        Quantity::Humidity,
+        Quantity::Pressure,
+    ];
 
     /// Lower-case name used in JSON and configs.
     pub fn as_str(self) -> &'static str {

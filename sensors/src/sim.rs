@@ -297,8 +297,14 @@ mod tests {
             .iter()
             .fold((f64::MAX, f64::MIN), |(a, b), &x| (a.min(x), b.max(x)));
         assert!(max - min > 0.05, "values should move: {min} … {max}");
-        assert!(min > 15.0 && max < 28.0, "stays near 21.5 °C: {min} … {max}");
-        let biggest_step = v.windows(2).map(|w| (w[1] - w[0]).abs()).fold(0.0, f64::max);
+        assert!(
+            min > 15.0 && max < 28.0,
+            "stays near 21.5 °C: {min} … {max}"
+        );
+        let biggest_step = v
+            .windows(2)
+            .map(|w| (w[1] - w[0]).abs())
+            .fold(0.0, f64::max);
         assert!(biggest_step < 0.5, "no jumps between polls: {biggest_step}");
     }
 
@@ -308,7 +314,9 @@ mod tests {
         let c = s.control();
         c.hold(Quantity::Temperature, Some(31.5));
         for _ in 0..3 {
-            let r = s.step(Duration::from_secs(5), SystemTime::UNIX_EPOCH).unwrap();
+            let r = s
+                .step(Duration::from_secs(5), SystemTime::UNIX_EPOCH)
+                .unwrap();
             assert_eq!(r.get(Quantity::Temperature), Some(31.5));
             assert!(r.get(Quantity::Humidity).is_some());
             assert!(r.get(Quantity::Pressure).is_some());

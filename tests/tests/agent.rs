@@ -10,8 +10,15 @@ use std::{
 use edgesense_tests::{agent_bin, metric, wait_until, which, Agent};
 
 fn run_agent(args: &[&str]) -> (i32, String) {
-    let out = Command::new(agent_bin()).args(args).stdin(Stdio::null()).output().expect("run agent");
-    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stderr).into_owned())
+    let out = Command::new(agent_bin())
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run agent");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 fn write_config(dir: &tempfile::TempDir, name: &str, text: &str) -> String {
@@ -23,14 +30,28 @@ fn write_config(dir: &tempfile::TempDir, name: &str, text: &str) -> String {
 #[test]
 fn config_errors_exit_2_with_file_line_and_column() {
     let dir = tempfile::tempdir().unwrap();
-    let unknown = write_config(&dir, "unknown.toml", "listen = \"127.0.0.1:0\"\n[[led]]\nname = \"red\"\npin = 17\nblink = true\n");
+    let unknown = write_config(
+        &dir,
+        "unknown.toml",
+        "listen = \"127.0.0.1:0\"\n[[led]]\nname = \"red\"\npin = 17\nblink = true\n",
+    );
     let (code, err) = run_agent(&["--config", &unknown]);
     assert_eq!(code, 2, "{err}");
-    assert!(err.contains(&format!("{unknown}:5:1:")), "names file:line:col: {err}");
+    assert!(
+        err.contains(&format!("{unknown}:5:1:")),
+        "names file:line:col: {err}"
+    );
     assert!(err.contains("unknown field `blink`"), "{err}");
-    assert!(err.contains("expected one of"), "says what would be valid: {err}");
+    assert!(
+        err.contains("expected one of"),
+        "says what would be valid: {err}"
+    );
 
-    let wrong_type = write_config(&dir, "type.toml", "[[led]]\nname = \"red\"\npin = 17\nactive_low = \"yes\"\n");
+    let wrong_type = write_config(
+        &dir,
+        "type.toml",
+        "[[led]]\nname = \"red\"\npin = 17\nactive_low = \"yes\"\n",
+    );
     let (code, err) = run_agent(&["--config", &wrong_type, "--simulate"]);
     assert_eq!(code, 2, "{err}");
     assert!(err.contains(&format!("{wrong_type}:4:")), "{err}");
@@ -38,7 +59,10 @@ fn config_errors_exit_2_with_file_line_and_column() {
 
     let (code, err) = run_agent(&["--config", "/nonexistent/node.toml"]);
     assert_eq!(code, 2, "{err}");
-    assert!(err.contains("/nonexistent/node.toml") && err.contains("cannot read"), "{err}");
+    assert!(
+        err.contains("/nonexistent/node.toml") && err.contains("cannot read"),
+        "{err}"
+    );
 
     let (code, err) = run_agent(&[]);
     assert_eq!(code, 2, "{err}");
@@ -51,15 +75,22 @@ fn config_errors_exit_2_with_file_line_and_column() {
 #[test]
 fn simulated_node_scrape_passes_promtool() {
     let agent = Agent::start(&["--simulate"]);
-    let text = wait_until("all four simulated sensors up", Duration::from_secs(20), || {
-        let r = agent.get("/metrics");
-        let up = ["room", "outside"]
-            .iter()
-            .map(|s| format!("edgesense_sensor_up{{kind=\"ds18b20\",sensor=\"{s}\"}}"))
-            .chain(["edgesense_sensor_up{kind=\"thermal\",sensor=\"soc\"}".into(), "edgesense_sensor_up{kind=\"bme280\",sensor=\"env\"}".into()])
-            .all(|s| metric(&r.body, &s) == Some(1.0));
-        (r.status == 200 && up).then_some(r.body)
-    });
+    let text = wait_until(
+        "all four simulated sensors up",
+        Duration::from_secs(20),
+        || {
+            let r = agent.get("/metrics");
+            let up = ["room", "outside"]
+                .iter()
+                .map(|s| format!("edgesense_sensor_up{{kind=\"ds18b20\",sensor=\"{s}\"}}"))
+                .chain([
+                    "edgesense_sensor_up{kind=\"thermal\",sensor=\"soc\"}".into(),
+                    "edgesense_sensor_up{kind=\"bme280\",sensor=\"env\"}".into(),
+                ])
+                .all(|s| metric(&r.body, &s) == Some(1.0));
+            (r.status == 200 && up).then_some(r.body)
+        },
+    );
     for name in [
         "edgesense_temperature_celsius{kind=\"ds18b20\",sensor=\"room\"}",
         "edgesense_humidity_ratio{kind=\"bme280\",sensor=\"env\"}",
@@ -73,7 +104,8 @@ fn simulated_node_scrape_passes_promtool() {
     assert!(text.contains("edgesense_build_info{"), "build info");
     assert!(text.contains("edgesense_sensor_read_duration_seconds{"));
 
-    let promtool = which("promtool").expect("promtool on PATH (tests/run.sh installs Debian's prometheus package)");
+    let promtool = which("promtool")
+        .expect("promtool on PATH (tests/run.sh installs Debian's prometheus package)");
     let mut child = Command::new(promtool)
         .args(["check", "metrics"])
         .stdin(Stdio::piped())
@@ -81,11 +113,26 @@ fn simulated_node_scrape_passes_promtool() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    child.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
     let out = child.wait_with_output().unwrap();
-    let report = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    assert!(out.status.success(), "promtool check metrics failed:\n{report}");
-    assert!(report.trim().is_empty(), "promtool lint findings:\n{report}");
+    let report = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success(),
+        "promtool check metrics failed:\n{report}"
+    );
+    assert!(
+        report.trim().is_empty(),
+        "promtool lint findings:\n{report}"
+    );
 
     // promtool does see problems: feed it a broken exposition to prove the check can fail.
     let mut child = Command::new(which("promtool").unwrap())
@@ -95,10 +142,21 @@ fn simulated_node_scrape_passes_promtool() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    child.stdin.take().unwrap().write_all(b"# TYPE bad_metric counter\nbad_metric 1\n").unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"# TYPE bad_metric counter\nbad_metric 1\n")
+        .unwrap();
     let out = child.wait_with_output().unwrap();
-    assert!(!out.status.success(), "promtool fails a counter without _total");
-    assert!(String::from_utf8_lossy(&out.stderr).contains("_total"), "and says why");
+    assert!(
+        !out.status.success(),
+        "promtool fails a counter without _total"
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("_total"),
+        "and says why"
+    );
 }
 
 #[test]
@@ -106,21 +164,38 @@ fn token_file_guards_writes() {
     let dir = tempfile::tempdir().unwrap();
     let token = dir.path().join("token");
     std::fs::write(&token, "t0ps3cret\n").unwrap();
-    let cfg = write_config(&dir, "node.toml", &format!("token_file = {:?}\n", token.to_str().unwrap()));
+    let cfg = write_config(
+        &dir,
+        "node.toml",
+        &format!("token_file = {:?}\n", token.to_str().unwrap()),
+    );
     let agent = Agent::start(&["--simulate", "--config", &cfg]);
     let body = r#"{"mode":"on"}"#;
     let r = agent.put("/api/v1/leds/amber", None, body);
     assert_eq!(r.status, 401, "{}", r.body);
-    assert!(r.header("www-authenticate").is_some_and(|h| h.starts_with("Bearer")));
-    assert_eq!(agent.put("/api/v1/leds/amber", Some("wrong"), body).status, 401);
-    assert_eq!(agent.get("/api/v1/leds").json()["leds"][1]["mode"], "off", "unchanged");
+    assert!(r
+        .header("www-authenticate")
+        .is_some_and(|h| h.starts_with("Bearer")));
+    assert_eq!(
+        agent.put("/api/v1/leds/amber", Some("wrong"), body).status,
+        401
+    );
+    assert_eq!(
+        agent.get("/api/v1/leds").json()["leds"][1]["mode"],
+        "off",
+        "unchanged"
+    );
     let r = agent.put("/api/v1/leds/amber", Some("t0ps3cret"), body);
     assert_eq!(r.status, 200, "{}", r.body);
     assert_eq!(agent.get("/api/v1/leds").json()["leds"][1]["mode"], "on");
 
     let empty = dir.path().join("empty");
     std::fs::write(&empty, "\n").unwrap();
-    let cfg = write_config(&dir, "empty.toml", &format!("token_file = {:?}\n", empty.to_str().unwrap()));
+    let cfg = write_config(
+        &dir,
+        "empty.toml",
+        &format!("token_file = {:?}\n", empty.to_str().unwrap()),
+    );
     let (code, err) = run_agent(&["--simulate", "--config", &cfg]);
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("empty"), "{err}");
@@ -129,18 +204,32 @@ fn token_file_guards_writes() {
 #[test]
 fn sigterm_switches_leds_off_and_exits_0_within_a_second() {
     let mut agent = Agent::start(&["--simulate"]);
-    assert_eq!(agent.put("/api/v1/leds/red", None, r#"{"mode":"blink","period_ms":100}"#).status, 200);
+    assert_eq!(
+        agent
+            .put(
+                "/api/v1/leds/red",
+                None,
+                r#"{"mode":"blink","period_ms":100}"#
+            )
+            .status,
+        200
+    );
     // An open event stream must not hold up the exit.
     let stream = std::net::TcpStream::connect(agent.addr).unwrap();
-    (&stream).write_all(b"GET /api/v1/events HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    (&stream)
+        .write_all(b"GET /api/v1/events HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
     let t0 = Instant::now();
     agent.signal(libc::SIGTERM);
     let status = agent.wait_exit(Duration::from_secs(1));
     let took = t0.elapsed();
-    let status = status.unwrap_or_else(|| panic!("still running 1 s after SIGTERM; log:\n{}", agent.log()));
+    let status =
+        status.unwrap_or_else(|| panic!("still running 1 s after SIGTERM; log:\n{}", agent.log()));
     assert_eq!(status.code(), Some(0), "log:\n{}", agent.log());
     assert!(took < Duration::from_secs(1), "{took:?}");
-    wait_until("the exit log line", Duration::from_secs(2), || agent.log().contains("LEDs off").then_some(()));
+    wait_until("the exit log line", Duration::from_secs(2), || {
+        agent.log().contains("LEDs off").then_some(())
+    });
     drop(stream);
 }
 
@@ -148,20 +237,28 @@ fn sigterm_switches_leds_off_and_exits_0_within_a_second() {
 fn sigint_also_exits_0() {
     let mut agent = Agent::start(&["--simulate"]);
     agent.signal(libc::SIGINT);
-    let status = agent.wait_exit(Duration::from_secs(1)).expect("exits within 1 s");
+    let status = agent
+        .wait_exit(Duration::from_secs(1))
+        .expect("exits within 1 s");
     assert_eq!(status.code(), Some(0));
 }
 
 #[test]
 fn json_logs_are_json_lines() {
     let agent = Agent::start(&["--simulate", "--log-format", "json"]);
-    assert_eq!(agent.put("/api/v1/leds/red", None, r#"{"mode":"on"}"#).status, 200);
+    assert_eq!(
+        agent
+            .put("/api/v1/leds/red", None, r#"{"mode":"on"}"#)
+            .status,
+        200
+    );
     let log = wait_until("the LED log line", Duration::from_secs(5), || {
         let l = agent.log();
         l.contains("LED set through the API").then_some(l)
     });
     for line in log.lines() {
-        let v: serde_json::Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+        let v: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
         assert!(v["level"].is_string() && v["fields"].is_object(), "{line}");
     }
 }
@@ -171,7 +268,8 @@ fn events_stream_sends_a_snapshot_at_once() {
     let agent = Agent::start(&["--simulate"]);
     let mut s = std::net::TcpStream::connect(agent.addr).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    s.write_all(b"GET /api/v1/events HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    s.write_all(b"GET /api/v1/events HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
     let mut got = Vec::new();
     let mut buf = [0u8; 4096];
     let text = wait_until("a snapshot event", Duration::from_secs(10), || {
@@ -181,5 +279,9 @@ fn events_stream_sends_a_snapshot_at_once() {
         (t.contains("event: snapshot") && t.contains("\"leds\"")).then_some(t)
     });
     assert!(text.starts_with("HTTP/1.1 200"), "{text}");
-    assert!(text.to_ascii_lowercase().contains("content-type: text/event-stream"), "{text}");
+    assert!(
+        text.to_ascii_lowercase()
+            .contains("content-type: text/event-stream"),
+        "{text}"
+    );
 }

@@ -1,20 +1,33 @@
 //! Read endpoints (`/metrics`, `/healthz`, `/api/v1/readings`, `/api/v1/leds`, the SSE stream)
 //! and the LED write endpoint. Reads only look at the current snapshot, never at hardware.
 
-use std::{convert::Infallible, time::{Duration, UNIX_EPOCH}};
+use std::{
+    convert::Infallible,
+    time::{Duration, UNIX_EPOCH},
+};
 
 use axum::{
     extract::{Path, State},
     http::header,
-    response::{sse::{Event, KeepAlive, Sse}, IntoResponse},
+    response::{
+        sse::{Event, KeepAlive, Sse},
+        IntoResponse,
+    },
     Json,
 };
 use edgesense_sensors::{led::LedMode, ErrorReason};
 use futures_util::Stream;
 use serde_json::{json, Value};
 
-use super::{error::{ApiError, StrictJson}, AppState};
-use crate::{config::ModeFields, hub::{LedCommand, LedStatus, Msg, Snapshot}, metrics};
+use super::{
+    error::{ApiError, StrictJson},
+    AppState,
+};
+use crate::{
+    config::ModeFields,
+    hub::{LedCommand, LedStatus, Msg, Snapshot},
+    metrics,
+};
 
 pub async fn metrics(State(st): State<AppState>) -> impl IntoResponse {
     let body = st.snapshot.borrow().metrics.clone();
@@ -24,7 +37,9 @@ pub async fn metrics(State(st): State<AppState>) -> impl IntoResponse {
 pub async fn healthz(State(st): State<AppState>) -> Json<Value> {
     let snap = st.snapshot.borrow().clone();
     let up = snap.sensors.iter().filter(|s| s.up).count();
-    Json(json!({ "status": "ok", "node": st.spec.node, "sensors_up": up, "sensors": snap.sensors.len() }))
+    Json(
+        json!({ "status": "ok", "node": st.spec.node, "sensors_up": up, "sensors": snap.sensors.len() }),
+    )
 }
 
 pub async fn readings(State(st): State<AppState>) -> Json<Value> {
@@ -50,13 +65,24 @@ pub async fn set_led(
         .position(|l| l.name == name)
         .ok_or_else(|| ApiError::NotFound(format!("no LED named \"{name}\"")))?;
     let cmd = match body.mode.as_deref() {
-        None => return Err(ApiError::BadRequest("\"mode\" is required: off, on, blink, pulse or auto".into())),
+        None => {
+            return Err(ApiError::BadRequest(
+                "\"mode\" is required: off, on, blink, pulse or auto".into(),
+            ))
+        }
         Some("auto") if body.period_ms.is_none() && body.brightness.is_none() => LedCommand::Auto,
-        Some("auto") => return Err(ApiError::BadRequest("mode \"auto\" takes no period_ms or brightness".into())),
+        Some("auto") => {
+            return Err(ApiError::BadRequest(
+                "mode \"auto\" takes no period_ms or brightness".into(),
+            ))
+        }
         Some(_) => LedCommand::Set(body.to_mode("off").map_err(ApiError::BadRequest)?),
     };
     let (reply, rx) = tokio::sync::oneshot::channel();
-    st.hub.send(Msg::Led { led, cmd, reply }).await.map_err(|_| ApiError::Unavailable)?;
+    st.hub
+        .send(Msg::Led { led, cmd, reply })
+        .await
+        .map_err(|_| ApiError::Unavailable)?;
     let status = rx.await.map_err(|_| ApiError::Unavailable)?;
     tracing::info!(led = %name, mode = status.mode.name(), "LED set through the API");
     Ok(Json(led_json(&status)))
@@ -64,7 +90,9 @@ pub async fn set_led(
 
 /// `GET /api/v1/events`: a `snapshot` event with readings, LEDs and alerts now and after every
 /// change.
-pub async fn events(State(st): State<AppState>) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
+pub async fn events(
+    State(st): State<AppState>,
+) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
     let mut rx = st.snapshot.clone();
     rx.mark_changed();
     let stream = futures_util::stream::unfold((rx, st), |(mut rx, st)| async move {
@@ -115,7 +143,9 @@ fn readings_json(st: &AppState, snap: &Snapshot) -> Value {
     let alerts: Vec<Value> = snap
         .alerts
         .iter()
-        .map(|a| json!({ "name": a.name, "severity": a.severity, "led": a.led, "origin": a.origin }))
+        .map(
+            |a| json!({ "name": a.name, "severity": a.severity, "led": a.led, "origin": a.origin }),
+        )
         .collect();
     json!({ "node": st.spec.node, "model": st.spec.model, "sensors": sensors, "alerts": alerts })
 }
@@ -132,7 +162,10 @@ fn led_json(l: &LedStatus) -> Value {
         LedMode::Off => {}
         LedMode::On { brightness } => v["brightness"] = json!(brightness),
         LedMode::Blink { period_ms } => v["period_ms"] = json!(period_ms),
-        LedMode::Pulse { period_ms, brightness } => {
+        LedMode::Pulse {
+            period_ms,
+            brightness,
+        } => {
             v["period_ms"] = json!(period_ms);
             v["brightness"] = json!(brightness);
         }

@@ -12,7 +12,11 @@ use super::{error::ApiError, AppState};
 
 /// Passes the request on when no token is configured or the `Authorization: Bearer` header
 /// carries it; 401 otherwise. The comparison takes the same time wherever the tokens differ.
-pub async fn require_token(State(st): State<AppState>, req: Request, next: Next) -> Result<Response, ApiError> {
+pub async fn require_token(
+    State(st): State<AppState>,
+    req: Request,
+    next: Next,
+) -> Result<Response, ApiError> {
     if let Some(token) = &st.token {
         let given = req
             .headers()

@@ -36,7 +36,12 @@ impl IntoResponse for ApiError {
         };
         let body = Json(serde_json::json!({ "error": self.to_string() }));
         if matches!(self, ApiError::Unauthorized) {
-            (status, [(header::WWW_AUTHENTICATE, "Bearer realm=\"edgesense\"")], body).into_response()
+            (
+                status,
+                [(header::WWW_AUTHENTICATE, "Bearer realm=\"edgesense\"")],
+                body,
+            )
+                .into_response()
         } else {
             (status, body).into_response()
         }

@@ -17,7 +17,10 @@ use axum::{
 use edgesense_sensors::sim::SimControl;
 use tokio::sync::{mpsc, watch};
 
-use crate::{hub::{Msg, Snapshot}, spec::NodeSpec};
+use crate::{
+    hub::{Msg, Snapshot},
+    spec::NodeSpec,
+};
 
 /// What every handler gets.
 #[derive(Clone)]
@@ -38,7 +41,10 @@ pub fn router(state: AppState) -> Router {
     if state.spec.simulate {
         writes = writes.route("/api/v1/sim/sensors/{name}", put(sim::set_sensor));
     }
-    let writes = writes.route_layer(middleware::from_fn_with_state(state.clone(), auth::require_token));
+    let writes = writes.route_layer(middleware::from_fn_with_state(
+        state.clone(),
+        auth::require_token,
+    ));
     Router::new()
         .route("/", get(index))
         .route("/metrics", get(api::metrics))

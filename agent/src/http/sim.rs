@@ -5,12 +5,18 @@
 //! with that reason (`"hang"` makes reads block, so the per-read timeout fires) until
 //! `{"fault": null}`.
 
-use axum::{extract::{Path, State}, Json};
+use axum::{
+    extract::{Path, State},
+    Json,
+};
 use edgesense_sensors::{sim::SimFault, ErrorReason, Quantity};
 use serde::{Deserialize, Deserializer};
 use serde_json::{json, Value};
 
-use super::{error::{ApiError, StrictJson}, AppState};
+use super::{
+    error::{ApiError, StrictJson},
+    AppState,
+};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -23,7 +29,9 @@ pub struct SimBody {
 }
 
 /// Tells a field that is absent (`None`) from one that is `null` (`Some(None)`).
-fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Option<Option<T>>, D::Error> {
+fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
+    d: D,
+) -> Result<Option<Option<T>>, D::Error> {
     Option::<T>::deserialize(d).map(Some)
 }
 
@@ -39,15 +47,25 @@ pub async fn set_sensor(
         .enumerate()
         .find(|(_, s)| s.name == name)
         .ok_or_else(|| ApiError::NotFound(format!("no sensor named \"{name}\"")))?;
-    let control = st.sim.get(i).ok_or_else(|| ApiError::NotFound(format!("sensor \"{name}\" is not simulated")))?;
+    let control = st
+        .sim
+        .get(i)
+        .ok_or_else(|| ApiError::NotFound(format!("sensor \"{name}\" is not simulated")))?;
     let quantity = match &body.quantity {
         None => spec.kind.quantities()[0],
         Some(q) => Quantity::parse(q)
             .filter(|q| spec.kind.quantities().contains(q))
-            .ok_or_else(|| ApiError::BadRequest(format!("sensor \"{name}\" ({}) does not measure \"{q}\"", spec.kind)))?,
+            .ok_or_else(|| {
+                ApiError::BadRequest(format!(
+                    "sensor \"{name}\" ({}) does not measure \"{q}\"",
+                    spec.kind
+                ))
+            })?,
     };
     if body.value.is_none() && body.fault.is_none() {
-        return Err(ApiError::BadRequest("give \"value\" (a number or null) and/or \"fault\"".into()));
+        return Err(ApiError::BadRequest(
+            "give \"value\" (a number or null) and/or \"fault\"".into(),
+        ));
     }
     if let Some(Some(v)) = body.value {
         if !v.is_finite() {

@@ -22,7 +22,10 @@ pub enum Drive {
     Low,
     High,
     /// Software PWM at `frequency_hz` with `duty` in 0.0 ..= 1.0 (fraction of each period high).
-    Pwm { frequency_hz: f64, duty: f64 },
+    Pwm {
+        frequency_hz: f64,
+        duty: f64,
+    },
 }
 
 impl Drive {
@@ -42,7 +45,9 @@ impl Drive {
 pub enum GpioError {
     /// The GPIO peripheral could not be opened: not a Raspberry Pi, or no access to
     /// `/dev/gpiomem`. On a laptop, run with `--simulate`.
-    #[error("cannot open GPIO ({0}); not a Raspberry Pi? Try `--simulate` to run without hardware")]
+    #[error(
+        "cannot open GPIO ({0}); not a Raspberry Pi? Try `--simulate` to run without hardware"
+    )]
     Unavailable(String),
     /// The pin is in use by another driver (e.g. 1-Wire on GPIO4) or claimed twice in the config.
     #[error("GPIO{pin} is busy: {detail}")]
@@ -310,7 +315,10 @@ mod tests {
     fn mock_refuses_double_claim_and_bad_pins() {
         let gpio = MockGpio::new();
         let _p = gpio.output(4).unwrap();
-        assert!(matches!(gpio.output(4), Err(GpioError::PinBusy { pin: 4, .. })));
+        assert!(matches!(
+            gpio.output(4),
+            Err(GpioError::PinBusy { pin: 4, .. })
+        ));
         assert!(matches!(gpio.output(40), Err(GpioError::NoSuchPin(40))));
     }
 

@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# Every check and test of edgesense: README's test command, and what CI runs (.ci/run).
+# Installs what is missing (Debian packages, rustup components), idempotently, then runs
+# rustfmt, clippy -D warnings, and all tests (cargo-nextest if present, else cargo test).
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+step() { printf '\n==> %s\n' "$*"; }
+
+as_root() {
+    if [ "$(id -u)" = 0 ]; then "$@"; elif command -v sudo >/dev/null; then sudo "$@"; else
+        echo "error: need root (or sudo) to run: $*" >&2; exit 1
+    fi
+}
+
+# Debian packages the tests use, keyed by the command they provide.
+declare -A PKG_FOR=(
+    [promtool]=prometheus
+)
+missing=()
+for cmd in "${!PKG_FOR[@]}"; do
+    command -v "$cmd" >/dev/null || missing+=("${PKG_FOR[$cmd]}")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+    step "installing Debian packages: ${missing[*]}"
+    as_root apt-get update -qq
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+for comp in rustfmt clippy; do
+    if ! cargo "${comp/rustfmt/fmt}" --version >/dev/null 2>&1; then
+        step "installing rustup component $comp"
+        rustup component add "$comp"
+    fi
+done
+
+step "cargo fmt --check"
+cargo fmt --all -- --check
+
+step "cargo clippy -D warnings"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+step "building the binaries the end-to-end tests run"
+cargo build --workspace --bins --locked
+export EDGESENSE_AGENT_BIN="$PWD/target/debug/edgesense-agent"
+
+step "tests"
+if command -v cargo-nextest >/dev/null; then
+    cargo nextest run --workspace --locked --no-fail-fast
+else
+    cargo test --workspace --locked --no-fail-fast
+fi
