@@ -130,6 +130,32 @@ impl fmt::Display for ErrorReason {
     }
 }
 
+/// Failed attempts by reason, for drivers that retry inside one read (DHT22).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RetriedErrors([u32; ErrorReason::ALL.len()]);
+
+impl RetriedErrors {
+    pub fn add(&mut self, reason: ErrorReason) {
+        self.0[reason as usize] += 1;
+    }
+
+    pub fn count(&self, reason: ErrorReason) -> u32 {
+        self.0[reason as usize]
+    }
+
+    pub fn total(&self) -> u32 {
+        self.0.iter().sum()
+    }
+
+    /// (reason, count) for every reason with a count above zero.
+    pub fn iter(&self) -> impl Iterator<Item = (ErrorReason, u32)> + '_ {
+        ErrorReason::ALL
+            .into_iter()
+            .map(|r| (r, self.count(r)))
+            .filter(|(_, n)| *n > 0)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -13,14 +13,21 @@
 //! synchronous. The agent runs each read on a blocking thread with a timeout, so a slow sensor never
 //! holds up another one.
 
+pub mod bme280;
 pub mod bus;
+pub mod detect;
+pub mod dht22;
+pub mod ds18b20;
 mod error;
+pub mod hwmon;
+pub mod iio;
 mod kind;
 pub mod led;
 mod reading;
 pub mod sim;
+pub mod thermal;
 
-pub use error::{ErrorReason, SensorError};
+pub use error::{ErrorReason, RetriedErrors, SensorError};
 pub use kind::SensorKind;
 pub use reading::{Quantity, Reading, Readings};
 
@@ -38,6 +45,13 @@ pub trait Sensor: Send {
     /// Takes one measurement. May block for as long as the device needs (a DS18B20 conversion is
     /// 750 ms at 12-bit resolution); the caller applies the timeout.
     fn read(&mut self) -> Result<Readings, SensorError>;
+
+    /// Failed attempts that the last [`Sensor::read`] retried (and perhaps recovered from),
+    /// taken once: the agent counts them in `edgesense_sensor_read_errors_total` like failed
+    /// reads. Drivers that never retry keep the default.
+    fn take_retried(&mut self) -> RetriedErrors {
+        RetriedErrors::default()
+    }
 }
 
 impl<S: Sensor + ?Sized> Sensor for Box<S> {
@@ -49,5 +63,8 @@ impl<S: Sensor + ?Sized> Sensor for Box<S> {
     }
     fn read(&mut self) -> Result<Readings, SensorError> {
         (**self).read()
+    }
+    fn take_retried(&mut self) -> RetriedErrors {
+        (**self).take_retried()
     }
 }
