@@ -31,6 +31,12 @@ pub struct Config {
     pub simulate: bool,
     /// Seed for simulated values (same seed, same drift).
     pub seed: Option<u64>,
+    /// Where the kernel's sysfs is (default `/`, so `/sys/...`): point it at a copied or
+    /// hand-made tree to test a config without the hardware.
+    pub sysfs_root: Option<PathBuf>,
+    /// `"auto"`: also read every supported sensor found on the node (see `--list-sensors`).
+    #[serde(rename = "sensors")]
+    pub sensors_auto: Option<Spanned<String>>,
     #[serde(default, rename = "sensor")]
     pub sensors: Vec<SensorConfig>,
     #[serde(default, rename = "led")]
@@ -46,6 +52,23 @@ pub struct SensorConfig {
     pub kind: Spanned<KindName>,
     /// Overrides `poll_interval` for this sensor.
     pub interval: Option<Spanned<Dur>>,
+    /// ds18b20: the 1-Wire serial directory, `28-0316a2795bff`.
+    pub id: Option<Spanned<String>>,
+    /// thermal: the zone number (default 0, the SoC on every Pi).
+    pub zone: Option<Spanned<u32>>,
+    /// hwmon: the chip's `name` (`cpu_thermal`, `drivetemp`, …).
+    pub chip: Option<Spanned<String>>,
+    /// hwmon: the input (default `temp1`).
+    pub input: Option<Spanned<String>>,
+    /// bme280 / bmp280: `"iio"` (kernel driver, the default) or `"i2c"` (direct).
+    pub bus: Option<Spanned<String>>,
+    /// bme280 / bmp280 on IIO, dht22: the IIO directory (`iio:device0`); default the first
+    /// device of the kernel driver.
+    pub device: Option<Spanned<String>>,
+    /// bme280 / bmp280 on I2C: the bus number (default 1, `/dev/i2c-1`).
+    pub i2c_bus: Option<Spanned<u8>>,
+    /// bme280 / bmp280 on I2C: 0x76 (default) or 0x77.
+    pub address: Option<Spanned<u16>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -5,7 +5,9 @@
 use std::{sync::Arc, time::Duration};
 
 use axum::body::Bytes;
-use edgesense_sensors::{led::LedMode, ErrorReason, Readings, SensorError, SensorKind};
+use edgesense_sensors::{
+    led::LedMode, ErrorReason, Readings, RetriedErrors, SensorError, SensorKind,
+};
 use tokio::{
     sync::{mpsc, oneshot, watch},
     time::Instant,
@@ -73,6 +75,8 @@ pub enum Msg {
     Read {
         sensor: usize,
         result: Result<Readings, SensorError>,
+        /// Failed attempts the driver retried within this read (counted as errors too).
+        retried: RetriedErrors,
         took: Duration,
     },
     Led {
@@ -154,8 +158,9 @@ impl Hub {
                 Msg::Read {
                     sensor,
                     result,
+                    retried,
                     took,
-                } => self.on_read(sensor, result, took),
+                } => self.on_read(sensor, result, retried, took),
                 Msg::Led { led, cmd, reply } => {
                     self.arbiter.set_manual(
                         led,
@@ -180,12 +185,23 @@ impl Hub {
         }
     }
 
-    fn on_read(&mut self, i: usize, result: Result<Readings, SensorError>, took: Duration) {
+    fn on_read(
+        &mut self,
+        i: usize,
+        result: Result<Readings, SensorError>,
+        retried: RetriedErrors,
+        took: Duration,
+    ) {
         let Some(st) = self.sensors.get_mut(i) else {
             return;
         };
         self.metrics
             .record_read(&st.name, st.kind.as_str(), &result, took);
+        for (reason, n) in retried.iter() {
+            st.errors_total[reason as usize] += u64::from(n);
+            self.metrics
+                .count_errors(&st.name, st.kind.as_str(), reason, n);
+        }
         st.read_duration = took;
         st.reads_total += 1;
         match &result {

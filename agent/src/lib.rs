@@ -7,9 +7,12 @@
 //! LED, the only code that touches a pin.
 
 pub mod config;
+pub mod devices;
+pub mod hardware;
 pub mod http;
 pub mod hub;
 pub mod leds;
+pub mod list;
 pub mod metrics;
 pub mod poller;
 pub mod spec;
@@ -17,89 +20,18 @@ pub mod spec;
 use std::{future::Future, path::Path, sync::Arc, time::Duration};
 
 use axum::Router;
-use edgesense_sensors::{
-    bus::gpio::{GpioBus, GpioError, RppalGpio},
-    led::{Led, LedMode},
-    sim::{SimControl, SimSensor},
-    Sensor,
-};
+use edgesense_sensors::led::LedMode;
 use tokio::{
     net::TcpListener,
     sync::{mpsc, oneshot, watch},
     task::JoinHandle,
 };
 
+pub use crate::hardware::{Hardware, HardwareError};
 use crate::{
     hub::{Hub, Msg, Snapshot},
     spec::NodeSpec,
 };
-
-/// The node's devices, opened and ready.
-pub struct Hardware {
-    pub sensors: Vec<Box<dyn Sensor>>,
-    pub leds: Vec<Led>,
-    /// Controls of simulated sensors, by sensor index (empty for real hardware).
-    pub sim: Vec<SimControl>,
-}
-
-/// Why the hardware could not be opened.
-#[derive(Debug, thiserror::Error)]
-pub enum HardwareError {
-    #[error("LED \"{led}\": {source}")]
-    Led { led: String, source: GpioError },
-}
-
-impl Hardware {
-    /// Simulated sensors (drifting from `spec.seed`) and LEDs on `gpio`.
-    pub fn simulated(spec: &NodeSpec, gpio: &dyn GpioBus) -> Result<Hardware, HardwareError> {
-        let sensors: Vec<SimSensor> = spec
-            .sensors
-            .iter()
-            .map(|s| SimSensor::new(&s.name, s.kind, spec.seed, &[]))
-            .collect();
-        let sim = sensors.iter().map(SimSensor::control).collect();
-        Ok(Hardware {
-            sensors: sensors
-                .into_iter()
-                .map(|s| Box::new(s) as Box<dyn Sensor>)
-                .collect(),
-            leds: open_leds(spec, gpio)?,
-            sim,
-        })
-    }
-
-    /// The Pi's own devices. Fails with a hint to use `--simulate` on a machine that is not a Pi.
-    pub fn real(spec: &NodeSpec) -> Result<Hardware, HardwareError> {
-        let leds = if spec.leds.is_empty() {
-            Vec::new()
-        } else {
-            let gpio = RppalGpio::open().map_err(|source| HardwareError::Led {
-                led: spec.leds[0].name.clone(),
-                source,
-            })?;
-            open_leds(spec, &gpio)?
-        };
-        Ok(Hardware {
-            sensors: Vec::new(),
-            leds,
-            sim: Vec::new(),
-        })
-    }
-}
-
-fn open_leds(spec: &NodeSpec, gpio: &dyn GpioBus) -> Result<Vec<Led>, HardwareError> {
-    spec.leds
-        .iter()
-        .map(|l| {
-            gpio.output(l.pin)
-                .and_then(|pin| Led::new(pin, l.active_low))
-                .map_err(|source| HardwareError::Led {
-                    led: l.name.clone(),
-                    source,
-                })
-        })
-        .collect()
-}
 
 /// Reads a token file: the first line, trimmed; empty is an error.
 pub fn read_token(path: &Path) -> Result<Vec<u8>, String> {

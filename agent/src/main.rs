@@ -26,6 +26,16 @@ struct Args {
     #[arg(long)]
     simulate: bool,
 
+    /// Where sysfs is [default: /, or `sysfs_root` from the config]; point it at a prepared tree
+    /// to try a config without the hardware.
+    #[arg(long, value_name = "PATH")]
+    sysfs_root: Option<PathBuf>,
+
+    /// Print every supported sensor found on this node as [[sensor]] tables ready to paste into
+    /// a config (each read once), then exit.
+    #[arg(long)]
+    list_sensors: bool,
+
     /// Address to serve HTTP on [default: 0.0.0.0:9842, or `listen` from the config].
     #[arg(long, value_name = "ADDR", value_parser = config::parse_listen)]
     listen: Option<SocketAddr>,
@@ -49,6 +59,10 @@ fn main() -> ExitCode {
     let args = Args::parse();
     init_logging(args.log_format, &args.log_level);
 
+    if args.list_sensors {
+        return list_sensors(&args);
+    }
+
     let loaded = match &args.config {
         Some(path) => config::load(path),
         None => Ok(config::Loaded::none()),
@@ -59,6 +73,7 @@ fn main() -> ExitCode {
             &spec::Overrides {
                 listen: args.listen,
                 simulate: args.simulate,
+                sysfs_root: args.sysfs_root.clone(),
             },
         )
     });
@@ -92,6 +107,29 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// `--list-sensors`: the sysfs root from the flag, else from the config, else `/`.
+fn list_sensors(args: &Args) -> ExitCode {
+    let from_config = match &args.config {
+        Some(path) => match config::load(path) {
+            Ok(l) => l.config.sysfs_root,
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::from(EXIT_CONFIG);
+            }
+        },
+        None => None,
+    };
+    let root = args
+        .sysfs_root
+        .clone()
+        .or(from_config)
+        .unwrap_or_else(|| PathBuf::from("/"));
+    let found = edgesense_agent::devices::detect(&root);
+    let reads = edgesense_agent::list::read_each(&root, &found);
+    print!("{}", edgesense_agent::list::render(&root, &found, &reads));
+    ExitCode::SUCCESS
 }
 
 fn run(node: spec::NodeSpec, token: Option<Vec<u8>>) -> anyhow::Result<()> {

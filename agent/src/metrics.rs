@@ -179,6 +179,13 @@ impl Metrics {
         }
     }
 
+    /// Counts `n` failed attempts that a driver retried within one read.
+    pub fn count_errors(&self, sensor: &str, kind: &str, reason: ErrorReason, n: u32) {
+        self.errors
+            .with_label_values(&[sensor, kind, reason.as_str()])
+            .inc_by(u64::from(n));
+    }
+
     pub fn set_led(&self, led: &str, lit: bool) {
         self.led_on.with_label_values(&[led]).set(i64::from(lit));
     }

@@ -6,7 +6,7 @@ use std::{
     time::Duration,
 };
 
-use edgesense_sensors::{Sensor, SensorError};
+use edgesense_sensors::{RetriedErrors, Sensor, SensorError};
 use tokio::{sync::mpsc, time::MissedTickBehavior};
 
 use crate::hub::Msg;
@@ -28,23 +28,39 @@ pub async fn poll(
         let started = tokio::time::Instant::now();
         let s = Arc::clone(&sensor);
         let read = tokio::task::spawn_blocking(move || match s.try_lock() {
-            Ok(mut s) => s.read(),
+            Ok(mut s) => {
+                let r = s.read();
+                (r, s.take_retried())
+            }
             // The previous read is still stuck on the bus (it timed out but has not returned).
-            Err(_) => Err(SensorError::Timeout(Duration::ZERO)),
+            Err(_) => (
+                Err(SensorError::Timeout(Duration::ZERO)),
+                RetriedErrors::default(),
+            ),
         });
-        let result = match tokio::time::timeout(read_timeout, read).await {
-            Ok(Ok(r)) => r.map_err(|e| match e {
-                SensorError::Timeout(d) if d.is_zero() => SensorError::Timeout(read_timeout),
-                e => e,
-            }),
-            Ok(Err(join)) => Err(SensorError::Io(std::io::Error::other(format!(
-                "sensor read panicked: {join}"
-            )))),
-            Err(_) => Err(SensorError::Timeout(read_timeout)),
+        let (result, retried) = match tokio::time::timeout(read_timeout, read).await {
+            Ok(Ok((r, retried))) => (
+                r.map_err(|e| match e {
+                    SensorError::Timeout(d) if d.is_zero() => SensorError::Timeout(read_timeout),
+                    e => e,
+                }),
+                retried,
+            ),
+            Ok(Err(join)) => (
+                Err(SensorError::Io(std::io::Error::other(format!(
+                    "sensor read panicked: {join}"
+                )))),
+                RetriedErrors::default(),
+            ),
+            Err(_) => (
+                Err(SensorError::Timeout(read_timeout)),
+                RetriedErrors::default(),
+            ),
         };
         let msg = Msg::Read {
             sensor: index,
             result,
+            retried,
             took: started.elapsed(),
         };
         if hub.send(msg).await.is_err() {

@@ -3,9 +3,12 @@
 
 use std::{collections::HashSet, net::SocketAddr, path::Path, path::PathBuf, time::Duration};
 
-use edgesense_sensors::{led::LedMode, Quantity, SensorKind};
+use edgesense_sensors::{detect::Device, led::LedMode, Quantity, SensorKind};
 
-use crate::config::{self, ConfigError, Loaded, Severity, DEFAULT_LISTEN};
+use crate::{
+    config::{self, ConfigError, Loaded, Severity, DEFAULT_LISTEN},
+    devices,
+};
 
 /// The built-in simulated node, used by `--simulate` when the config has no sensors of its own.
 pub const SIMULATED_NODE: &str = include_str!("simulated-node.toml");
@@ -24,6 +27,8 @@ pub struct NodeSpec {
     pub token_file: Option<PathBuf>,
     pub read_timeout: Duration,
     pub simulate: bool,
+    /// Where sysfs is mounted (`/` on a Pi).
+    pub sysfs_root: PathBuf,
     pub seed: u64,
     pub sensors: Vec<SensorSpec>,
     pub leds: Vec<LedSpec>,
@@ -35,6 +40,8 @@ pub struct SensorSpec {
     pub name: String,
     pub kind: SensorKind,
     pub interval: Duration,
+    /// Where the sensor is; `None` only on a simulated node whose config does not say.
+    pub device: Option<Device>,
 }
 
 #[derive(Clone, Debug)]
@@ -79,6 +86,7 @@ pub struct RuleSpec {
 pub struct Overrides {
     pub listen: Option<SocketAddr>,
     pub simulate: bool,
+    pub sysfs_root: Option<PathBuf>,
 }
 
 /// Checks `loaded` and applies `flags`. With `--simulate` and no sensors, LEDs or rules in the
@@ -108,7 +116,15 @@ pub fn resolve(loaded: &Loaded, flags: &Overrides) -> Result<NodeSpec, ConfigErr
     };
     let read_timeout = dur(&c.read_timeout, DEFAULT_READ_TIMEOUT, "read_timeout")?;
 
-    let hardware_from_file = !(c.sensors.is_empty() && c.leds.is_empty() && c.rules.is_empty());
+    let sysfs_root = flags
+        .sysfs_root
+        .clone()
+        .or_else(|| c.sysfs_root.clone())
+        .unwrap_or_else(|| PathBuf::from("/"));
+    let hardware_from_file = !(c.sensors.is_empty()
+        && c.leds.is_empty()
+        && c.rules.is_empty()
+        && c.sensors_auto.is_none());
     let builtin;
     let (hw, hw_loaded) = if simulate && !hardware_from_file {
         builtin = config::parse(
@@ -137,18 +153,22 @@ pub fn resolve(loaded: &Loaded, flags: &Overrides) -> Result<NodeSpec, ConfigErr
                 ),
             ));
         }
-        let kind = s.kind.get_ref().0;
-        if !simulate {
-            return Err(hw_loaded.error_at(
-                s.kind.span(),
-                format!("this build has no hardware driver for \"{kind}\" yet; run with --simulate (or `simulate = true`) to simulate it"),
-            ));
-        }
         sensors.push(SensorSpec {
             name: name.clone(),
-            kind,
+            kind: s.kind.get_ref().0,
             interval: dur(&s.interval, poll_interval, "interval")?,
+            device: devices::device_of(hw_loaded, s, simulate)?,
         });
+    }
+    if let Some(auto) = &hw.sensors_auto {
+        if auto.get_ref() != "auto" {
+            return Err(hw_loaded.error_at(
+                auto.span(),
+                format!("sensors = \"{}\" is not a choice; write sensors = \"auto\" to read every sensor found, or list them in [[sensor]] tables", auto.get_ref()),
+            ));
+        }
+        let found = devices::detect(&sysfs_root);
+        devices::add_detected(&mut sensors, found, poll_interval);
     }
 
     let mut led_names = HashSet::new();
@@ -267,6 +287,7 @@ pub fn resolve(loaded: &Loaded, flags: &Overrides) -> Result<NodeSpec, ConfigErr
         token_file: c.token_file.clone(),
         read_timeout,
         simulate,
+        sysfs_root,
         seed: c.seed.or(hw.seed).unwrap_or(42),
         sensors,
         leds,
@@ -321,6 +342,7 @@ mod tests {
             &Overrides {
                 listen: None,
                 simulate,
+                sysfs_root: None,
             },
         )
     }
@@ -332,6 +354,7 @@ mod tests {
             &Overrides {
                 listen: None,
                 simulate: true,
+                sysfs_root: None,
             },
         )
         .unwrap();
@@ -378,6 +401,7 @@ mod tests {
             &Overrides {
                 listen: Some("127.0.0.1:2".parse().unwrap()),
                 simulate: true,
+                sysfs_root: None,
             },
         )
         .unwrap();
@@ -410,13 +434,5 @@ mod tests {
         assert_eq!(e.location, Some((1, 10)), "{e}");
         let e = resolve_text("poll_interval = \"10ms\"\n", true).unwrap_err();
         assert!(e.message.contains("at least"), "{e}");
-    }
-
-    #[test]
-    fn real_hardware_without_a_driver_suggests_simulate() {
-        let e =
-            resolve_text("[[sensor]]\nname = \"room\"\nkind = \"ds18b20\"\n", false).unwrap_err();
-        assert_eq!(e.location, Some((3, 8)), "{e}");
-        assert!(e.message.contains("--simulate"), "{e}");
     }
 }

@@ -52,6 +52,7 @@ fn node(text: &str, token: Option<&str>, simulate: bool) -> Node {
     let mut spec = spec::resolve(
         &loaded,
         &spec::Overrides {
+            sysfs_root: None,
             listen: None,
             simulate: true,
         },
