@@ -43,6 +43,38 @@ pub struct Config {
     pub leds: Vec<LedConfig>,
     #[serde(default, rename = "rule")]
     pub rules: Vec<RuleConfig>,
+    /// Which LED an alert lights (Alertmanager's and the edge rules'), by its labels.
+    #[serde(default, rename = "alert")]
+    pub alert_routes: Vec<AlertRouteConfig>,
+    /// Where a received Alertmanager payload is forwarded.
+    pub relay: Option<RelayConfig>,
+}
+
+/// `[[alert]]`: every firing alert whose labels match lights `led` in this pattern.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AlertRouteConfig {
+    /// Label values the alert must all have, e.g. `{ severity = "critical" }`; none: every alert.
+    #[serde(default, rename = "match")]
+    pub matchers: std::collections::BTreeMap<String, String>,
+    pub led: Spanned<String>,
+    pub mode: Option<String>,
+    pub period_ms: Option<u32>,
+    pub brightness: Option<f64>,
+    /// The claim's rank on the LED; default the alert's own `severity` label.
+    pub severity: Option<Severity>,
+}
+
+/// `[relay]`: the peers a received Alertmanager payload is forwarded to (once; they do not
+/// forward it again).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RelayConfig {
+    /// Peer agents as `host:port`.
+    #[serde(default)]
+    pub peers: Vec<Spanned<String>>,
+    /// `name:port` whose A records are the peers (in the swarm: `edgesense-agent:9842`).
+    pub dns: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -6,7 +6,7 @@ use std::{collections::HashMap, sync::Arc};
 use edgesense_sensors::{
     bme280::{Bme280I2c, Bme280Iio},
     bus::{
-        gpio::{GpioBus, GpioError, RppalGpio},
+        gpio::{GpioBus, GpioError, MockGpio, RppalGpio},
         i2c::{I2cBus, I2cError, RppalI2c},
         sysfs::{Sysfs, SysfsBus},
     },
@@ -28,6 +28,8 @@ pub struct Hardware {
     pub leds: Vec<Led>,
     /// Controls of simulated sensors, by sensor index (empty for real hardware).
     pub sim: Vec<SimControl>,
+    /// The mock GPIO the LEDs are on, when they are (its record is served to tests).
+    pub gpio_record: Option<MockGpio>,
 }
 
 /// Why the hardware could not be opened.
@@ -58,6 +60,7 @@ impl Hardware {
                 .collect(),
             leds: open_leds(spec, gpio)?,
             sim,
+            gpio_record: None,
         })
     }
 
@@ -79,6 +82,7 @@ impl Hardware {
             sensors: open_sensors(spec),
             leds,
             sim: Vec::new(),
+            gpio_record: None,
         })
     }
 
@@ -88,6 +92,7 @@ impl Hardware {
             sensors: open_sensors(spec),
             leds: open_leds(spec, gpio)?,
             sim: Vec::new(),
+            gpio_record: None,
         })
     }
 }

@@ -13,7 +13,13 @@ use tokio::{
     time::Instant,
 };
 
+pub use crate::alerts::ActiveAlert;
 use crate::{
+    alerts::{
+        self,
+        set::{AlertSet, Applied},
+        webhook::Alert,
+    },
     config::Severity,
     leds::{Arbiter, Source},
     metrics::Metrics,
@@ -54,15 +60,6 @@ pub struct LedStatus {
     pub source: Source,
 }
 
-#[derive(Clone, Debug)]
-pub struct ActiveAlert {
-    pub name: String,
-    pub severity: Severity,
-    pub led: String,
-    /// Where the alert came from (`rule` for edge rules).
-    pub origin: &'static str,
-}
-
 /// A change to an LED requested through the API.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum LedCommand {
@@ -84,6 +81,11 @@ pub enum Msg {
         cmd: LedCommand,
         reply: oneshot::Sender<LedStatus>,
     },
+    /// Alertmanager alerts for this node (already filtered by `node` label), from one payload.
+    Webhook {
+        alerts: Vec<Alert>,
+        reply: oneshot::Sender<Applied>,
+    },
     /// Switch every LED off and stop; the reply comes once the LED tasks have been told.
     Shutdown { reply: oneshot::Sender<()> },
 }
@@ -100,6 +102,9 @@ pub struct Hub {
     sensors: Vec<SensorStatus>,
     arbiter: Arbiter,
     rules: Vec<RuleState>,
+    webhook: AlertSet,
+    /// The active alerts as of the last change.
+    active: Vec<ActiveAlert>,
     led_modes: Vec<watch::Sender<LedMode>>,
     out: watch::Sender<Arc<Snapshot>>,
     seq: u64,
@@ -137,6 +142,8 @@ impl Hub {
         let mut hub = Hub {
             arbiter: Arbiter::new(&spec.leds),
             rules: vec![RuleState::default(); spec.rules.len()],
+            webhook: AlertSet::default(),
+            active: Vec::new(),
             metrics,
             sensors,
             led_modes,
@@ -153,7 +160,29 @@ impl Hub {
 
     /// Handles messages until shutdown (or until every sender is gone).
     pub async fn run(mut self, mut rx: mpsc::Receiver<Msg>) {
-        while let Some(msg) = rx.recv().await {
+        loop {
+            // Wake for the next Alertmanager alert whose `endsAt` passes without a resolve.
+            let expiry = self.webhook.next_expiry_ms().map(|ms| {
+                let wait = u64::try_from(ms.saturating_sub(now_ms())).unwrap_or(0);
+                Instant::now() + Duration::from_millis(wait)
+            });
+            let msg = tokio::select! {
+                m = rx.recv() => match m {
+                    Some(m) => m,
+                    None => return,
+                },
+                () = sleep_until_some(expiry) => {
+                    let gone = self.webhook.expire(now_ms());
+                    for a in &gone {
+                        tracing::info!(alert = a.name(), fingerprint = %a.fingerprint, "alert expired: endsAt passed without a resolve");
+                    }
+                    if !gone.is_empty() {
+                        self.sync_claims();
+                        self.publish();
+                    }
+                    continue;
+                }
+            };
             match msg {
                 Msg::Read {
                     sensor,
@@ -174,6 +203,14 @@ impl Hub {
                     if let Some(status) = self.led_status(led) {
                         let _ = reply.send(status);
                     }
+                }
+                Msg::Webhook { alerts, reply } => {
+                    let applied = self.webhook.apply(alerts, now_ms());
+                    if applied.changed() {
+                        self.sync_claims();
+                        self.publish();
+                    }
+                    let _ = reply.send(applied);
                 }
                 Msg::Shutdown { reply } => {
                     // Dropping the senders ends each LED task, which switches its LED off.
@@ -230,6 +267,7 @@ impl Hub {
     fn eval_rules(&mut self, sensor: usize, r: &Readings) {
         let now = Instant::now();
         let spec = Arc::clone(&self.spec);
+        let mut changed = false;
         for (ri, rule) in spec.rules.iter().enumerate() {
             if rule.sensor != sensor {
                 continue;
@@ -250,14 +288,33 @@ impl Hub {
             if st.firing != was {
                 if st.firing {
                     tracing::warn!(rule = %rule.name, value = v, severity = rule.severity.as_str(), "edge rule firing");
-                    self.arbiter
-                        .claim_alert(rule.led, &rule.name, rule.severity, rule.mode);
                 } else {
                     tracing::info!(rule = %rule.name, value = v, "edge rule resolved");
-                    self.arbiter.release_alert(rule.led, &rule.name);
                 }
-                self.apply_led(rule.led);
+                changed = true;
             }
+        }
+        if changed {
+            self.sync_claims();
+        }
+    }
+
+    /// Recomputes the active alerts and every LED claim from the firing rules and the
+    /// Alertmanager alert set, then drives the LEDs whose winner changed.
+    fn sync_claims(&mut self) {
+        let firing: Vec<usize> = (0..self.rules.len())
+            .filter(|&i| self.rules[i].firing)
+            .collect();
+        self.active = alerts::active(&self.spec, &firing, &self.webhook);
+        self.arbiter.clear_alerts();
+        for a in &self.active {
+            for c in &a.claims {
+                self.arbiter
+                    .claim_alert(c.led, &c.key, &a.name, c.severity, c.mode);
+            }
+        }
+        for i in 0..self.arbiter.len() {
+            self.apply_led(i);
         }
     }
 
@@ -287,23 +344,8 @@ impl Hub {
         })
     }
 
-    fn alerts(&self) -> Vec<ActiveAlert> {
-        self.spec
-            .rules
-            .iter()
-            .zip(&self.rules)
-            .filter(|(_, st)| st.firing)
-            .map(|(r, _)| ActiveAlert {
-                name: r.name.clone(),
-                severity: r.severity,
-                led: self.spec.leds[r.led].name.clone(),
-                origin: "rule",
-            })
-            .collect()
-    }
-
     fn publish(&mut self) {
-        let alerts = self.alerts();
+        let alerts = self.active.clone();
         for sev in Severity::ALL {
             self.metrics
                 .set_alerts(sev, alerts.iter().filter(|a| a.severity == sev).count());
@@ -319,5 +361,19 @@ impl Hub {
             metrics: Bytes::from(self.metrics.render()),
         };
         self.out.send_replace(Arc::new(snap));
+    }
+}
+
+/// Wall-clock milliseconds since the Unix epoch (Alertmanager's times are wall-clock).
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+async fn sleep_until_some(deadline: Option<Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
     }
 }

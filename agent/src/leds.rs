@@ -26,8 +26,8 @@ pub enum Source {
 struct Claims {
     idle: LedMode,
     manual: Option<LedMode>,
-    /// By alert name: (severity, mode).
-    alerts: BTreeMap<String, (Severity, LedMode)>,
+    /// By claim key (unique per alert and route): (severity, mode, alert name).
+    alerts: BTreeMap<String, (Severity, LedMode, String)>,
 }
 
 /// The claims on every LED of the node, by index in the node's LED list.
@@ -57,16 +57,40 @@ impl Arbiter {
         }
     }
 
-    pub fn claim_alert(&mut self, led: usize, name: &str, severity: Severity, mode: LedMode) {
+    /// Claims `led` for the alert `name` under `key` (one key per alert and route).
+    pub fn claim_alert(
+        &mut self,
+        led: usize,
+        key: &str,
+        name: &str,
+        severity: Severity,
+        mode: LedMode,
+    ) {
         if let Some(c) = self.leds.get_mut(led) {
-            c.alerts.insert(name.to_owned(), (severity, mode));
+            c.alerts
+                .insert(key.to_owned(), (severity, mode, name.to_owned()));
         }
     }
 
-    pub fn release_alert(&mut self, led: usize, name: &str) {
+    pub fn release_alert(&mut self, led: usize, key: &str) {
         if let Some(c) = self.leds.get_mut(led) {
-            c.alerts.remove(name);
+            c.alerts.remove(key);
         }
+    }
+
+    /// Drops every alert claim on every LED (before claiming the current set again).
+    pub fn clear_alerts(&mut self) {
+        for c in &mut self.leds {
+            c.alerts.clear();
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.leds.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.leds.is_empty()
     }
 
     /// What LED `led` shows now, and why.
@@ -74,17 +98,17 @@ impl Arbiter {
         let Some(c) = self.leds.get(led) else {
             return (LedMode::Off, Source::Idle);
         };
-        // Highest severity wins; among equals the first by name, so the choice is stable.
+        // Highest severity wins; among equals the first by key, so the choice is stable.
         let top =
-            c.alerts.iter().fold(
-                None::<(&String, &(Severity, LedMode))>,
+            c.alerts.values().fold(
+                None::<&(Severity, LedMode, String)>,
                 |best, cur| match best {
-                    Some(b) if b.1 .0 >= cur.1 .0 => Some(b),
+                    Some(b) if b.0 >= cur.0 => Some(b),
                     _ => Some(cur),
                 },
             );
         match (top, c.manual) {
-            (Some((name, &(severity, mode))), _) => (
+            (Some(&(severity, mode, ref name)), _) => (
                 mode,
                 Source::Alert {
                     name: name.clone(),
@@ -171,9 +195,9 @@ mod tests {
         assert_eq!(a.effective(0), (LedMode::ON, Source::Idle));
         a.set_manual(0, Some(LedMode::Off));
         assert_eq!(a.effective(0).1, Source::Manual);
-        a.claim_alert(0, "warm", Severity::Warning, LedMode::ON);
-        a.claim_alert(0, "hot", Severity::Critical, blink);
-        a.claim_alert(0, "humid", Severity::Warning, LedMode::ON);
+        a.claim_alert(0, "warm", "warm", Severity::Warning, LedMode::ON);
+        a.claim_alert(0, "hot", "hot", Severity::Critical, blink);
+        a.claim_alert(0, "humid", "humid", Severity::Warning, LedMode::ON);
         assert_eq!(
             a.effective(0),
             (

@@ -6,6 +6,7 @@
 //! requests and edge rules go through the hub's [`leds::Arbiter`] to one [`leds::drive`] task per
 //! LED, the only code that touches a pin.
 
+pub mod alerts;
 pub mod config;
 pub mod devices;
 pub mod hardware;
@@ -15,6 +16,7 @@ pub mod leds;
 pub mod list;
 pub mod metrics;
 pub mod poller;
+pub mod relay;
 pub mod spec;
 
 use std::{future::Future, path::Path, sync::Arc, time::Duration};
@@ -86,12 +88,22 @@ pub fn start(spec: Arc<NodeSpec>, hw: Hardware, token: Option<Vec<u8>>) -> Runni
             ))
         })
         .collect();
+    let token: Option<Arc<[u8]>> = token.map(Into::into);
+    let relay = relay::Relay::new(
+        spec.relay.clone(),
+        spec.listen.port(),
+        &spec.node,
+        token.clone(),
+    );
     let state = http::AppState {
         spec,
         snapshot: snapshot.clone(),
         hub: hub_tx.clone(),
         sim: hw.sim.into(),
-        token: token.map(Into::into),
+        token,
+        relay,
+        gpio: hw.gpio_record,
+        started: std::time::Instant::now(),
     };
     Running {
         router: http::router(state),

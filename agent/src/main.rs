@@ -132,9 +132,13 @@ fn list_sensors(args: &Args) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-fn run(node: spec::NodeSpec, token: Option<Vec<u8>>) -> anyhow::Result<()> {
+fn run(mut node: spec::NodeSpec, token: Option<Vec<u8>>) -> anyhow::Result<()> {
     let hw = if node.simulate {
-        Hardware::simulated(&node, &MockGpio::new())
+        let gpio = MockGpio::new();
+        Hardware::simulated(&node, &gpio).map(|mut hw| {
+            hw.gpio_record = Some(gpio);
+            hw
+        })
     } else {
         Hardware::real(&node)
     }?;
@@ -144,12 +148,13 @@ fn run(node: spec::NodeSpec, token: Option<Vec<u8>>) -> anyhow::Result<()> {
         .max_blocking_threads(16)
         .build()
         .context("cannot start the async runtime")?;
-    let node = Arc::new(node);
     let result = rt.block_on(async {
         let listener = tokio::net::TcpListener::bind(node.listen)
             .await
             .with_context(|| format!("cannot listen on {}", node.listen))?;
-        let addr = listener.local_addr().context("listener address")?;
+        // The bound address (port 0 becomes a real port): the relay leaves it out of its peers.
+        node.listen = listener.local_addr().context("listener address")?;
+        let addr = node.listen;
         let shutdown = shutdown_signal()?;
         tracing::info!(
             node = %node.node,
@@ -157,9 +162,10 @@ fn run(node: spec::NodeSpec, token: Option<Vec<u8>>) -> anyhow::Result<()> {
             sensors = node.sensors.len(),
             leds = node.leds.len(),
             auth = node.token_file.is_some(),
+            relay = !node.relay.is_empty(),
             "listening on http://{addr}"
         );
-        let running = edgesense_agent::start(Arc::clone(&node), hw, token);
+        let running = edgesense_agent::start(Arc::new(node), hw, token);
         edgesense_agent::serve(listener, running, shutdown).await?;
         tracing::info!("LEDs off, exiting");
         anyhow::Ok(())

@@ -6,6 +6,7 @@ use std::{collections::HashSet, net::SocketAddr, path::Path, path::PathBuf, time
 use edgesense_sensors::{detect::Device, led::LedMode, Quantity, SensorKind};
 
 use crate::{
+    alerts::{self, AlertRoute, RelaySpec},
     config::{self, ConfigError, Loaded, Severity, DEFAULT_LISTEN},
     devices,
 };
@@ -33,6 +34,10 @@ pub struct NodeSpec {
     pub sensors: Vec<SensorSpec>,
     pub leds: Vec<LedSpec>,
     pub rules: Vec<RuleSpec>,
+    /// Which LED each alert lights (`[[alert]]`).
+    pub alert_routes: Vec<AlertRoute>,
+    /// Where received Alertmanager payloads are forwarded.
+    pub relay: RelaySpec,
 }
 
 #[derive(Clone, Debug)]
@@ -124,6 +129,7 @@ pub fn resolve(loaded: &Loaded, flags: &Overrides) -> Result<NodeSpec, ConfigErr
     let hardware_from_file = !(c.sensors.is_empty()
         && c.leds.is_empty()
         && c.rules.is_empty()
+        && c.alert_routes.is_empty()
         && c.sensors_auto.is_none());
     let builtin;
     let (hw, hw_loaded) = if simulate && !hardware_from_file {
@@ -276,6 +282,9 @@ pub fn resolve(loaded: &Loaded, flags: &Overrides) -> Result<NodeSpec, ConfigErr
         });
     }
 
+    let alert_routes = alerts::resolve_routes(hw_loaded, &leds)?;
+    let relay = alerts::resolve_relay(loaded, c.relay.as_ref())?;
+
     Ok(NodeSpec {
         node: c.node.clone().unwrap_or_else(hostname),
         model: if simulate {
@@ -292,6 +301,8 @@ pub fn resolve(loaded: &Loaded, flags: &Overrides) -> Result<NodeSpec, ConfigErr
         sensors,
         leds,
         rules,
+        alert_routes,
+        relay,
     })
 }
 

@@ -143,9 +143,24 @@ fn readings_json(st: &AppState, snap: &Snapshot) -> Value {
     let alerts: Vec<Value> = snap
         .alerts
         .iter()
-        .map(
-            |a| json!({ "name": a.name, "severity": a.severity, "led": a.led, "origin": a.origin }),
-        )
+        .map(|a| {
+            let mut leds: Vec<&str> = a
+                .claims
+                .iter()
+                .filter_map(|c| st.spec.leds.get(c.led).map(|l| l.name.as_str()))
+                .collect();
+            leds.dedup();
+            json!({
+                "name": a.name,
+                "severity": a.severity,
+                "origin": a.origin,
+                "led": leds.first(),
+                "leds": leds,
+                "fingerprint": a.fingerprint,
+                "summary": a.summary,
+                "since_ms": a.since_ms,
+            })
+        })
         .collect();
     json!({ "node": st.spec.node, "model": st.spec.model, "sensors": sensors, "alerts": alerts })
 }

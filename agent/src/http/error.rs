@@ -1,6 +1,7 @@
 //! API errors mapped to status codes in one place, and the strict JSON body extractor.
 
 use axum::{
+    body::Bytes,
     extract::{FromRequest, Request},
     http::{header, StatusCode},
     response::{IntoResponse, Response},
@@ -19,8 +20,8 @@ pub enum ApiError {
     BadRequest(String),
     #[error("missing or wrong bearer token")]
     Unauthorized,
-    #[error("request body larger than {} KiB", BODY_LIMIT / 1024)]
-    PayloadTooLarge,
+    #[error("request body larger than {} KiB", .0 / 1024)]
+    PayloadTooLarge(usize),
     #[error("the agent is shutting down")]
     Unavailable,
 }
@@ -31,7 +32,7 @@ impl IntoResponse for ApiError {
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
-            ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
         };
         let body = Json(serde_json::json!({ "error": self.to_string() }));
@@ -48,6 +49,22 @@ impl IntoResponse for ApiError {
     }
 }
 
+/// Reads a request body of at most `limit` bytes: 413 beyond it, checked against the declared
+/// `Content-Length` first so an oversized upload is refused before it is read.
+pub async fn read_body(req: Request, limit: usize) -> Result<Bytes, ApiError> {
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err(ApiError::PayloadTooLarge(limit));
+    }
+    axum::body::to_bytes(req.into_body(), limit)
+        .await
+        .map_err(|_| ApiError::PayloadTooLarge(limit))
+}
+
 /// A JSON body, at most [`BODY_LIMIT`] bytes, parsed strictly (the target types deny unknown
 /// fields). Any content type is accepted, so `curl -d` works without `-H`.
 pub struct StrictJson<T>(pub T);
@@ -56,19 +73,20 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for StrictJson<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, _state: &S) -> Result<Self, ApiError> {
-        let declared = req
-            .headers()
-            .get(header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<u64>().ok());
-        if declared.is_some_and(|n| n > BODY_LIMIT as u64) {
-            return Err(ApiError::PayloadTooLarge);
-        }
-        let bytes = axum::body::to_bytes(req.into_body(), BODY_LIMIT)
-            .await
-            .map_err(|_| ApiError::PayloadTooLarge)?;
+        let bytes = read_body(req, BODY_LIMIT).await?;
         serde_json::from_slice(&bytes)
             .map(StrictJson)
             .map_err(|e| ApiError::BadRequest(format!("invalid JSON body: {e}")))
+    }
+}
+
+/// A raw body of at most `LIMIT` bytes.
+pub struct LimitedBody<const LIMIT: usize>(pub Bytes);
+
+impl<S: Send + Sync, const LIMIT: usize> FromRequest<S> for LimitedBody<LIMIT> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, _state: &S) -> Result<Self, ApiError> {
+        read_body(req, LIMIT).await.map(LimitedBody)
     }
 }

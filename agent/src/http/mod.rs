@@ -4,6 +4,7 @@ mod api;
 mod auth;
 pub mod error;
 mod sim;
+mod webhook;
 
 use std::sync::Arc;
 
@@ -11,14 +12,15 @@ use axum::{
     http::header,
     middleware,
     response::{Html, IntoResponse},
-    routing::{get, put},
+    routing::{get, post, put},
     Router,
 };
-use edgesense_sensors::sim::SimControl;
+use edgesense_sensors::{bus::gpio::MockGpio, sim::SimControl};
 use tokio::sync::{mpsc, watch};
 
 use crate::{
     hub::{Msg, Snapshot},
+    relay::Relay,
     spec::NodeSpec,
 };
 
@@ -32,14 +34,24 @@ pub struct AppState {
     pub sim: Arc<[SimControl]>,
     /// The bearer token write requests must carry, if one is configured.
     pub token: Option<Arc<[u8]>>,
+    /// Forwards Alertmanager payloads to the peers.
+    pub relay: Relay,
+    /// The mock GPIO of a simulated node, whose record `/api/v1/sim/gpio` serves.
+    pub gpio: Option<MockGpio>,
+    /// When the node started (the zero of `/api/v1/sim/gpio` times).
+    pub started: std::time::Instant,
 }
 
 /// The agent's routes. Writes sit behind the token check; the simulation routes exist only on a
 /// simulated node (404 otherwise).
 pub fn router(state: AppState) -> Router {
-    let mut writes = Router::new().route("/api/v1/leds/{name}", put(api::set_led));
+    let mut writes = Router::new()
+        .route("/api/v1/leds/{name}", put(api::set_led))
+        .route("/api/v1/alertmanager", post(webhook::alertmanager));
+    let mut reads = Router::new();
     if state.spec.simulate {
         writes = writes.route("/api/v1/sim/sensors/{name}", put(sim::set_sensor));
+        reads = reads.route("/api/v1/sim/gpio", get(sim::gpio));
     }
     let writes = writes.route_layer(middleware::from_fn_with_state(
         state.clone(),
@@ -52,6 +64,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/readings", get(api::readings))
         .route("/api/v1/leds", get(api::leds))
         .route("/api/v1/events", get(api::events))
+        .merge(reads)
         .merge(writes)
         .with_state(state)
 }

@@ -6,7 +6,7 @@
 //! `{"fault": null}`.
 
 use axum::{
-    extract::{Path, State},
+    extract::{Path, RawQuery, State},
     Json,
 };
 use edgesense_sensors::{sim::SimFault, ErrorReason, Quantity};
@@ -98,5 +98,48 @@ pub async fn set_sensor(
             SimFault::Hang => "hang",
             SimFault::Fail(r) => r.as_str(),
         }),
+    })))
+}
+
+/// `GET /api/v1/sim/gpio[?since_ms=T]`: the mock GPIO's record of pin writes, oldest first, with
+/// times in ms since the node started, so a test outside the process can check LED patterns.
+pub async fn gpio(
+    State(st): State<AppState>,
+    RawQuery(query): RawQuery,
+) -> Result<Json<Value>, ApiError> {
+    let gpio = st
+        .gpio
+        .as_ref()
+        .ok_or_else(|| ApiError::NotFound("this node has no mock GPIO".into()))?;
+    let since = match query.as_deref() {
+        None | Some("") => f64::NEG_INFINITY,
+        Some(q) => q
+            .strip_prefix("since_ms=")
+            .and_then(|v| v.parse::<f64>().ok())
+            .filter(|v| !v.is_nan())
+            .ok_or_else(|| {
+                ApiError::BadRequest(format!(
+                    "bad query \"{q}\": the only parameter is since_ms=<number>"
+                ))
+            })?,
+    };
+    let ms = |at: std::time::Instant| at.saturating_duration_since(st.started).as_secs_f64() * 1e3;
+    let writes: Vec<Value> = gpio
+        .writes()
+        .into_iter()
+        .filter(|w| ms(w.at) > since)
+        .map(|w| {
+            let led = st
+                .spec
+                .leds
+                .iter()
+                .find(|l| l.pin == w.pin)
+                .map(|l| l.name.as_str());
+            json!({ "pin": w.pin, "led": led, "duty": w.drive.duty(), "at_ms": ms(w.at) })
+        })
+        .collect();
+    Ok(Json(json!({
+        "now_ms": st.started.elapsed().as_secs_f64() * 1e3,
+        "writes": writes,
     })))
 }
