@@ -16,6 +16,9 @@ as_root() {
 # Debian packages the tests use, keyed by the command they provide.
 declare -A PKG_FOR=(
     [promtool]=prometheus
+    [prometheus]=prometheus
+    [amtool]=prometheus-alertmanager
+    [prometheus-alertmanager]=prometheus-alertmanager
 )
 missing=()
 for cmd in "${!PKG_FOR[@]}"; do
@@ -24,6 +27,8 @@ done
 if [ ${#missing[@]} -gt 0 ]; then
     step "installing Debian packages: ${missing[*]}"
     as_root apt-get update -qq
+    # Sorted and unique: one package can provide several of the commands.
+    mapfile -t missing < <(printf '%s\n' "${missing[@]}" | sort -u)
     as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
@@ -39,6 +44,11 @@ cargo fmt --all -- --check
 
 step "cargo clippy -D warnings"
 cargo clippy --workspace --all-targets --locked -- -D warnings
+
+step "shipped Prometheus and Alertmanager configs (promtool, amtool)"
+promtool check config stack/assets/prometheus.yml
+promtool test rules stack/assets/rules/edgesense.test.yml
+amtool check-config stack/assets/alertmanager.yml
 
 step "building the binaries the end-to-end tests run"
 cargo build --workspace --bins --locked

@@ -1,0 +1,382 @@
+//! Alerts to LEDs with the real parts: Debian's Prometheus and Alertmanager, run on loopback with
+//! the shipped `stack/assets` configs (made fast: 1 s scrape and evaluation, `for: 0s`,
+//! `group_wait: 0s`), and the real agent binary with simulated hardware, whose mock GPIO record
+//! shows the LED pattern. A second test shows two agents relaying a payload.
+
+use std::{
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    process::Command,
+    time::{Duration, Instant},
+};
+
+use edgesense_tests::{free_port, wait_until, which, workspace, Agent, Daemon, Response};
+use serde_json::Value;
+
+const TOKEN: &str = "e2e-8f3a1c";
+
+fn assets() -> PathBuf {
+    workspace().join("stack/assets")
+}
+
+/// `text` with `from` replaced by `to`; panics if `from` is not there, so a change to the
+/// shipped file cannot silently leave the test on different settings.
+fn swap(text: &str, from: &str, to: &str) -> String {
+    assert!(
+        text.contains(from),
+        "expected {from:?} in the shipped config"
+    );
+    text.replace(from, to)
+}
+
+/// A simulated node with the built-in node's LEDs and alert routes, but no edge rule: every LED
+/// change in these tests comes through the webhook.
+fn node_config(dir: &Path, name: &str, listen: &str, peers: &[String]) -> PathBuf {
+    let token = dir.join(format!("{name}.token"));
+    std::fs::write(&token, format!("{TOKEN}\n")).unwrap();
+    let peers: Vec<String> = peers.iter().map(|p| format!("\"{p}\"")).collect();
+    let text = format!(
+        r#"
+node = "{name}"
+listen = "{listen}"
+token_file = "{}"
+poll_interval = "250ms"
+[relay]
+peers = [{}]
+[[sensor]]
+name = "room"
+kind = "ds18b20"
+[[sensor]]
+name = "soc"
+kind = "thermal"
+[[led]]
+name = "red"
+pin = 17
+[[led]]
+name = "amber"
+pin = 27
+[[led]]
+name = "green"
+pin = 22
+idle = "on"
+[[alert]]
+match = {{ severity = "critical" }}
+led = "red"
+mode = "blink"
+period_ms = 250
+[[alert]]
+match = {{ severity = "warning" }}
+led = "amber"
+mode = "on"
+[[alert]]
+led = "green"
+mode = "off"
+"#,
+        token.display(),
+        peers.join(", ")
+    );
+    let path = dir.join(format!("{name}.toml"));
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn get_json(addr: SocketAddr, path: &str) -> Value {
+    let r: Response = edgesense_tests::request(addr, "GET", path, &[], "");
+    assert_eq!(r.status, 200, "GET {path}: {}", r.body);
+    r.json()
+}
+
+fn led(agent: &Agent, name: &str) -> Value {
+    get_json(agent.addr, "/api/v1/leds")["leds"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["name"] == name)
+        .cloned()
+        .unwrap()
+}
+
+/// The mock GPIO writes to `pin` after `since_ms` (agent clock): (at_ms, duty).
+fn writes(agent: &Agent, pin: u64, since_ms: f64) -> Vec<(f64, f64)> {
+    get_json(agent.addr, &format!("/api/v1/sim/gpio?since_ms={since_ms}"))["writes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|w| w["pin"] == pin)
+        .map(|w| (w["at_ms"].as_f64().unwrap(), w["duty"].as_f64().unwrap()))
+        .collect()
+}
+
+fn agent_now_ms(agent: &Agent) -> f64 {
+    get_json(agent.addr, "/api/v1/sim/gpio?since_ms=1e300")["now_ms"]
+        .as_f64()
+        .unwrap()
+}
+
+fn set_room(agent: &Agent, celsius: f64) {
+    let r = agent.put(
+        "/api/v1/sim/sensors/room",
+        Some(TOKEN),
+        &format!("{{\"value\":{celsius}}}"),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+}
+
+fn alertmanager_bin() -> PathBuf {
+    which("prometheus-alertmanager")
+        .or_else(|| which("alertmanager"))
+        .expect("Alertmanager on PATH (tests/run.sh installs Debian's prometheus-alertmanager)")
+}
+
+#[test]
+fn threshold_to_led_through_real_prometheus_and_alertmanager() {
+    let prometheus = which("prometheus").expect("prometheus on PATH (Debian's prometheus)");
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let agent = Agent::start(&[
+        "--simulate",
+        "--config",
+        node_config(d, "pi-e2e", "127.0.0.1:0", &[])
+            .to_str()
+            .unwrap(),
+    ]);
+
+    // Alertmanager with the shipped config, posting to this agent at once.
+    let am_addr: SocketAddr = ([127, 0, 0, 1], free_port()).into();
+    let am_cfg = std::fs::read_to_string(assets().join("alertmanager.yml")).unwrap();
+    let am_cfg = swap(
+        &am_cfg,
+        "http://edgesense-agent:9842",
+        &format!("http://{}", agent.addr),
+    );
+    let am_cfg = swap(
+        &am_cfg,
+        "/run/secrets/edgesense_token",
+        d.join("pi-e2e.token").to_str().unwrap(),
+    );
+    let am_cfg = swap(&am_cfg, "group_wait: 10s", "group_wait: 0s");
+    let am_cfg = swap(&am_cfg, "group_interval: 1m", "group_interval: 1s");
+    std::fs::write(d.join("alertmanager.yml"), am_cfg).unwrap();
+    let mut cmd = Command::new(alertmanager_bin());
+    cmd.arg(format!(
+        "--config.file={}",
+        d.join("alertmanager.yml").display()
+    ))
+    .arg(format!("--storage.path={}", d.join("am").display()))
+    .arg(format!("--web.listen-address={am_addr}"))
+    .arg("--cluster.listen-address=");
+    let mut am = Daemon::start("alertmanager", cmd);
+    am.wait_ready(am_addr, "/-/ready", Duration::from_secs(30));
+
+    // Prometheus with the shipped config and rules, scraping and evaluating every second.
+    let prom_addr: SocketAddr = ([127, 0, 0, 1], free_port()).into();
+    let rules = std::fs::read_to_string(assets().join("rules/edgesense.yml")).unwrap();
+    let rules = swap(&rules, "for: 1m", "for: 0s").replace("for: 2m", "for: 0s");
+    std::fs::create_dir_all(d.join("rules")).unwrap();
+    std::fs::write(d.join("rules/edgesense.yml"), rules).unwrap();
+    let prom_cfg = std::fs::read_to_string(assets().join("prometheus.yml")).unwrap();
+    let prom_cfg = swap(&prom_cfg, "scrape_interval: 15s", "scrape_interval: 1s");
+    let prom_cfg = swap(&prom_cfg, "scrape_timeout: 5s", "scrape_timeout: 1s");
+    let prom_cfg = swap(
+        &prom_cfg,
+        "evaluation_interval: 15s",
+        "evaluation_interval: 1s",
+    );
+    let prom_cfg = swap(
+        &prom_cfg,
+        "    - dns_sd_configs:\n        - names: [alertmanager]\n          type: A\n          port: 9093\n          refresh_interval: 30s\n",
+        &format!("    - static_configs:\n        - targets: ['{am_addr}']\n"),
+    );
+    let prom_cfg = swap(
+        &prom_cfg,
+        "    dns_sd_configs:\n      - names: [edgesense-agent]\n        type: A\n        port: 9842\n        refresh_interval: 30s\n",
+        &format!("    static_configs:\n      - targets: ['{}']\n", agent.addr),
+    );
+    std::fs::write(d.join("prometheus.yml"), prom_cfg).unwrap();
+    let mut cmd = Command::new(prometheus);
+    cmd.arg(format!(
+        "--config.file={}",
+        d.join("prometheus.yml").display()
+    ))
+    .arg(format!("--storage.tsdb.path={}", d.join("tsdb").display()))
+    .arg(format!("--web.listen-address={prom_addr}"));
+    let mut prom = Daemon::start("prometheus", cmd);
+    prom.wait_ready(prom_addr, "/-/ready", Duration::from_secs(60));
+    wait_until(
+        "Prometheus scraping the agent with its node name",
+        Duration::from_secs(30),
+        || {
+            let q = "/api/v1/query?query=edgesense_node_info%7Bnode%3D%22pi-e2e%22%7D";
+            let v = get_json(prom_addr, q);
+            (!v["data"]["result"].as_array()?.is_empty()).then_some(())
+        },
+    );
+    assert_eq!(led(&agent, "red")["mode"], "off");
+
+    // Room above the critical threshold: Prometheus fires, Alertmanager posts, red blinks.
+    let t0 = agent_now_ms(&agent);
+    let started = Instant::now();
+    set_room(&agent, 40.0);
+    let lit = wait_until("red lit by the alert", Duration::from_secs(60), || {
+        writes(&agent, 17, t0).into_iter().find(|w| w.1 > 0.0)
+    });
+    let fire_ms = lit.0 - t0;
+    let red = led(&agent, "red");
+    assert_eq!(red["mode"], "blink", "{red}");
+    assert_eq!(red["source"]["name"], "EdgesenseTemperatureHigh", "{red}");
+    assert_eq!(red["source"]["severity"], "critical", "{red}");
+    assert_eq!(led(&agent, "green")["mode"], "off");
+    // The blink as the GPIO saw it: on/off steps of 125 ms.
+    let blink = wait_until("six blink steps", Duration::from_secs(10), || {
+        let w = writes(&agent, 17, lit.0 - 0.001);
+        (w.len() >= 6).then_some(w)
+    });
+    for (i, pair) in blink.windows(2).take(5).enumerate() {
+        assert_eq!(pair[0].1, if i % 2 == 0 { 1.0 } else { 0.0 }, "{blink:?}");
+        let gap = pair[1].0 - pair[0].0;
+        assert!(
+            (100.0..=200.0).contains(&gap),
+            "blink step {gap} ms: {blink:?}"
+        );
+    }
+    // Alertmanager's view: the critical alert for this node, its warning twin inhibited.
+    let am_alerts = get_json(am_addr, "/api/v2/alerts?active=true&inhibited=false");
+    let names: Vec<String> = am_alerts
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| format!("{}/{}", a["labels"]["alertname"], a["labels"]["severity"]))
+        .collect();
+    assert!(names.iter().any(|n| n.contains("critical")), "{names:?}");
+
+    // Back below: the resolve turns red off and green on again.
+    let t1 = agent_now_ms(&agent);
+    set_room(&agent, 20.0);
+    wait_until(
+        "red back off after the resolve",
+        Duration::from_secs(60),
+        || {
+            let w = writes(&agent, 17, t1);
+            let settled = w.last().is_some_and(|l| l.1 == 0.0);
+            (settled && led(&agent, "red")["mode"] == "off").then_some(())
+        },
+    );
+    wait_until("green on again", Duration::from_secs(10), || {
+        (led(&agent, "green")["mode"] == "on").then_some(())
+    });
+    let resolve_ms = agent_now_ms(&agent) - t1;
+    eprintln!(
+        "threshold → red LED: {fire_ms:.0} ms (wall {:.1} s incl. resolve); resolve seen after ≤ {resolve_ms:.0} ms",
+        started.elapsed().as_secs_f64()
+    );
+    let hooks = agent
+        .log()
+        .lines()
+        .filter(|l| l.contains("Alertmanager webhook"))
+        .count();
+    assert!(
+        hooks >= 2,
+        "firing and resolved notifications: {}",
+        agent.log()
+    );
+    drop(prom);
+    drop(am);
+}
+
+fn post_hook(agent: &Agent, labels: &str, status: &str) -> Value {
+    let body = format!(
+        r#"{{"version":"4","groupKey":"{{}}:{{alertname=\"Hot\"}}","truncatedAlerts":0,"status":"{status}","receiver":"edgesense","groupLabels":{{}},"commonLabels":{{}},"commonAnnotations":{{}},"externalURL":"http://am","alerts":[{{"status":"{status}","labels":{{{labels}}},"annotations":{{}},"startsAt":"2026-11-25T10:00:00Z","endsAt":"0001-01-01T00:00:00Z","generatorURL":"","fingerprint":"5e1f00d1"}}]}}"#
+    );
+    let auth = format!("Authorization: Bearer {TOKEN}");
+    let r = edgesense_tests::request(agent.addr, "POST", "/api/v1/alertmanager", &[&auth], &body);
+    assert_eq!(r.status, 200, "{}", r.body);
+    r.json()
+}
+
+#[test]
+fn relay_lights_only_the_node_the_alert_names() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let port_a = free_port();
+    let dead = format!("127.0.0.1:{}", free_port());
+    // B lists A as its peer: if B forwarded a relayed payload again, A would log it.
+    let b = Agent::start(&[
+        "--simulate",
+        "--config",
+        node_config(d, "pi-b", "127.0.0.1:0", &[format!("127.0.0.1:{port_a}")])
+            .to_str()
+            .unwrap(),
+    ]);
+    let a = Agent::start(&[
+        "--simulate",
+        "--config",
+        node_config(
+            d,
+            "pi-a",
+            &format!("127.0.0.1:{port_a}"),
+            &[b.addr.to_string(), dead.clone()],
+        )
+        .to_str()
+        .unwrap(),
+        "--listen",
+        &format!("127.0.0.1:{port_a}"),
+    ]);
+
+    let labels = r#""alertname":"Hot","severity":"critical","node":"pi-b""#;
+    let v = post_hook(&a, labels, "firing");
+    assert_eq!(v["relayed"], true, "{v}");
+    assert_eq!(v["other_nodes"], 1, "{v}");
+    // Answered while the dead peer is still being retried (its last attempt is ~15 s away).
+    assert!(
+        !a.log().contains("peer unreachable"),
+        "the response waited for the relay: {}",
+        a.log()
+    );
+    wait_until("B's red blinks", Duration::from_secs(10), || {
+        (led(&b, "red")["mode"] == "blink").then_some(())
+    });
+    assert!(
+        b.log()
+            .lines()
+            .any(|l| l.contains("Alertmanager webhook") && l.contains("pi-a")),
+        "B got it relayed by A: {}",
+        b.log()
+    );
+    assert_eq!(led(&a, "red")["mode"], "off", "A is not pi-b");
+    assert!(
+        writes(&a, 17, 0.0).iter().all(|w| w.1 == 0.0),
+        "A's red pin never lit"
+    );
+
+    // The dead peer: retried with back-off, then given up, logged.
+    wait_until(
+        "A gives up on the dead peer",
+        Duration::from_secs(40),
+        || {
+            let log = a.log();
+            log.lines()
+                .any(|l| l.contains("peer unreachable") && l.contains(&dead))
+                .then_some(())
+        },
+    );
+    let retries = a
+        .log()
+        .lines()
+        .filter(|l| l.contains("relay attempt failed") && l.contains(&dead))
+        .count();
+    assert_eq!(retries, 6, "one attempt and five retries: {}", a.log());
+    assert!(
+        !a.log()
+            .lines()
+            .any(|l| l.contains("Alertmanager webhook") && l.contains("pi-b")),
+        "B did not forward the relayed payload back: {}",
+        a.log()
+    );
+
+    post_hook(&a, labels, "resolved");
+    wait_until(
+        "B's red off after the relayed resolve",
+        Duration::from_secs(10),
+        || (led(&b, "red")["mode"] == "off").then_some(()),
+    );
+}
