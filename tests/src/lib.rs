@@ -2,6 +2,8 @@
 //! them with deadlines, and talk plain HTTP/1.1 to them (no client library between the test and
 //! the wire).
 
+pub mod alerting;
+
 use std::{
     io::{BufRead, BufReader, Read, Write},
     net::{SocketAddr, TcpStream},
@@ -132,6 +134,33 @@ impl Agent {
         request(self.addr, "PUT", path, &headers, body)
     }
 
+    /// The LED `name` as `GET /api/v1/leds` shows it.
+    pub fn led(&self, name: &str) -> serde_json::Value {
+        get_json(self.addr, "/api/v1/leds")["leds"]
+            .as_array()
+            .and_then(|leds| leds.iter().find(|l| l["name"] == name).cloned())
+            .unwrap_or_else(|| panic!("no LED {name}"))
+    }
+
+    /// A simulated agent's mock GPIO writes to `pin` after `since_ms` (agent clock, ms since it
+    /// started): (at_ms, duty).
+    pub fn gpio_writes(&self, pin: u64, since_ms: f64) -> Vec<(f64, f64)> {
+        get_json(self.addr, &format!("/api/v1/sim/gpio?since_ms={since_ms}"))["writes"]
+            .as_array()
+            .expect("writes")
+            .iter()
+            .filter(|w| w["pin"] == pin)
+            .filter_map(|w| Some((w["at_ms"].as_f64()?, w["duty"].as_f64()?)))
+            .collect()
+    }
+
+    /// The simulated agent's clock: ms since it started.
+    pub fn now_ms(&self) -> f64 {
+        get_json(self.addr, "/api/v1/sim/gpio?since_ms=1e300")["now_ms"]
+            .as_f64()
+            .expect("now_ms")
+    }
+
     /// Sends `signal` to the agent.
     pub fn signal(&self, signal: libc::c_int) {
         let pid = libc::pid_t::try_from(self.child.id()).expect("pid fits");
@@ -222,6 +251,13 @@ pub fn try_request(
         return Err(std::io::Error::other("incomplete HTTP response"));
     }
     Ok(parse_response(&raw))
+}
+
+/// `GET path` as JSON, asserting 200.
+pub fn get_json(addr: SocketAddr, path: &str) -> serde_json::Value {
+    let r = request(addr, "GET", path, &[], "");
+    assert_eq!(r.status, 200, "GET {path}: {}", r.body);
+    r.json()
 }
 
 /// A free TCP port on 127.0.0.1 (bound and released: another process could take it first,

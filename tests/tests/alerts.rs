@@ -4,30 +4,14 @@
 //! shows the LED pattern. A second test shows two agents relaying a payload.
 
 use std::{
-    net::SocketAddr,
     path::{Path, PathBuf},
-    process::Command,
     time::{Duration, Instant},
 };
 
-use edgesense_tests::{free_port, wait_until, which, workspace, Agent, Daemon, Response};
+use edgesense_tests::{alerting::FastStack, free_port, get_json, wait_until, Agent};
 use serde_json::Value;
 
 const TOKEN: &str = "e2e-8f3a1c";
-
-fn assets() -> PathBuf {
-    workspace().join("stack/assets")
-}
-
-/// `text` with `from` replaced by `to`; panics if `from` is not there, so a change to the
-/// shipped file cannot silently leave the test on different settings.
-fn swap(text: &str, from: &str, to: &str) -> String {
-    assert!(
-        text.contains(from),
-        "expected {from:?} in the shipped config"
-    );
-    text.replace(from, to)
-}
 
 /// A simulated node with the built-in node's LEDs and alert routes, but no edge rule: every LED
 /// change in these tests comes through the webhook.
@@ -80,39 +64,6 @@ mode = "off"
     path
 }
 
-fn get_json(addr: SocketAddr, path: &str) -> Value {
-    let r: Response = edgesense_tests::request(addr, "GET", path, &[], "");
-    assert_eq!(r.status, 200, "GET {path}: {}", r.body);
-    r.json()
-}
-
-fn led(agent: &Agent, name: &str) -> Value {
-    get_json(agent.addr, "/api/v1/leds")["leds"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|l| l["name"] == name)
-        .cloned()
-        .unwrap()
-}
-
-/// The mock GPIO writes to `pin` after `since_ms` (agent clock): (at_ms, duty).
-fn writes(agent: &Agent, pin: u64, since_ms: f64) -> Vec<(f64, f64)> {
-    get_json(agent.addr, &format!("/api/v1/sim/gpio?since_ms={since_ms}"))["writes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|w| w["pin"] == pin)
-        .map(|w| (w["at_ms"].as_f64().unwrap(), w["duty"].as_f64().unwrap()))
-        .collect()
-}
-
-fn agent_now_ms(agent: &Agent) -> f64 {
-    get_json(agent.addr, "/api/v1/sim/gpio?since_ms=1e300")["now_ms"]
-        .as_f64()
-        .unwrap()
-}
-
 fn set_room(agent: &Agent, celsius: f64) {
     let r = agent.put(
         "/api/v1/sim/sensors/room",
@@ -122,15 +73,8 @@ fn set_room(agent: &Agent, celsius: f64) {
     assert_eq!(r.status, 200, "{}", r.body);
 }
 
-fn alertmanager_bin() -> PathBuf {
-    which("prometheus-alertmanager")
-        .or_else(|| which("alertmanager"))
-        .expect("Alertmanager on PATH (tests/run.sh installs Debian's prometheus-alertmanager)")
-}
-
 #[test]
 fn threshold_to_led_through_real_prometheus_and_alertmanager() {
-    let prometheus = which("prometheus").expect("prometheus on PATH (Debian's prometheus)");
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let agent = Agent::start(&[
@@ -141,67 +85,8 @@ fn threshold_to_led_through_real_prometheus_and_alertmanager() {
             .unwrap(),
     ]);
 
-    // Alertmanager with the shipped config, posting to this agent at once.
-    let am_addr: SocketAddr = ([127, 0, 0, 1], free_port()).into();
-    let am_cfg = std::fs::read_to_string(assets().join("alertmanager.yml")).unwrap();
-    let am_cfg = swap(
-        &am_cfg,
-        "http://edgesense-agent:9842",
-        &format!("http://{}", agent.addr),
-    );
-    let am_cfg = swap(
-        &am_cfg,
-        "/run/secrets/edgesense_token",
-        d.join("pi-e2e.token").to_str().unwrap(),
-    );
-    let am_cfg = swap(&am_cfg, "group_wait: 10s", "group_wait: 0s");
-    let am_cfg = swap(&am_cfg, "group_interval: 1m", "group_interval: 1s");
-    std::fs::write(d.join("alertmanager.yml"), am_cfg).unwrap();
-    let mut cmd = Command::new(alertmanager_bin());
-    cmd.arg(format!(
-        "--config.file={}",
-        d.join("alertmanager.yml").display()
-    ))
-    .arg(format!("--storage.path={}", d.join("am").display()))
-    .arg(format!("--web.listen-address={am_addr}"))
-    .arg("--cluster.listen-address=");
-    let mut am = Daemon::start("alertmanager", cmd);
-    am.wait_ready(am_addr, "/-/ready", Duration::from_secs(30));
-
-    // Prometheus with the shipped config and rules, scraping and evaluating every second.
-    let prom_addr: SocketAddr = ([127, 0, 0, 1], free_port()).into();
-    let rules = std::fs::read_to_string(assets().join("rules/edgesense.yml")).unwrap();
-    let rules = swap(&rules, "for: 1m", "for: 0s").replace("for: 2m", "for: 0s");
-    std::fs::create_dir_all(d.join("rules")).unwrap();
-    std::fs::write(d.join("rules/edgesense.yml"), rules).unwrap();
-    let prom_cfg = std::fs::read_to_string(assets().join("prometheus.yml")).unwrap();
-    let prom_cfg = swap(&prom_cfg, "scrape_interval: 15s", "scrape_interval: 1s");
-    let prom_cfg = swap(&prom_cfg, "scrape_timeout: 5s", "scrape_timeout: 1s");
-    let prom_cfg = swap(
-        &prom_cfg,
-        "evaluation_interval: 15s",
-        "evaluation_interval: 1s",
-    );
-    let prom_cfg = swap(
-        &prom_cfg,
-        "    - dns_sd_configs:\n        - names: [alertmanager]\n          type: A\n          port: 9093\n          refresh_interval: 30s\n",
-        &format!("    - static_configs:\n        - targets: ['{am_addr}']\n"),
-    );
-    let prom_cfg = swap(
-        &prom_cfg,
-        "    dns_sd_configs:\n      - names: [edgesense-agent]\n        type: A\n        port: 9842\n        refresh_interval: 30s\n",
-        &format!("    static_configs:\n      - targets: ['{}']\n", agent.addr),
-    );
-    std::fs::write(d.join("prometheus.yml"), prom_cfg).unwrap();
-    let mut cmd = Command::new(prometheus);
-    cmd.arg(format!(
-        "--config.file={}",
-        d.join("prometheus.yml").display()
-    ))
-    .arg(format!("--storage.tsdb.path={}", d.join("tsdb").display()))
-    .arg(format!("--web.listen-address={prom_addr}"));
-    let mut prom = Daemon::start("prometheus", cmd);
-    prom.wait_ready(prom_addr, "/-/ready", Duration::from_secs(60));
+    let stack = FastStack::start(d, agent.addr, &d.join("pi-e2e.token"));
+    let (prom_addr, am_addr) = (stack.prom_addr, stack.am_addr);
     wait_until(
         "Prometheus scraping the agent with its node name",
         Duration::from_secs(30),
@@ -211,24 +96,24 @@ fn threshold_to_led_through_real_prometheus_and_alertmanager() {
             (!v["data"]["result"].as_array()?.is_empty()).then_some(())
         },
     );
-    assert_eq!(led(&agent, "red")["mode"], "off");
+    assert_eq!(agent.led("red")["mode"], "off");
 
     // Room above the critical threshold: Prometheus fires, Alertmanager posts, red blinks.
-    let t0 = agent_now_ms(&agent);
+    let t0 = agent.now_ms();
     let started = Instant::now();
     set_room(&agent, 40.0);
     let lit = wait_until("red lit by the alert", Duration::from_secs(60), || {
-        writes(&agent, 17, t0).into_iter().find(|w| w.1 > 0.0)
+        agent.gpio_writes(17, t0).into_iter().find(|w| w.1 > 0.0)
     });
     let fire_ms = lit.0 - t0;
-    let red = led(&agent, "red");
+    let red = agent.led("red");
     assert_eq!(red["mode"], "blink", "{red}");
     assert_eq!(red["source"]["name"], "EdgesenseTemperatureHigh", "{red}");
     assert_eq!(red["source"]["severity"], "critical", "{red}");
-    assert_eq!(led(&agent, "green")["mode"], "off");
+    assert_eq!(agent.led("green")["mode"], "off");
     // The blink as the GPIO saw it: on/off steps of 125 ms.
     let blink = wait_until("six blink steps", Duration::from_secs(10), || {
-        let w = writes(&agent, 17, lit.0 - 0.001);
+        let w = agent.gpio_writes(17, lit.0 - 0.001);
         (w.len() >= 6).then_some(w)
     });
     for (i, pair) in blink.windows(2).take(5).enumerate() {
@@ -250,21 +135,21 @@ fn threshold_to_led_through_real_prometheus_and_alertmanager() {
     assert!(names.iter().any(|n| n.contains("critical")), "{names:?}");
 
     // Back below: the resolve turns red off and green on again.
-    let t1 = agent_now_ms(&agent);
+    let t1 = agent.now_ms();
     set_room(&agent, 20.0);
     wait_until(
         "red back off after the resolve",
         Duration::from_secs(60),
         || {
-            let w = writes(&agent, 17, t1);
+            let w = agent.gpio_writes(17, t1);
             let settled = w.last().is_some_and(|l| l.1 == 0.0);
-            (settled && led(&agent, "red")["mode"] == "off").then_some(())
+            (settled && agent.led("red")["mode"] == "off").then_some(())
         },
     );
     wait_until("green on again", Duration::from_secs(10), || {
-        (led(&agent, "green")["mode"] == "on").then_some(())
+        (agent.led("green")["mode"] == "on").then_some(())
     });
-    let resolve_ms = agent_now_ms(&agent) - t1;
+    let resolve_ms = agent.now_ms() - t1;
     eprintln!(
         "threshold → red LED: {fire_ms:.0} ms (wall {:.1} s incl. resolve); resolve seen after ≤ {resolve_ms:.0} ms",
         started.elapsed().as_secs_f64()
@@ -279,8 +164,7 @@ fn threshold_to_led_through_real_prometheus_and_alertmanager() {
         "firing and resolved notifications: {}",
         agent.log()
     );
-    drop(prom);
-    drop(am);
+    drop(stack);
 }
 
 fn post_hook(agent: &Agent, labels: &str, status: &str) -> Value {
@@ -333,7 +217,7 @@ fn relay_lights_only_the_node_the_alert_names() {
         a.log()
     );
     wait_until("B's red blinks", Duration::from_secs(10), || {
-        (led(&b, "red")["mode"] == "blink").then_some(())
+        (b.led("red")["mode"] == "blink").then_some(())
     });
     assert!(
         b.log()
@@ -342,9 +226,9 @@ fn relay_lights_only_the_node_the_alert_names() {
         "B got it relayed by A: {}",
         b.log()
     );
-    assert_eq!(led(&a, "red")["mode"], "off", "A is not pi-b");
+    assert_eq!(a.led("red")["mode"], "off", "A is not pi-b");
     assert!(
-        writes(&a, 17, 0.0).iter().all(|w| w.1 == 0.0),
+        a.gpio_writes(17, 0.0).iter().all(|w| w.1 == 0.0),
         "A's red pin never lit"
     );
 
@@ -377,6 +261,6 @@ fn relay_lights_only_the_node_the_alert_names() {
     wait_until(
         "B's red off after the relayed resolve",
         Duration::from_secs(10),
-        || (led(&b, "red")["mode"] == "off").then_some(()),
+        || (b.led("red")["mode"] == "off").then_some(()),
     );
 }

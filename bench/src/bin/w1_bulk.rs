@@ -11,6 +11,7 @@ use std::{
     time::{Duration, Instant},
 };
 
+use edgesense_bench::arg;
 use edgesense_sensors::{
     bus::sysfs::{FakeSysfs, SysfsBus},
     ds18b20::{BulkRead, Ds18b20, W1_DEVICES},
@@ -50,13 +51,6 @@ fn round(sensors: &mut [Ds18b20]) -> Duration {
         assert!(r.get(Quantity::Temperature).is_some());
     }
     t0.elapsed()
-}
-
-fn arg(name: &str) -> Option<String> {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1).cloned())
 }
 
 fn main() {

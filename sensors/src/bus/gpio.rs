@@ -208,6 +208,19 @@ impl MockGpio {
             .collect()
     }
 
+    /// The first write to `pin` at or after `since`, if any (scans back from the newest only
+    /// as far as `since`, so it stays cheap on a long record).
+    pub fn first_write_since(&self, pin: u8, since: Instant) -> Option<PinWrite> {
+        self.lock()
+            .writes
+            .iter()
+            .rev()
+            .take_while(|w| w.at >= since)
+            .filter(|w| w.pin == pin)
+            .last()
+            .copied()
+    }
+
     /// What `pin` is driving now (`None` if it was never claimed).
     pub fn level(&self, pin: u8) -> Option<Drive> {
         let st = self.lock();

@@ -1,0 +1,169 @@
+//! Webhook request → first LED pin write, on loopback.
+//!
+//! The agent runs in this process exactly as `edgesense-agent --simulate` does (the built-in
+//! simulated node, a single-threaded tokio runtime, its HTTP server on 127.0.0.1), with the mock
+//! GPIO that timestamps every pin write. A client thread posts Alertmanager payloads over one
+//! keep-alive connection, alternating firing and resolved for a critical alert, so every post
+//! changes the red LED (blink on, then off). The latency of a post is the time from just before
+//! its first byte is written to the red pin's write.
+//!
+//! `cargo run --release -p edgesense-bench --bin webhook-latency [-- --posts 10000]`
+
+use std::{
+    io::{BufRead, BufReader, Read, Write},
+    net::{SocketAddr, TcpStream},
+    path::Path,
+    sync::Arc,
+    thread,
+    time::{Duration, Instant},
+};
+
+use edgesense_agent::{config, spec, Hardware};
+use edgesense_bench::{arg, ms, quantile};
+use edgesense_sensors::bus::gpio::MockGpio;
+
+const RED: u8 = 17;
+
+fn body(i: usize) -> String {
+    let status = if i % 2 == 0 { "firing" } else { "resolved" };
+    // Each firing is a new incarnation (later startsAt), so it is not a stale re-delivery.
+    let start = i / 2;
+    let starts_at = format!(
+        "2026-11-25T{:02}:{:02}:{:02}Z",
+        start / 3600 % 24,
+        start / 60 % 60,
+        start % 60
+    );
+    let ends_at = if status == "firing" {
+        "0001-01-01T00:00:00Z"
+    } else {
+        "2026-11-26T00:00:00Z"
+    };
+    format!(
+        r#"{{"version":"4","groupKey":"{{}}:{{alertname=\"Hot\"}}","truncatedAlerts":0,"status":"{status}","receiver":"edgesense","groupLabels":{{"alertname":"Hot"}},"commonLabels":{{}},"commonAnnotations":{{}},"externalURL":"http://alertmanager:9093","alerts":[{{"status":"{status}","labels":{{"alertname":"Hot","severity":"critical","sensor":"room"}},"annotations":{{}},"startsAt":"{starts_at}","endsAt":"{ends_at}","generatorURL":"","fingerprint":"be00c0ffee"}}]}}"#
+    )
+}
+
+/// Reads one HTTP/1.1 response with a Content-Length body; returns the status.
+fn read_response(r: &mut BufReader<TcpStream>) -> u16 {
+    let mut line = String::new();
+    r.read_line(&mut line).expect("status line");
+    let status = line
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .expect("status code");
+    let mut len = 0usize;
+    loop {
+        line.clear();
+        r.read_line(&mut line).expect("header");
+        let l = line.trim_end();
+        if l.is_empty() {
+            break;
+        }
+        if let Some((k, v)) = l.split_once(':') {
+            if k.eq_ignore_ascii_case("content-length") {
+                len = v.trim().parse().expect("length");
+            }
+        }
+    }
+    let mut buf = vec![0; len];
+    r.read_exact(&mut buf).expect("body");
+    status
+}
+
+fn client(addr: SocketAddr, gpio: MockGpio, posts: usize) -> (Vec<Duration>, Vec<Duration>) {
+    let stream = TcpStream::connect(addr).expect("connect");
+    stream.set_nodelay(true).expect("nodelay");
+    let mut w = stream.try_clone().expect("clone");
+    let mut r = BufReader::new(stream);
+    let mut to_pin = Vec::with_capacity(posts);
+    let mut rtt = Vec::with_capacity(posts);
+    for i in 0..posts {
+        let b = body(i);
+        let req = format!(
+            "POST /api/v1/alertmanager HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{b}",
+            b.len()
+        );
+        let sent = Instant::now();
+        w.write_all(req.as_bytes()).expect("send");
+        let status = read_response(&mut r);
+        rtt.push(sent.elapsed());
+        assert_eq!(status, 200, "post {i}");
+        let want = if i % 2 == 0 { 1.0 } else { 0.0 };
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let at = loop {
+            if let Some(wr) = gpio.first_write_since(RED, sent) {
+                assert_eq!(wr.drive.duty(), want, "post {i}: first write");
+                break wr.at;
+            }
+            assert!(Instant::now() < deadline, "no pin write for post {i}");
+            thread::yield_now();
+        };
+        to_pin.push(at - sent);
+    }
+    (to_pin, rtt)
+}
+
+fn main() {
+    let posts: usize = arg("--posts")
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(10_000);
+    let loaded =
+        config::parse(Path::new("<bench>"), "listen = \"127.0.0.1:0\"\n".into()).expect("config");
+    let spec = spec::resolve(
+        &loaded,
+        &spec::Overrides {
+            simulate: true,
+            ..Default::default()
+        },
+    )
+    .expect("built-in node");
+    let gpio = MockGpio::new();
+    let hw = Hardware::simulated(&spec, &gpio).expect("hardware");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let (to_pin, rtt) = rt.block_on(async {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let running = edgesense_agent::start(Arc::new(spec), hw, None);
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let g = gpio.clone();
+        let client = thread::spawn(move || {
+            let r = client(addr, g, posts);
+            let _ = stop_tx.send(());
+            r
+        });
+        edgesense_agent::serve(listener, running, async {
+            let _ = stop_rx.await;
+        })
+        .await
+        .expect("serve");
+        client.join().expect("client")
+    });
+    let mut to_pin = to_pin;
+    let mut rtt = rtt;
+    to_pin.sort();
+    rtt.sort();
+    println!(
+        "Webhook → first LED pin write, {posts} posts on loopback (one keep-alive connection)\n"
+    );
+    println!("| figure | p50 | p90 | p99 | max |");
+    println!("|---|---:|---:|---:|---:|");
+    for (name, v) in [
+        ("post → pin write", &to_pin),
+        ("post → HTTP response", &rtt),
+    ] {
+        println!(
+            "| {name} | {} | {} | {} | {} |",
+            ms(quantile(v, 0.5)),
+            ms(quantile(v, 0.9)),
+            ms(quantile(v, 0.99)),
+            ms(quantile(v, 1.0))
+        );
+    }
+}

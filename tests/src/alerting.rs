@@ -1,0 +1,119 @@
+//! Debian's Prometheus and Alertmanager on loopback with the shipped `stack/assets` configs, made
+//! fast (1 s scrape and evaluation, `for: 0s`, `group_wait: 0s`, `group_interval: 1s`) and
+//! pointed at one agent: for the end-to-end alert tests and the alert-loop benchmark.
+
+use std::{
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    process::Command,
+    time::Duration,
+};
+
+use crate::{free_port, which, workspace, Daemon};
+
+/// `stack/assets` in the workspace.
+pub fn assets() -> PathBuf {
+    workspace().join("stack/assets")
+}
+
+/// `text` with `from` replaced by `to`; panics if `from` is not there, so a change to the
+/// shipped file cannot silently leave the tests on other settings.
+pub fn swap(text: &str, from: &str, to: &str) -> String {
+    assert!(
+        text.contains(from),
+        "expected {from:?} in the shipped config"
+    );
+    text.replace(from, to)
+}
+
+pub fn alertmanager_bin() -> PathBuf {
+    which("prometheus-alertmanager")
+        .or_else(|| which("alertmanager"))
+        .expect("Alertmanager on PATH (tests/run.sh installs Debian's prometheus-alertmanager)")
+}
+
+pub fn prometheus_bin() -> PathBuf {
+    which("prometheus").expect("prometheus on PATH (tests/run.sh installs Debian's prometheus)")
+}
+
+/// A running Prometheus + Alertmanager pair, stopped on drop.
+pub struct FastStack {
+    pub prom: Daemon,
+    pub am: Daemon,
+    pub prom_addr: SocketAddr,
+    pub am_addr: SocketAddr,
+}
+
+impl FastStack {
+    /// Starts Alertmanager posting to the agent at `agent` with the token in `token_file`, and
+    /// Prometheus scraping that agent; files and data go under `dir`. Returns once both are ready.
+    pub fn start(dir: &Path, agent: SocketAddr, token_file: &Path) -> FastStack {
+        let am_addr: SocketAddr = ([127, 0, 0, 1], free_port()).into();
+        let am_cfg = std::fs::read_to_string(assets().join("alertmanager.yml"))
+            .expect("read shipped alertmanager.yml");
+        let am_cfg = swap(
+            &am_cfg,
+            "http://edgesense-agent:9842",
+            &format!("http://{agent}"),
+        );
+        let am_cfg = swap(
+            &am_cfg,
+            "/run/secrets/edgesense_token",
+            token_file.to_str().expect("utf-8 path"),
+        );
+        let am_cfg = swap(&am_cfg, "group_wait: 10s", "group_wait: 0s");
+        let am_cfg = swap(&am_cfg, "group_interval: 1m", "group_interval: 1s");
+        std::fs::write(dir.join("alertmanager.yml"), am_cfg).expect("write config");
+        let mut cmd = Command::new(alertmanager_bin());
+        cmd.arg(format!(
+            "--config.file={}",
+            dir.join("alertmanager.yml").display()
+        ))
+        .arg(format!("--storage.path={}", dir.join("am").display()))
+        .arg(format!("--web.listen-address={am_addr}"))
+        .arg("--cluster.listen-address=");
+        let mut am = Daemon::start("alertmanager", cmd);
+        am.wait_ready(am_addr, "/-/ready", Duration::from_secs(30));
+
+        let prom_addr: SocketAddr = ([127, 0, 0, 1], free_port()).into();
+        let rules = std::fs::read_to_string(assets().join("rules/edgesense.yml"))
+            .expect("read shipped rules");
+        let rules = swap(&rules, "for: 1m", "for: 0s").replace("for: 2m", "for: 0s");
+        std::fs::create_dir_all(dir.join("rules")).expect("mkdir");
+        std::fs::write(dir.join("rules/edgesense.yml"), rules).expect("write rules");
+        let cfg = std::fs::read_to_string(assets().join("prometheus.yml"))
+            .expect("read shipped prometheus.yml");
+        let cfg = swap(&cfg, "scrape_interval: 15s", "scrape_interval: 1s");
+        let cfg = swap(&cfg, "scrape_timeout: 5s", "scrape_timeout: 1s");
+        let cfg = swap(&cfg, "evaluation_interval: 15s", "evaluation_interval: 1s");
+        let cfg = swap(
+            &cfg,
+            "    - dns_sd_configs:\n        - names: [alertmanager]\n          type: A\n          port: 9093\n          refresh_interval: 30s\n",
+            &format!("    - static_configs:\n        - targets: ['{am_addr}']\n"),
+        );
+        let cfg = swap(
+            &cfg,
+            "    dns_sd_configs:\n      - names: [edgesense-agent]\n        type: A\n        port: 9842\n        refresh_interval: 30s\n",
+            &format!("    static_configs:\n      - targets: ['{agent}']\n"),
+        );
+        std::fs::write(dir.join("prometheus.yml"), cfg).expect("write config");
+        let mut cmd = Command::new(prometheus_bin());
+        cmd.arg(format!(
+            "--config.file={}",
+            dir.join("prometheus.yml").display()
+        ))
+        .arg(format!(
+            "--storage.tsdb.path={}",
+            dir.join("tsdb").display()
+        ))
+        .arg(format!("--web.listen-address={prom_addr}"));
+        let mut prom = Daemon::start("prometheus", cmd);
+        prom.wait_ready(prom_addr, "/-/ready", Duration::from_secs(60));
+        FastStack {
+            prom,
+            am,
+            prom_addr,
+            am_addr,
+        }
+    }
+}
