@@ -16,6 +16,7 @@ pub mod leds;
 pub mod list;
 pub mod metrics;
 pub mod poller;
+pub mod probe;
 pub mod relay;
 pub mod spec;
 

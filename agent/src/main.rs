@@ -31,6 +31,26 @@ struct Args {
     #[arg(long, value_name = "PATH")]
     sysfs_root: Option<PathBuf>,
 
+    /// Node name: the `node` label and the name Alertmanager alerts address [default: `node`
+    /// from the config, else the hostname].
+    #[arg(long, value_name = "NAME")]
+    node: Option<String>,
+
+    /// File holding the bearer token that writes (LED API, webhook) must carry [default:
+    /// `token_file` from the config].
+    #[arg(long, value_name = "PATH")]
+    token_file: Option<PathBuf>,
+
+    /// Relay Alertmanager payloads to the A records of NAME:PORT (in the swarm:
+    /// edgesense-agent:9842), in addition to the config's [relay].
+    #[arg(long, value_name = "NAME:PORT", value_parser = parse_host_port)]
+    relay_dns: Option<String>,
+
+    /// GET URL (http://host:port/path) and exit 0 on a 2xx answer: the health check of the
+    /// FROM-scratch images, which have no shell or wget.
+    #[arg(long, value_name = "URL", hide = true)]
+    probe: Option<String>,
+
     /// Print every supported sensor found on this node as [[sensor]] tables ready to paste into
     /// a config (each read once), then exit.
     #[arg(long)]
@@ -59,6 +79,15 @@ fn main() -> ExitCode {
     let args = Args::parse();
     init_logging(args.log_format, &args.log_level);
 
+    if let Some(url) = &args.probe {
+        return match edgesense_agent::probe::probe(url, Duration::from_secs(3)) {
+            Ok(_) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("unhealthy: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     if args.list_sensors {
         return list_sensors(&args);
     }
@@ -74,6 +103,9 @@ fn main() -> ExitCode {
                 listen: args.listen,
                 simulate: args.simulate,
                 sysfs_root: args.sysfs_root.clone(),
+                node: args.node.clone(),
+                token_file: args.token_file.clone(),
+                relay_dns: args.relay_dns.clone(),
             },
         )
     });
@@ -106,6 +138,17 @@ fn main() -> ExitCode {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+fn parse_host_port(s: &str) -> Result<String, String> {
+    match s.rsplit_once(':') {
+        Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0) => {
+            Ok(s.to_owned())
+        }
+        _ => Err(format!(
+            "\"{s}\" is not NAME:PORT, e.g. edgesense-agent:9842"
+        )),
     }
 }
 

@@ -92,6 +92,10 @@ pub struct Overrides {
     pub listen: Option<SocketAddr>,
     pub simulate: bool,
     pub sysfs_root: Option<PathBuf>,
+    pub node: Option<String>,
+    pub token_file: Option<PathBuf>,
+    /// `name:port` whose A records are relay peers (adds to the file's `[relay]`).
+    pub relay_dns: Option<String>,
 }
 
 /// Checks `loaded` and applies `flags`. With `--simulate` and no sensors, LEDs or rules in the
@@ -283,17 +287,24 @@ pub fn resolve(loaded: &Loaded, flags: &Overrides) -> Result<NodeSpec, ConfigErr
     }
 
     let alert_routes = alerts::resolve_routes(hw_loaded, &leds)?;
-    let relay = alerts::resolve_relay(loaded, c.relay.as_ref())?;
+    let mut relay = alerts::resolve_relay(loaded, c.relay.as_ref())?;
+    if let Some(dns) = &flags.relay_dns {
+        relay.dns = Some(dns.clone());
+    }
 
     Ok(NodeSpec {
-        node: c.node.clone().unwrap_or_else(hostname),
+        node: flags
+            .node
+            .clone()
+            .or_else(|| c.node.clone())
+            .unwrap_or_else(hostname),
         model: if simulate {
             "simulated".into()
         } else {
             pi_model()
         },
         listen,
-        token_file: c.token_file.clone(),
+        token_file: flags.token_file.clone().or_else(|| c.token_file.clone()),
         read_timeout,
         simulate,
         sysfs_root,
@@ -354,6 +365,7 @@ mod tests {
                 listen: None,
                 simulate,
                 sysfs_root: None,
+                ..Overrides::default()
             },
         )
     }
@@ -366,6 +378,7 @@ mod tests {
                 listen: None,
                 simulate: true,
                 sysfs_root: None,
+                ..Overrides::default()
             },
         )
         .unwrap();
@@ -413,6 +426,7 @@ mod tests {
                 listen: Some("127.0.0.1:2".parse().unwrap()),
                 simulate: true,
                 sysfs_root: None,
+                ..Overrides::default()
             },
         )
         .unwrap();

@@ -1,9 +1,17 @@
-//! `edgesense`: the operator CLI. This is the command skeleton; each subcommand lands with its
-//! issue (stack and node: bollard; flash: provision crate; dashboard; doctor).
+//! `edgesense`: the operator CLI. Argument parsing, output and exit codes; the work is in the
+//! library.
 
-use std::{path::PathBuf, process::ExitCode};
+use std::{path::PathBuf, process::ExitCode, time::Duration};
 
-use clap::{Parser, Subcommand};
+use anyhow::Context as _;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use edgesense::{
+    assets::{self, AssetOptions, Thresholds},
+    docker, down, node,
+    plan::{self, Healthcheck, StackOptions},
+    progress::Progress,
+    render, status, up, StackError,
+};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -46,35 +54,439 @@ enum Command {
     Doctor,
 }
 
+#[derive(Args, Debug, Clone)]
+struct StackName {
+    /// Stack name: services are <stack>_prometheus and <stack>_alertmanager.
+    #[arg(long, default_value = "edgesense")]
+    stack: String,
+    /// The attachable overlay network shared with the agent containers.
+    #[arg(long, default_value = plan::DEFAULT_NETWORK)]
+    network: String,
+}
+
+/// What the deployed files and services look like (`stack up` and `stack render`).
+#[derive(Args, Debug, Clone)]
+struct StackContent {
+    #[command(flatten)]
+    name: StackName,
+    #[arg(long, value_name = "IMAGE", default_value = plan::PROMETHEUS_IMAGE)]
+    prometheus_image: String,
+    #[arg(long, value_name = "IMAGE", default_value = plan::ALERTMANAGER_IMAGE)]
+    alertmanager_image: String,
+    /// File with the webhook token [default: keep the stack's secret, or generate one and print it once].
+    #[arg(long, value_name = "FILE")]
+    token_file: Option<PathBuf>,
+    /// Air temperature warning threshold, °C.
+    #[arg(long, default_value_t = 30.0)]
+    warn_celsius: f64,
+    /// Air temperature critical threshold, °C.
+    #[arg(long, default_value_t = 35.0)]
+    crit_celsius: f64,
+    /// SoC temperature warning threshold, °C.
+    #[arg(long, default_value_t = 75.0)]
+    soc_warn_celsius: f64,
+    /// SoC temperature critical threshold, °C (the firmware throttles from 80).
+    #[arg(long, default_value_t = 80.0)]
+    soc_crit_celsius: f64,
+    /// Prometheus scrape and rule evaluation interval, e.g. 15s, 5s, 1m.
+    #[arg(long, default_value = "15s", value_parser = parse_duration)]
+    scrape_interval: Duration,
+    /// Your own rules file instead of the shipped one (the thresholds then do not apply).
+    #[arg(long, value_name = "FILE")]
+    rules: Option<PathBuf>,
+    /// Host port for Prometheus on the node running it (0: not published).
+    #[arg(long, default_value_t = 9090)]
+    prometheus_port: u16,
+    /// Host port for Alertmanager on the node running it (0: not published).
+    #[arg(long, default_value_t = 9093)]
+    alertmanager_port: u16,
+    /// Service health checks: `probe` (edgesense/* local images), `wget` (upstream images), `auto` picks by image.
+    #[arg(long, value_enum, default_value_t = HealthcheckArg::Auto)]
+    healthcheck: HealthcheckArg,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum HealthcheckArg {
+    Auto,
+    Probe,
+    Wget,
+    None,
+}
+
 #[derive(Subcommand, Debug)]
 enum StackAction {
-    /// Create or update the stack (idempotent).
-    Up,
-    /// Remove the stack's services, configs and secrets.
-    Down,
-    /// Show services, tasks, agents and alerts.
-    Status,
-    /// Write a docker-stack.yml and its assets for `docker stack deploy`.
-    Render,
+    /// Create or update the stack; running it again with the same flags changes nothing.
+    Up {
+        #[command(flatten)]
+        content: StackContent,
+        /// How long to wait for the services and Prometheus to be ready, in seconds.
+        #[arg(long, default_value_t = 180)]
+        timeout: u64,
+        /// Return once the services are created, without waiting.
+        #[arg(long)]
+        no_wait: bool,
+    },
+    /// Remove the stack's services, configs and secrets (volumes with --volumes; the network if unused).
+    Down {
+        #[command(flatten)]
+        name: StackName,
+        /// Also remove the Prometheus and Alertmanager data volumes.
+        #[arg(long)]
+        volumes: bool,
+        /// How long to wait for tasks to stop, in seconds.
+        #[arg(long, default_value_t = 60)]
+        timeout: u64,
+    },
+    /// Show services, tasks, nodes, discovered agents and active alerts.
+    Status {
+        #[command(flatten)]
+        name: StackName,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+        /// Prometheus URL [default: the Docker host, port 9090].
+        #[arg(long, value_name = "URL")]
+        prometheus: Option<String>,
+        /// Alertmanager URL [default: the Docker host, port 9093].
+        #[arg(long, value_name = "URL")]
+        alertmanager: Option<String>,
+    },
+    /// Write docker-stack.yml and its files for `docker stack deploy`.
+    Render {
+        #[command(flatten)]
+        content: StackContent,
+        /// Output directory.
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+    },
 }
 
 #[derive(Subcommand, Debug)]
 enum NodeAction {
-    /// Start the agent container on this node.
-    Run,
+    /// Start (or replace) the agent container on this node.
+    Run {
+        /// Agent image.
+        #[arg(long, default_value = node::DEFAULT_IMAGE)]
+        image: String,
+        /// Container name; give each agent its own to run several on one host.
+        #[arg(long, default_value = node::DEFAULT_NAME)]
+        name: String,
+        /// Node name the agent reports [default: --name if given, else this host's name].
+        #[arg(long)]
+        node_name: Option<String>,
+        /// Agent config file (TOML), mounted read-only.
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+        /// Webhook token file (the stack's token), mounted read-only.
+        #[arg(long, value_name = "FILE")]
+        token_file: Option<PathBuf>,
+        /// Simulated hardware: try the stack without a Pi.
+        #[arg(long)]
+        simulate: bool,
+        /// Run privileged (all devices, all capabilities): only if least privilege does not work.
+        #[arg(long)]
+        privileged: bool,
+        /// Publish the agent on the host: PORT or HOST:PORT.
+        #[arg(long, value_name = "ADDR")]
+        publish: Option<String>,
+        #[arg(long, default_value = plan::DEFAULT_NETWORK)]
+        network: String,
+    },
     /// Stop and remove the agent container.
-    Stop,
+    Stop {
+        #[arg(long, default_value = node::DEFAULT_NAME)]
+        name: String,
+    },
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (n, unit) = s.split_at(split);
+    let n: u64 = n
+        .parse()
+        .map_err(|_| format!("\"{s}\": write e.g. 15s, 500ms or 1m"))?;
+    match unit {
+        "ms" => Ok(Duration::from_millis(n)),
+        "s" | "" => Ok(Duration::from_secs(n)),
+        "m" => Ok(Duration::from_secs(n * 60)),
+        _ => Err(format!("\"{s}\": unit must be ms, s or m")),
+    }
+}
+
+fn read_file(p: &PathBuf, what: &str) -> anyhow::Result<String> {
+    std::fs::read_to_string(p).with_context(|| format!("{what} {}", p.display()))
+}
+
+impl StackContent {
+    fn options(&self) -> StackOptions {
+        StackOptions {
+            stack: self.name.stack.clone(),
+            network: self.name.network.clone(),
+            prometheus_image: self.prometheus_image.clone(),
+            alertmanager_image: self.alertmanager_image.clone(),
+            prometheus_port: self.prometheus_port,
+            alertmanager_port: self.alertmanager_port,
+            healthcheck: match self.healthcheck {
+                HealthcheckArg::Auto => Healthcheck::Auto,
+                HealthcheckArg::Probe => Healthcheck::Probe,
+                HealthcheckArg::Wget => Healthcheck::Wget,
+                HealthcheckArg::None => Healthcheck::None,
+            },
+        }
+    }
+
+    fn files(&self) -> anyhow::Result<assets::Rendered> {
+        let rules = self
+            .rules
+            .as_ref()
+            .map(|p| read_file(p, "--rules"))
+            .transpose()?;
+        Ok(assets::render(&AssetOptions {
+            thresholds: Thresholds {
+                warn_celsius: self.warn_celsius,
+                crit_celsius: self.crit_celsius,
+                soc_warn_celsius: self.soc_warn_celsius,
+                soc_crit_celsius: self.soc_crit_celsius,
+            },
+            rules,
+            scrape_interval: self.scrape_interval,
+        })?)
+    }
+
+    fn token(&self) -> anyhow::Result<Option<String>> {
+        let Some(p) = &self.token_file else {
+            return Ok(None);
+        };
+        let t = read_file(p, "--token-file")?;
+        let t = t.lines().next().unwrap_or("").trim().to_owned();
+        anyhow::ensure!(
+            !t.is_empty(),
+            "--token-file {}: empty; put the token on its first line",
+            p.display()
+        );
+        Ok(Some(t))
+    }
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let what = match cli.command {
-        Command::Stack { .. } => "stack",
-        Command::Node { .. } => "node",
-        Command::Dashboard => "dashboard",
-        Command::Flash { .. } => "flash",
-        Command::Doctor => "doctor",
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
     };
-    eprintln!("error: `edgesense {what}` is not implemented yet in this version");
-    ExitCode::FAILURE
+    match rt.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            let input = e
+                .downcast_ref::<StackError>()
+                .is_some_and(|s| matches!(s, StackError::Input(_)));
+            ExitCode::from(if input { 2 } else { 1 })
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let host = docker::host(cli.docker_host.as_deref());
+    match cli.command {
+        Command::Stack { action } => stack(&host, action).await,
+        Command::Node { action } => node_cmd(&host, action).await,
+        Command::Dashboard | Command::Flash { .. } | Command::Doctor => {
+            anyhow::bail!("this subcommand is not implemented yet in this version")
+        }
+    }
+}
+
+async fn stack(host: &str, action: StackAction) -> anyhow::Result<()> {
+    match action {
+        StackAction::Up {
+            content,
+            timeout,
+            no_wait,
+        } => {
+            let files = content.files()?;
+            let token = content.token()?;
+            let opts = content.options();
+            let docker = docker::connect(host).await?;
+            let mut progress = Progress::new(false);
+            let (outcome, plan, generated) =
+                up::up(&docker, &opts, &files, token.as_deref(), &mut progress).await?;
+            for c in &outcome.created {
+                progress.done(&format!("created   {c}"));
+            }
+            for u in &outcome.updated {
+                progress.done(&format!("updated   {u}"));
+            }
+            for r in &outcome.removed {
+                progress.done(&format!("removed   {r}"));
+            }
+            if !outcome.changed() {
+                progress.done("stack is up to date: nothing changed");
+            }
+            if let Some(t) = generated {
+                println!("Webhook token (shown once; give it to every agent with `edgesense node run --token-file FILE`):\n{t}");
+            }
+            if !no_wait {
+                let url = (opts.prometheus_port != 0).then(|| {
+                    format!(
+                        "http://{}:{}",
+                        docker::published_host(host),
+                        opts.prometheus_port
+                    )
+                });
+                up::wait_ready(
+                    &docker,
+                    &plan,
+                    url.as_deref(),
+                    Duration::from_secs(timeout),
+                    &mut progress,
+                )
+                .await?;
+                if let Some(u) = url {
+                    println!("Prometheus: {u}");
+                }
+                if opts.alertmanager_port != 0 {
+                    println!(
+                        "Alertmanager: http://{}:{}",
+                        docker::published_host(host),
+                        opts.alertmanager_port
+                    );
+                }
+            }
+            Ok(())
+        }
+        StackAction::Down {
+            name,
+            volumes,
+            timeout,
+        } => {
+            let docker = docker::connect(host).await?;
+            let mut progress = Progress::new(false);
+            let out = down::down(
+                &docker,
+                &down::DownOptions {
+                    stack: &name.stack,
+                    network: &name.network,
+                    volumes,
+                    timeout: Duration::from_secs(timeout),
+                },
+                &mut progress,
+            )
+            .await?;
+            for r in &out.removed {
+                progress.done(&format!("removed   {r}"));
+            }
+            for k in &out.unchanged {
+                progress.done(&format!("kept      {k}"));
+            }
+            if out.removed.is_empty() {
+                progress.done(&format!("nothing of stack \"{}\" was left", name.stack));
+            }
+            Ok(())
+        }
+        StackAction::Status {
+            name,
+            json,
+            prometheus,
+            alertmanager,
+        } => {
+            let docker = docker::connect(host).await?;
+            docker::ensure_manager(&docker).await?;
+            let h = docker::published_host(host);
+            let prometheus = prometheus.unwrap_or_else(|| format!("http://{h}:9090"));
+            let alertmanager = alertmanager.unwrap_or_else(|| format!("http://{h}:9093"));
+            let v = status::collect(&docker, &name.stack, Some(&prometheus), Some(&alertmanager))
+                .await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&v)?);
+            } else {
+                println!("{}", status::render_table(&v));
+            }
+            Ok(())
+        }
+        StackAction::Render { content, out } => {
+            let files = content.files()?;
+            let opts = content.options();
+            let (secret, token_path) = match (&content.token_file, content.token()?) {
+                (Some(p), Some(t)) => (
+                    plan::secret_name(&opts.stack, &t),
+                    Some(
+                        std::fs::canonicalize(p)?
+                            .to_str()
+                            .context("token file path is not UTF-8")?
+                            .to_owned(),
+                    ),
+                ),
+                _ => (format!("{}_token", opts.stack), None),
+            };
+            let plan = plan::plan(&opts, &files, &secret);
+            let written = render::write(&out, &opts, &plan, token_path.as_deref())?;
+            for w in written {
+                println!("{}", out.join(w).display());
+            }
+            if token_path.is_none() {
+                println!(
+                    "Create the token secret first:  printf %s \"$TOKEN\" | docker secret create {secret} -"
+                );
+            }
+            println!(
+                "Deploy:  docker stack deploy -c {} {}",
+                out.join("docker-stack.yml").display(),
+                opts.stack
+            );
+            Ok(())
+        }
+    }
+}
+
+async fn node_cmd(host: &str, action: NodeAction) -> anyhow::Result<()> {
+    let docker = docker::connect(host).await?;
+    match action {
+        NodeAction::Run {
+            image,
+            name,
+            node_name,
+            config,
+            token_file,
+            simulate,
+            privileged,
+            publish,
+            network,
+        } => {
+            let o = node::NodeOptions {
+                image,
+                name: name.clone(),
+                node_name,
+                config,
+                token_file,
+                simulate,
+                privileged,
+                network,
+                publish,
+                ..node::NodeOptions::new()
+            };
+            let (node_name, replaced) = node::run(&docker, &o).await?;
+            println!(
+                "{} agent container {name} (node \"{node_name}\", image {})",
+                if replaced { "replaced" } else { "started" },
+                o.image
+            );
+            Ok(())
+        }
+        NodeAction::Stop { name } => {
+            if node::remove(&docker, &name).await? {
+                println!("stopped and removed {name}");
+            } else {
+                println!("no container named {name}");
+            }
+            Ok(())
+        }
+    }
 }

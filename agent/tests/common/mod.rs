@@ -28,6 +28,7 @@ pub fn node(text: &str, token: Option<&str>, simulate: bool) -> Node {
             sysfs_root: None,
             listen: None,
             simulate: true,
+            ..spec::Overrides::default()
         },
     )
     .unwrap();

@@ -1,0 +1,167 @@
+//! `edgesense stack down`: removes the stack's services, then (once their tasks are gone) its
+//! configs and secrets; its volumes only when asked; the network only if nothing uses it.
+
+use std::time::{Duration, Instant};
+
+use bollard::{
+    query_parameters::{
+        ListConfigsOptions, ListSecretsOptions, ListServicesOptions, ListTasksOptions,
+        ListVolumesOptions,
+    },
+    Docker,
+};
+
+use crate::{
+    docker::ensure_manager,
+    error::{is_not_found, Context, Result},
+    plan::NAMESPACE,
+    progress::Progress,
+    up::{filters, Outcome},
+};
+
+pub struct DownOptions<'a> {
+    pub stack: &'a str,
+    pub network: &'a str,
+    pub volumes: bool,
+    pub timeout: Duration,
+}
+
+pub async fn down(
+    docker: &Docker,
+    o: &DownOptions<'_>,
+    progress: &mut Progress,
+) -> Result<Outcome> {
+    ensure_manager(docker).await?;
+    let mut out = Outcome::default();
+    let label = || Some(filters(&[("label", format!("{NAMESPACE}={}", o.stack))]));
+    let services = docker
+        .list_services(Some(ListServicesOptions {
+            filters: label(),
+            ..Default::default()
+        }))
+        .await
+        .context(|| "list services".into())?;
+    for s in &services {
+        let name = s
+            .spec
+            .as_ref()
+            .and_then(|s| s.name.clone())
+            .unwrap_or_default();
+        match docker.delete_service(&name).await {
+            Ok(()) => out.removed.push(format!("service {name}")),
+            Err(e) if is_not_found(&e) => {}
+            Err(e) => return Err(e).context(|| format!("remove service {name}")),
+        }
+    }
+    // Configs, secrets and volumes are in use until the tasks' containers are gone.
+    let started = Instant::now();
+    loop {
+        let tasks = docker
+            .list_tasks(Some(ListTasksOptions { filters: label() }))
+            .await
+            .context(|| "list tasks".into())?;
+        let containers = docker
+            .list_containers(Some(bollard::query_parameters::ListContainersOptions {
+                all: true,
+                filters: label(),
+                ..Default::default()
+            }))
+            .await
+            .context(|| "list containers".into())?;
+        if tasks.is_empty() && containers.is_empty() {
+            break;
+        }
+        if started.elapsed() > o.timeout {
+            progress.done(&format!(
+                "{} task(s) still shutting down; configs, secrets and volumes they use stay (run `stack down` again)",
+                tasks.len().max(containers.len())
+            ));
+            break;
+        }
+        progress.set(&format!(
+            "[{:>3.0} s] waiting for {} task(s) to stop",
+            started.elapsed().as_secs_f64(),
+            tasks.len().max(containers.len())
+        ));
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    let configs = docker
+        .list_configs(Some(ListConfigsOptions { filters: label() }))
+        .await
+        .context(|| "list configs".into())?;
+    for c in configs {
+        if let Some(name) = c.spec.and_then(|s| s.name) {
+            if docker.delete_config(&name).await.is_ok() {
+                out.removed.push(format!("config {name}"));
+            }
+        }
+    }
+    let secrets = docker
+        .list_secrets(Some(ListSecretsOptions { filters: label() }))
+        .await
+        .context(|| "list secrets".into())?;
+    for s in secrets {
+        if let Some(name) = s.spec.and_then(|s| s.name) {
+            if docker.delete_secret(&name).await.is_ok() {
+                out.removed.push(format!("secret {name}"));
+            }
+        }
+    }
+    if o.volumes {
+        let vols = docker
+            .list_volumes(Some(ListVolumesOptions { filters: label() }))
+            .await
+            .context(|| "list volumes".into())?;
+        for v in vols.volumes.unwrap_or_default() {
+            if docker
+                .remove_volume(
+                    &v.name,
+                    None::<bollard::query_parameters::RemoveVolumeOptions>,
+                )
+                .await
+                .is_ok()
+            {
+                out.removed.push(format!("volume {}", v.name));
+            }
+        }
+    }
+    // The network stays while anything else is on it (agent containers, other services).
+    match docker.inspect_network(o.network, None).await {
+        Ok(n) => {
+            let containers = n.containers.map_or(0, |c| c.len());
+            let all_services = docker
+                .list_services(None::<ListServicesOptions>)
+                .await
+                .context(|| "list services".into())?;
+            let id = n.id.unwrap_or_default();
+            let users = all_services
+                .iter()
+                .filter(|s| {
+                    s.spec
+                        .as_ref()
+                        .and_then(|s| s.task_template.as_ref())
+                        .and_then(|t| t.networks.as_ref())
+                        .is_some_and(|nets| {
+                            nets.iter().any(|a| {
+                                a.target.as_deref() == Some(o.network)
+                                    || a.target.as_deref() == Some(id.as_str())
+                            })
+                        })
+                })
+                .count();
+            if containers == 0 && users == 0 {
+                if docker.remove_network(o.network).await.is_ok() {
+                    out.removed.push(format!("network {}", o.network));
+                }
+            } else {
+                out.unchanged.push(format!(
+                    "network {} (in use: {containers} container(s), {users} service(s))",
+                    o.network
+                ));
+            }
+        }
+        Err(e) if is_not_found(&e) => {}
+        Err(e) => return Err(e).context(|| format!("inspect network {}", o.network)),
+    }
+    Ok(out)
+}

@@ -1,0 +1,25 @@
+//! The `edgesense` operator CLI's library: the swarm stack (Prometheus and Alertmanager as swarm
+//! services on the attachable overlay network `core-infra`) and the agent container on each node,
+//! both through the Docker API with bollard.
+//!
+//! | module | job |
+//! |---|---|
+//! | [`assets`] | the shipped Prometheus/Alertmanager files, rendered with the flags |
+//! | [`plan`] | the stack as data: configs by content hash, secret, volumes, service specs |
+//! | [`up`], [`down`], [`status`], [`render`] | the `stack` subcommands |
+//! | [`node`] | `node run` / `node stop`: the agent container, least privilege |
+//! | [`docker`] | connecting, API version negotiation, swarm manager check |
+
+pub mod assets;
+pub mod docker;
+pub mod down;
+pub mod error;
+pub mod http;
+pub mod node;
+pub mod plan;
+pub mod progress;
+pub mod render;
+pub mod status;
+pub mod up;
+
+pub use error::{Result, StackError};

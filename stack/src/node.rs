@@ -1,0 +1,393 @@
+//! `edgesense node run|stop`: the agent container on this node, started like `docker run` (it
+//! needs device access that swarm services cannot be given) and joined to the overlay network
+//! with the alias every agent shares.
+//!
+//! Least privilege by default: only the device nodes that exist and the agent uses
+//! (`/dev/gpiomem` or `/dev/gpiochip*`, `/dev/i2c-*`), `/sys` read-only, every capability
+//! dropped, `no-new-privileges`, a read-only root file system, user `nobody` with the device
+//! files' groups added. `--privileged` only on request.
+
+use std::{
+    collections::HashMap,
+    os::unix::fs::MetadataExt,
+    path::{Path, PathBuf},
+};
+
+use bollard::{
+    models::{
+        ContainerCreateBody, DeviceMapping, EndpointSettings, HostConfig, NetworkingConfig,
+        PortBinding, RestartPolicy, RestartPolicyNameEnum,
+    },
+    query_parameters::{CreateContainerOptions, RemoveContainerOptions, StopContainerOptions},
+    Docker,
+};
+
+use crate::{
+    error::{is_not_found, Context, Result, StackError},
+    plan::DEFAULT_NETWORK,
+};
+
+/// The alias every agent has on the network: Prometheus discovers agents by its A records,
+/// Alertmanager posts to it, agents relay to it.
+pub const AGENT_ALIAS: &str = "edgesense-agent";
+pub const DEFAULT_IMAGE: &str = "edgesense/agent:local";
+pub const DEFAULT_NAME: &str = "edgesense-agent";
+/// Where the config and token are mounted in the container.
+const CONFIG_IN: &str = "/etc/edgesense/agent.toml";
+const TOKEN_IN: &str = "/run/secrets/edgesense_token";
+/// `nobody`: the agent needs no root, only the device groups.
+const USER: &str = "65534:65534";
+
+#[derive(Clone, Debug, Default)]
+pub struct NodeOptions {
+    pub image: String,
+    pub name: String,
+    /// The agent's node name (default: `--name` when given, else the Docker host's name).
+    pub node_name: Option<String>,
+    pub config: Option<PathBuf>,
+    pub token_file: Option<PathBuf>,
+    pub simulate: bool,
+    pub privileged: bool,
+    pub network: String,
+    /// Publish the agent's port on the host: `127.0.0.1:9842`, `9842`.
+    pub publish: Option<String>,
+    /// Where device nodes are looked up (`/dev`; tests use a prepared directory).
+    pub dev_root: PathBuf,
+}
+
+impl NodeOptions {
+    pub fn new() -> NodeOptions {
+        NodeOptions {
+            image: DEFAULT_IMAGE.into(),
+            name: DEFAULT_NAME.into(),
+            network: DEFAULT_NETWORK.into(),
+            dev_root: PathBuf::from("/dev"),
+            ..NodeOptions::default()
+        }
+    }
+}
+
+/// The devices the agent can use on this machine: (path, group id).
+pub fn devices(dev_root: &Path) -> Vec<(PathBuf, u32)> {
+    let Ok(entries) = std::fs::read_dir(dev_root) else {
+        return Vec::new();
+    };
+    let mut found: Vec<(PathBuf, u32)> = entries
+        .filter_map(|e| e.ok())
+        .filter(|e| {
+            let n = e.file_name();
+            let n = n.to_string_lossy();
+            n == "gpiomem" || n.starts_with("gpiochip") || n.starts_with("i2c-")
+        })
+        .filter_map(|e| Some((e.path(), e.metadata().ok()?.gid())))
+        .collect();
+    found.sort();
+    found
+}
+
+fn absolute(p: &Path, what: &str) -> Result<String> {
+    let abs = std::fs::canonicalize(p)
+        .map_err(|e| StackError::Input(format!("{what} {}: {e}", p.display())))?;
+    abs.to_str()
+        .map(str::to_owned)
+        .ok_or_else(|| StackError::Input(format!("{what} {}: not UTF-8", abs.display())))
+}
+
+/// Parses `--publish`: `PORT` or `HOST:PORT`.
+fn publish(spec: &str) -> Result<PortBinding> {
+    let (host, port) = match spec.rsplit_once(':') {
+        Some((h, p)) => (h.to_owned(), p),
+        None => (String::new(), spec),
+    };
+    port.parse::<u16>().map_err(|_| {
+        StackError::Input(format!(
+            "--publish {spec}: write PORT or HOST:PORT, e.g. 127.0.0.1:9842"
+        ))
+    })?;
+    Ok(PortBinding {
+        host_ip: (!host.is_empty()).then_some(host),
+        host_port: Some(port.to_owned()),
+    })
+}
+
+/// The container request for `o` with node name `node`.
+pub fn container(o: &NodeOptions, node: &str) -> Result<ContainerCreateBody> {
+    let mut cmd: Vec<String> = vec![
+        "--listen".into(),
+        "0.0.0.0:9842".into(),
+        "--node".into(),
+        node.into(),
+        "--relay-dns".into(),
+        format!("{AGENT_ALIAS}:9842"),
+    ];
+    let mut binds = Vec::new();
+    if let Some(c) = &o.config {
+        binds.push(format!("{}:{CONFIG_IN}:ro", absolute(c, "--config")?));
+        cmd.extend(["--config".into(), CONFIG_IN.into()]);
+    }
+    if let Some(t) = &o.token_file {
+        binds.push(format!("{}:{TOKEN_IN}:ro", absolute(t, "--token-file")?));
+        cmd.extend(["--token-file".into(), TOKEN_IN.into()]);
+    }
+    if o.simulate {
+        cmd.push("--simulate".into());
+    }
+    let (devices, groups) = if o.simulate || o.privileged {
+        (Vec::new(), Vec::new())
+    } else {
+        let found = devices(&o.dev_root);
+        let mut gids: Vec<String> = found.iter().map(|(_, g)| g.to_string()).collect();
+        gids.sort();
+        gids.dedup();
+        let maps = found
+            .iter()
+            .map(|(p, _)| DeviceMapping {
+                path_on_host: Some(p.display().to_string()),
+                path_in_container: Some(p.display().to_string()),
+                cgroup_permissions: Some("rw".into()),
+            })
+            .collect();
+        (maps, gids)
+    };
+    if !o.simulate {
+        binds.push("/sys:/sys:ro".into());
+    }
+    let mut port_bindings = HashMap::new();
+    if let Some(p) = &o.publish {
+        port_bindings.insert("9842/tcp".to_owned(), Some(vec![publish(p)?]));
+    }
+    let host = HostConfig {
+        binds: Some(binds),
+        devices: Some(devices),
+        group_add: Some(groups),
+        restart_policy: Some(RestartPolicy {
+            name: Some(RestartPolicyNameEnum::UNLESS_STOPPED),
+            maximum_retry_count: None,
+        }),
+        privileged: Some(o.privileged),
+        cap_drop: (!o.privileged).then(|| vec!["ALL".into()]),
+        security_opt: (!o.privileged).then(|| vec!["no-new-privileges:true".into()]),
+        readonly_rootfs: Some(true),
+        port_bindings: Some(port_bindings),
+        init: Some(false),
+        ..Default::default()
+    };
+    let mut endpoints = HashMap::new();
+    endpoints.insert(
+        o.network.clone(),
+        EndpointSettings {
+            aliases: Some(vec![AGENT_ALIAS.into(), o.name.clone()]),
+            ..Default::default()
+        },
+    );
+    Ok(ContainerCreateBody {
+        image: Some(o.image.clone()),
+        hostname: Some(
+            node.chars()
+                .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
+                .collect(),
+        ),
+        user: (!o.privileged).then(|| USER.to_owned()),
+        cmd: Some(cmd),
+        exposed_ports: Some(vec!["9842/tcp".into()]),
+        labels: Some(
+            [
+                ("com.edgesense.role".to_owned(), "agent".to_owned()),
+                ("com.edgesense.node".to_owned(), node.to_owned()),
+            ]
+            .into(),
+        ),
+        stop_timeout: Some(5),
+        host_config: Some(host),
+        networking_config: Some(NetworkingConfig {
+            endpoints_config: Some(endpoints),
+        }),
+        ..Default::default()
+    })
+}
+
+/// Starts (or replaces) the agent container; returns (node name, replaced an old one).
+pub async fn run(docker: &Docker, o: &NodeOptions) -> Result<(String, bool)> {
+    match docker.inspect_network(&o.network, None).await {
+        Ok(_) => {}
+        Err(e) if is_not_found(&e) => {
+            return Err(StackError::Input(format!(
+                "network \"{}\" does not exist here yet: run `edgesense stack up` on a manager first (on a worker it appears once the node is in the swarm)",
+                o.network
+            )))
+        }
+        Err(e) => return Err(e).context(|| format!("inspect network {}", o.network)),
+    }
+    if let Err(e) = docker.inspect_image(&o.image).await {
+        return if is_not_found(&e) {
+            Err(StackError::Input(format!(
+                "image {} is not on this node: build it with stack/images/build.sh, or `docker pull` it",
+                o.image
+            )))
+        } else {
+            Err(e).context(|| format!("inspect image {}", o.image))
+        };
+    }
+    let node = match &o.node_name {
+        Some(n) => n.clone(),
+        None if o.name != DEFAULT_NAME => o.name.clone(),
+        None => crate::docker::daemon_hostname(docker).await?,
+    };
+    let body = container(o, &node)?;
+    let replaced = remove(docker, &o.name).await?;
+    docker
+        .create_container(
+            Some(CreateContainerOptions {
+                name: Some(o.name.clone()),
+                ..Default::default()
+            }),
+            body,
+        )
+        .await
+        .context(|| format!("create container {}", o.name))?;
+    docker
+        .start_container(&o.name, None)
+        .await
+        .context(|| format!("start container {}", o.name))?;
+    Ok((node, replaced))
+}
+
+/// Stops and removes container `name`; false if there was none.
+pub async fn remove(docker: &Docker, name: &str) -> Result<bool> {
+    match docker
+        .stop_container(
+            name,
+            Some(StopContainerOptions {
+                t: Some(5),
+                ..Default::default()
+            }),
+        )
+        .await
+    {
+        Ok(()) => {}
+        Err(e) if is_not_found(&e) => return Ok(false),
+        // Already stopped (304) or stopping: removal below settles it.
+        Err(_) => {}
+    }
+    match docker
+        .remove_container(
+            name,
+            Some(RemoveContainerOptions {
+                force: true,
+                ..Default::default()
+            }),
+        )
+        .await
+    {
+        Ok(()) => Ok(true),
+        Err(e) if is_not_found(&e) => Ok(false),
+        Err(e) => Err(e).context(|| format!("remove container {name}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn least_privilege_by_default() {
+        let dev = tempfile::tempdir().unwrap();
+        for d in ["gpiomem", "i2c-1", "tty0", "gpiochip0"] {
+            std::fs::write(dev.path().join(d), "").unwrap();
+        }
+        let cfg = dev.path().join("agent.toml");
+        std::fs::write(&cfg, "").unwrap();
+        let o = NodeOptions {
+            config: Some(cfg),
+            dev_root: dev.path().to_owned(),
+            ..NodeOptions::new()
+        };
+        let c = container(&o, "pi-kitchen").unwrap();
+        let h = c.host_config.as_ref().unwrap();
+        let devs: Vec<String> = h
+            .devices
+            .as_ref()
+            .unwrap()
+            .iter()
+            .map(|d| d.path_in_container.clone().unwrap())
+            .collect();
+        assert_eq!(
+            devs.len(),
+            3,
+            "gpiomem, gpiochip0, i2c-1 but not tty0: {devs:?}"
+        );
+        assert!(devs.iter().all(|d| !d.ends_with("tty0")));
+        assert_eq!(h.privileged, Some(false));
+        assert_eq!(h.cap_drop.as_deref(), Some(&["ALL".to_owned()][..]));
+        assert_eq!(h.readonly_rootfs, Some(true));
+        assert!(h
+            .binds
+            .as_ref()
+            .unwrap()
+            .contains(&"/sys:/sys:ro".to_owned()));
+        assert!(h
+            .binds
+            .as_ref()
+            .unwrap()
+            .iter()
+            .any(|b| b.ends_with(":/etc/edgesense/agent.toml:ro")));
+        assert_eq!(
+            h.restart_policy.as_ref().unwrap().name,
+            Some(RestartPolicyNameEnum::UNLESS_STOPPED)
+        );
+        assert_eq!(c.user.as_deref(), Some("65534:65534"));
+        assert!(
+            !h.group_add.as_ref().unwrap().is_empty(),
+            "device groups added"
+        );
+        let net = &c
+            .networking_config
+            .as_ref()
+            .unwrap()
+            .endpoints_config
+            .as_ref()
+            .unwrap()["core-infra"];
+        assert!(net
+            .aliases
+            .as_ref()
+            .unwrap()
+            .contains(&AGENT_ALIAS.to_owned()));
+        let cmd = c.cmd.unwrap().join(" ");
+        assert!(cmd.contains("--node pi-kitchen"), "{cmd}");
+        assert!(cmd.contains("--relay-dns edgesense-agent:9842"), "{cmd}");
+        assert!(cmd.contains("--config /etc/edgesense/agent.toml"), "{cmd}");
+        assert!(!cmd.contains("--simulate"));
+    }
+
+    #[test]
+    fn privileged_only_on_request_and_simulate_needs_no_devices() {
+        let o = NodeOptions {
+            privileged: true,
+            ..NodeOptions::new()
+        };
+        let c = container(&o, "n").unwrap();
+        let h = c.host_config.unwrap();
+        assert_eq!(h.privileged, Some(true));
+        assert_eq!(c.user, None);
+        let o = NodeOptions {
+            simulate: true,
+            publish: Some("127.0.0.1:19842".into()),
+            ..NodeOptions::new()
+        };
+        let c = container(&o, "n").unwrap();
+        let h = c.host_config.unwrap();
+        assert!(h.devices.unwrap().is_empty());
+        assert!(!h.binds.unwrap().iter().any(|b| b.starts_with("/sys")));
+        let pb = &h.port_bindings.unwrap()["9842/tcp"];
+        assert_eq!(pb.as_ref().unwrap()[0].host_port.as_deref(), Some("19842"));
+        assert!(c.cmd.unwrap().contains(&"--simulate".to_owned()));
+        assert!(container(
+            &NodeOptions {
+                publish: Some("x:y".into()),
+                ..NodeOptions::new()
+            },
+            "n"
+        )
+        .is_err());
+    }
+}

@@ -1,0 +1,447 @@
+//! What the stack is made of, computed from the flags alone (no Docker calls): configs named by
+//! content hash, the token secret, volumes, and the two service specs. `stack up` applies it,
+//! `stack render` writes it as a compose file.
+
+use std::collections::HashMap;
+
+use bollard::models::{
+    EndpointPortConfig, EndpointPortConfigProtocolEnum, EndpointPortConfigPublishModeEnum,
+    EndpointSpec, EndpointSpecModeEnum, HealthConfig, Limit, Mount, MountType, MountVolumeOptions,
+    NetworkAttachmentConfig, ServiceSpec, ServiceSpecMode, ServiceSpecModeReplicated,
+    ServiceSpecUpdateConfig, ServiceSpecUpdateConfigOrderEnum, TaskSpec, TaskSpecContainerSpec,
+    TaskSpecContainerSpecConfigs, TaskSpecContainerSpecFile, TaskSpecContainerSpecFile1,
+    TaskSpecContainerSpecSecrets, TaskSpecPlacement, TaskSpecResources, TaskSpecRestartPolicy,
+    TaskSpecRestartPolicyConditionEnum,
+};
+
+use crate::assets::{short_hash, Rendered};
+
+/// The label Docker's own `docker stack` uses; `docker stack ls/ps/rm` see our stack too.
+pub const NAMESPACE: &str = "com.docker.stack.namespace";
+/// A hash of the spec we asked for: equal means `stack up` has nothing to do.
+pub const SPEC_HASH: &str = "com.edgesense.spec";
+/// Marks the webhook token secret.
+pub const ROLE: &str = "com.edgesense.role";
+/// The overlay network agents and services share.
+pub const DEFAULT_NETWORK: &str = "core-infra";
+/// Where the token secret is mounted (the path `alertmanager.yml` reads).
+pub const TOKEN_TARGET: &str = "edgesense_token";
+/// Pinned upstream images.
+pub const PROMETHEUS_IMAGE: &str = "prom/prometheus:v2.53.2";
+pub const ALERTMANAGER_IMAGE: &str = "prom/alertmanager:v0.27.0";
+
+/// How the services' health is checked.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Healthcheck {
+    /// `probe` for `edgesense/…` images, `wget` otherwise.
+    Auto,
+    /// `/bin/edgesense-probe --probe URL`: the local FROM-scratch images carry the agent binary.
+    Probe,
+    /// `wget -q -O /dev/null URL`: upstream images are busybox-based.
+    Wget,
+    None,
+}
+
+/// Everything `stack up` and `stack render` need.
+#[derive(Clone, Debug)]
+pub struct StackOptions {
+    pub stack: String,
+    pub network: String,
+    pub prometheus_image: String,
+    pub alertmanager_image: String,
+    /// Host port for Prometheus / Alertmanager (host mode, on the node running the task); 0: none.
+    pub prometheus_port: u16,
+    pub alertmanager_port: u16,
+    pub healthcheck: Healthcheck,
+}
+
+impl Default for StackOptions {
+    fn default() -> Self {
+        StackOptions {
+            stack: "edgesense".into(),
+            network: DEFAULT_NETWORK.into(),
+            prometheus_image: PROMETHEUS_IMAGE.into(),
+            alertmanager_image: ALERTMANAGER_IMAGE.into(),
+            prometheus_port: 9090,
+            alertmanager_port: 9093,
+            healthcheck: Healthcheck::Auto,
+        }
+    }
+}
+
+/// One swarm config: its name (with the content hash), content and where it is mounted.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ConfigFile {
+    /// Key in compose files (`prometheus_yml`).
+    pub key: &'static str,
+    pub name: String,
+    pub data: String,
+    /// The file name in `stack render` output.
+    pub file: &'static str,
+    pub target: &'static str,
+}
+
+/// The whole stack.
+#[derive(Clone, Debug)]
+pub struct Plan {
+    pub configs: Vec<ConfigFile>,
+    pub secret_name: String,
+    pub volumes: Vec<String>,
+    /// Prometheus, then Alertmanager.
+    pub services: Vec<ServiceSpec>,
+}
+
+/// The token secret's name for `token`.
+pub fn secret_name(stack: &str, token: &str) -> String {
+    format!("{stack}_token_{}", short_hash(token.as_bytes()))
+}
+
+fn labels(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+    pairs
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect()
+}
+
+const SECOND_NS: i64 = 1_000_000_000;
+
+fn health(kind: Healthcheck, image: &str, url: &str) -> Option<HealthConfig> {
+    let kind = match kind {
+        Healthcheck::Auto if image.starts_with("edgesense/") => Healthcheck::Probe,
+        Healthcheck::Auto => Healthcheck::Wget,
+        k => k,
+    };
+    let test: Vec<&str> = match kind {
+        Healthcheck::Probe => vec!["CMD", "/bin/edgesense-probe", "--probe", url],
+        Healthcheck::Wget => vec!["CMD", "wget", "-q", "-O", "/dev/null", url],
+        Healthcheck::None | Healthcheck::Auto => return None,
+    };
+    Some(HealthConfig {
+        test: Some(test.into_iter().map(str::to_owned).collect()),
+        interval: Some(10 * SECOND_NS),
+        timeout: Some(5 * SECOND_NS),
+        retries: Some(3),
+        start_period: Some(30 * SECOND_NS),
+        ..Default::default()
+    })
+}
+
+struct Service<'a> {
+    name: &'a str,
+    image: &'a str,
+    args: Vec<String>,
+    alias: &'a str,
+    port: u16,
+    published: u16,
+    configs: Vec<&'a ConfigFile>,
+    secret: Option<&'a str>,
+    volume: (&'a str, &'a str),
+    memory_mib: i64,
+    nano_cpus: i64,
+}
+
+fn service(opts: &StackOptions, s: Service) -> ServiceSpec {
+    let ns = [(NAMESPACE, opts.stack.as_str())];
+    let url = format!("http://127.0.0.1:{}/-/ready", s.port);
+    let container = TaskSpecContainerSpec {
+        image: Some(s.image.to_owned()),
+        labels: Some(labels(&ns)),
+        args: Some(s.args),
+        health_check: health(opts.healthcheck, s.image, &url),
+        configs: Some(
+            s.configs
+                .iter()
+                .map(|c| TaskSpecContainerSpecConfigs {
+                    file: Some(TaskSpecContainerSpecFile1 {
+                        name: Some(c.target.to_owned()),
+                        uid: Some("0".into()),
+                        gid: Some("0".into()),
+                        mode: Some(0o444),
+                    }),
+                    config_name: Some(c.name.clone()),
+                    ..Default::default()
+                })
+                .collect(),
+        ),
+        secrets: s.secret.map(|name| {
+            vec![TaskSpecContainerSpecSecrets {
+                file: Some(TaskSpecContainerSpecFile {
+                    name: Some(TOKEN_TARGET.into()),
+                    uid: Some("65534".into()),
+                    gid: Some("65534".into()),
+                    mode: Some(0o400),
+                }),
+                secret_name: Some(name.to_owned()),
+                ..Default::default()
+            }]
+        }),
+        mounts: Some(vec![Mount {
+            target: Some(s.volume.1.to_owned()),
+            source: Some(s.volume.0.to_owned()),
+            typ: Some(MountType::VOLUME),
+            volume_options: Some(MountVolumeOptions {
+                labels: Some(labels(&ns)),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }]),
+        stop_grace_period: Some(10 * SECOND_NS),
+        ..Default::default()
+    };
+    let ports = (s.published != 0).then(|| {
+        vec![EndpointPortConfig {
+            protocol: Some(EndpointPortConfigProtocolEnum::TCP),
+            target_port: Some(i64::from(s.port)),
+            published_port: Some(i64::from(s.published)),
+            publish_mode: Some(EndpointPortConfigPublishModeEnum::HOST),
+            ..Default::default()
+        }]
+    });
+    let mut spec = ServiceSpec {
+        name: Some(format!("{}_{}", opts.stack, s.name)),
+        labels: Some(labels(&[
+            (NAMESPACE, opts.stack.as_str()),
+            ("com.docker.stack.image", s.image),
+        ])),
+        task_template: Some(TaskSpec {
+            container_spec: Some(container),
+            resources: Some(TaskSpecResources {
+                limits: Some(Limit {
+                    memory_bytes: Some(s.memory_mib * 1024 * 1024),
+                    nano_cpus: Some(s.nano_cpus),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            restart_policy: Some(TaskSpecRestartPolicy {
+                condition: Some(TaskSpecRestartPolicyConditionEnum::ANY),
+                delay: Some(5 * SECOND_NS),
+                max_attempts: Some(0),
+                ..Default::default()
+            }),
+            // The data volume is local to one node: keep the service on the managers.
+            placement: Some(TaskSpecPlacement {
+                constraints: Some(vec!["node.role == manager".into()]),
+                ..Default::default()
+            }),
+            networks: Some(vec![NetworkAttachmentConfig {
+                target: Some(opts.network.clone()),
+                aliases: Some(vec![s.alias.to_owned()]),
+                ..Default::default()
+            }]),
+            ..Default::default()
+        }),
+        mode: Some(ServiceSpecMode {
+            replicated: Some(ServiceSpecModeReplicated { replicas: Some(1) }),
+            ..Default::default()
+        }),
+        // One task owns the volume: stop the old one before starting the new one.
+        update_config: Some(ServiceSpecUpdateConfig {
+            parallelism: Some(1),
+            order: Some(ServiceSpecUpdateConfigOrderEnum::STOP_FIRST),
+            ..Default::default()
+        }),
+        // VIPs do not suit a one-replica service and do not route on some hosts: DNS round robin.
+        endpoint_spec: Some(EndpointSpec {
+            mode: Some(EndpointSpecModeEnum::DNSRR),
+            ports,
+        }),
+        ..Default::default()
+    };
+    // Through a JSON value, whose maps are sorted, so label order cannot change the hash.
+    let canonical = serde_json::to_value(&spec)
+        .map(|v| v.to_string())
+        .unwrap_or_default();
+    let hash = short_hash(canonical.as_bytes());
+    if let Some(l) = spec.labels.as_mut() {
+        l.insert(SPEC_HASH.into(), hash);
+    }
+    spec
+}
+
+/// The stack for `opts`, its rendered files and the token secret `secret_name`.
+pub fn plan(opts: &StackOptions, files: &Rendered, secret_name: &str) -> Plan {
+    let stack = &opts.stack;
+    let config =
+        |key: &'static str, data: &str, file: &'static str, target: &'static str| ConfigFile {
+            key,
+            name: format!("{stack}_{key}_{}", short_hash(data.as_bytes())),
+            data: data.to_owned(),
+            file,
+            target,
+        };
+    let configs = vec![
+        config(
+            "prometheus_yml",
+            &files.prometheus_yml,
+            "prometheus.yml",
+            "/etc/prometheus/prometheus.yml",
+        ),
+        config(
+            "rules",
+            &files.rules_yml,
+            "rules/edgesense.yml",
+            "/etc/prometheus/rules/edgesense.yml",
+        ),
+        config(
+            "alertmanager_yml",
+            &files.alertmanager_yml,
+            "alertmanager.yml",
+            "/etc/alertmanager/alertmanager.yml",
+        ),
+    ];
+    let prom_volume = format!("{stack}_prometheus_data");
+    let am_volume = format!("{stack}_alertmanager_data");
+    let prometheus = service(
+        opts,
+        Service {
+            name: "prometheus",
+            image: &opts.prometheus_image,
+            args: vec![
+                "--config.file=/etc/prometheus/prometheus.yml".into(),
+                "--storage.tsdb.path=/prometheus".into(),
+                "--storage.tsdb.retention.time=30d".into(),
+                "--web.listen-address=:9090".into(),
+            ],
+            alias: "prometheus",
+            port: 9090,
+            published: opts.prometheus_port,
+            configs: vec![&configs[0], &configs[1]],
+            secret: None,
+            volume: (&prom_volume, "/prometheus"),
+            memory_mib: 512,
+            nano_cpus: 1_000_000_000,
+        },
+    );
+    let alertmanager = service(
+        opts,
+        Service {
+            name: "alertmanager",
+            image: &opts.alertmanager_image,
+            args: vec![
+                "--config.file=/etc/alertmanager/alertmanager.yml".into(),
+                "--storage.path=/alertmanager".into(),
+                "--web.listen-address=:9093".into(),
+                // One instance: no gossip cluster.
+                "--cluster.listen-address=".into(),
+            ],
+            alias: "alertmanager",
+            port: 9093,
+            published: opts.alertmanager_port,
+            configs: vec![&configs[2]],
+            secret: Some(secret_name),
+            volume: (&am_volume, "/alertmanager"),
+            memory_mib: 128,
+            nano_cpus: 500_000_000,
+        },
+    );
+    Plan {
+        volumes: vec![prom_volume, am_volume],
+        secret_name: secret_name.to_owned(),
+        services: vec![prometheus, alertmanager],
+        configs,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::assets::{render, AssetOptions};
+
+    fn p(opts: &StackOptions) -> Plan {
+        plan(
+            opts,
+            &render(&AssetOptions::default()).unwrap(),
+            "edgesense_token_x",
+        )
+    }
+
+    #[test]
+    fn services_follow_the_design_contract() {
+        let plan = p(&StackOptions::default());
+        let names: Vec<_> = plan
+            .services
+            .iter()
+            .map(|s| s.name.clone().unwrap())
+            .collect();
+        assert_eq!(names, ["edgesense_prometheus", "edgesense_alertmanager"]);
+        for s in &plan.services {
+            assert_eq!(s.labels.as_ref().unwrap()[NAMESPACE], "edgesense");
+            let ep = s.endpoint_spec.as_ref().unwrap();
+            assert_eq!(ep.mode, Some(EndpointSpecModeEnum::DNSRR));
+            let ports = ep.ports.as_ref().unwrap();
+            assert_eq!(
+                ports[0].publish_mode,
+                Some(EndpointPortConfigPublishModeEnum::HOST)
+            );
+            let t = s.task_template.as_ref().unwrap();
+            let net = &t.networks.as_ref().unwrap()[0];
+            assert_eq!(net.target.as_deref(), Some("core-infra"));
+            assert!(t.restart_policy.is_some() && t.resources.is_some());
+            let c = t.container_spec.as_ref().unwrap();
+            assert!(c.health_check.is_some(), "health checked");
+            assert_eq!(c.mounts.as_ref().unwrap()[0].typ, Some(MountType::VOLUME));
+        }
+        let am = plan.services[1]
+            .task_template
+            .as_ref()
+            .unwrap()
+            .container_spec
+            .as_ref()
+            .unwrap();
+        assert_eq!(
+            am.secrets.as_ref().unwrap()[0].secret_name.as_deref(),
+            Some("edgesense_token_x")
+        );
+        let hc = am.health_check.as_ref().unwrap().test.as_ref().unwrap();
+        assert_eq!(hc[1], "wget", "upstream image: busybox wget");
+        assert!(plan
+            .configs
+            .iter()
+            .all(|c| c.name.starts_with("edgesense_")));
+        assert_eq!(
+            plan.volumes,
+            ["edgesense_prometheus_data", "edgesense_alertmanager_data"]
+        );
+    }
+
+    #[test]
+    fn same_inputs_same_hashes_and_a_threshold_changes_one_config() {
+        let opts = StackOptions::default();
+        let a = p(&opts);
+        let b = p(&opts);
+        let hash = |pl: &Plan, i: usize| pl.services[i].labels.as_ref().unwrap()[SPEC_HASH].clone();
+        assert_eq!(hash(&a, 0), hash(&b, 0));
+        let mut ao = AssetOptions::default();
+        ao.thresholds.crit_celsius = 40.0;
+        let c = plan(&opts, &render(&ao).unwrap(), "edgesense_token_x");
+        assert_eq!(
+            a.configs[0].name, c.configs[0].name,
+            "prometheus.yml unchanged"
+        );
+        assert_ne!(a.configs[1].name, c.configs[1].name, "rules changed");
+        assert_ne!(hash(&a, 0), hash(&c, 0), "prometheus rolls");
+        assert_eq!(hash(&a, 1), hash(&c, 1), "alertmanager untouched");
+    }
+
+    #[test]
+    fn local_images_use_the_probe_and_port_zero_publishes_nothing() {
+        let opts = StackOptions {
+            prometheus_image: "edgesense/prometheus:local".into(),
+            prometheus_port: 0,
+            ..StackOptions::default()
+        };
+        let plan = p(&opts);
+        let prom = &plan.services[0];
+        assert!(prom.endpoint_spec.as_ref().unwrap().ports.is_none());
+        let c = prom
+            .task_template
+            .as_ref()
+            .unwrap()
+            .container_spec
+            .as_ref()
+            .unwrap();
+        let test = c.health_check.as_ref().unwrap().test.clone().unwrap();
+        assert_eq!(test[1..3], ["/bin/edgesense-probe", "--probe"]);
+    }
+}

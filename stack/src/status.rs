@@ -1,0 +1,344 @@
+//! `edgesense stack status`: the stack's services and tasks, the swarm's nodes, the agents
+//! Prometheus discovered (and whether their scrapes work), and Alertmanager's active alerts.
+
+use std::{collections::HashMap, fmt::Write as _, time::Duration};
+
+use bollard::{
+    query_parameters::{ListNodesOptions, ListServicesOptions, ListTasksOptions},
+    Docker,
+};
+use serde_json::{json, Value};
+
+use crate::{
+    error::{Context, Result},
+    http,
+    plan::NAMESPACE,
+    up::filters,
+};
+
+/// Collects the status as JSON (the `--json` output; the table is rendered from it).
+pub async fn collect(
+    docker: &Docker,
+    stack: &str,
+    prometheus: Option<&str>,
+    alertmanager: Option<&str>,
+) -> Result<Value> {
+    let label = || Some(filters(&[("label", format!("{NAMESPACE}={stack}"))]));
+    let nodes = docker
+        .list_nodes(None::<ListNodesOptions>)
+        .await
+        .context(|| "list nodes (is this a swarm manager?)".into())?;
+    let node_names: HashMap<String, String> = nodes
+        .iter()
+        .filter_map(|n| Some((n.id.clone()?, n.description.as_ref()?.hostname.clone()?)))
+        .collect();
+    let services = docker
+        .list_services(Some(ListServicesOptions {
+            filters: label(),
+            status: Some(true),
+        }))
+        .await
+        .context(|| "list services".into())?;
+    let tasks = docker
+        .list_tasks(Some(ListTasksOptions { filters: label() }))
+        .await
+        .context(|| "list tasks".into())?;
+    let services: Vec<Value> = services
+        .iter()
+        .map(|s| {
+            let spec = s.spec.clone().unwrap_or_default();
+            let st = s.service_status.clone().unwrap_or_default();
+            let image = spec
+                .task_template
+                .as_ref()
+                .and_then(|t| t.container_spec.as_ref())
+                .and_then(|c| c.image.clone())
+                .unwrap_or_default();
+            let ports: Vec<i64> = spec
+                .endpoint_spec
+                .as_ref()
+                .and_then(|e| e.ports.as_ref())
+                .map(|p| p.iter().filter_map(|p| p.published_port).collect())
+                .unwrap_or_default();
+            json!({
+                "name": spec.name,
+                "image": image.split('@').next().unwrap_or(""),
+                "running": st.running_tasks,
+                "desired": st.desired_tasks,
+                "ports": ports,
+            })
+        })
+        .collect();
+    let service_names: HashMap<String, String> = services_by_id(docker, stack).await?;
+    let mut tasks: Vec<Value> = tasks
+        .iter()
+        .filter(|t| {
+            t.desired_state
+                .as_ref()
+                .is_some_and(|d| d.to_string() != "shutdown")
+        })
+        .map(|t| {
+            let status = t.status.clone().unwrap_or_default();
+            json!({
+                "service": t.service_id.as_ref().and_then(|id| service_names.get(id)),
+                "node": t.node_id.as_ref().and_then(|id| node_names.get(id)),
+                "state": status.state.map(|s| s.to_string()),
+                "error": status.err,
+            })
+        })
+        .collect();
+    tasks.sort_by_key(|t| t["service"].to_string());
+    let nodes: Vec<Value> = nodes
+        .iter()
+        .map(|n| {
+            json!({
+                "hostname": n.description.as_ref().and_then(|d| d.hostname.clone()),
+                "role": n.spec.as_ref().and_then(|s| s.role.as_ref()).map(|r| r.to_string()),
+                "state": n.status.as_ref().and_then(|s| s.state.as_ref()).map(|s| s.to_string()),
+                "availability": n.spec.as_ref().and_then(|s| s.availability.as_ref()).map(|a| a.to_string()),
+                "address": n.status.as_ref().and_then(|s| s.addr.clone()),
+            })
+        })
+        .collect();
+    let agents = match prometheus {
+        Some(url) => agents(url).await,
+        None => json!({ "error": "Prometheus is not published (--prometheus URL to ask it)" }),
+    };
+    let alerts = match alertmanager {
+        Some(url) => alerts(url).await,
+        None => json!({ "error": "Alertmanager is not published (--alertmanager URL to ask it)" }),
+    };
+    Ok(json!({
+        "stack": stack,
+        "services": services,
+        "tasks": tasks,
+        "nodes": nodes,
+        "agents": agents,
+        "alerts": alerts,
+    }))
+}
+
+async fn services_by_id(docker: &Docker, stack: &str) -> Result<HashMap<String, String>> {
+    let services = docker
+        .list_services(Some(ListServicesOptions {
+            filters: Some(filters(&[("label", format!("{NAMESPACE}={stack}"))])),
+            ..Default::default()
+        }))
+        .await
+        .context(|| "list services".into())?;
+    Ok(services
+        .into_iter()
+        .filter_map(|s| Some((s.id?, s.spec?.name?)))
+        .collect())
+}
+
+async fn get_json(url: &str) -> std::result::Result<Value, String> {
+    let (status, body) = http::get(url, Duration::from_secs(5)).await?;
+    if status != 200 {
+        return Err(format!("{url}: HTTP {status}"));
+    }
+    serde_json::from_str(&body).map_err(|e| format!("{url}: {e}"))
+}
+
+/// The `edgesense` scrape targets with their health and node names.
+async fn agents(prometheus: &str) -> Value {
+    let targets = match get_json(&format!("{prometheus}/api/v1/targets?state=active")).await {
+        Ok(v) => v,
+        Err(e) => return json!({ "error": format!("Prometheus unreachable: {e}") }),
+    };
+    let q = http::urlencode("edgesense_node_info");
+    let names: HashMap<String, String> = get_json(&format!("{prometheus}/api/v1/query?query={q}"))
+        .await
+        .ok()
+        .and_then(|v| v["data"]["result"].as_array().cloned())
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|r| {
+            Some((
+                r["metric"]["instance"].as_str()?.to_owned(),
+                r["metric"]["node"].as_str()?.to_owned(),
+            ))
+        })
+        .collect();
+    let list: Vec<Value> = targets["data"]["activeTargets"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|t| t["labels"]["job"] == "edgesense")
+        .map(|t| {
+            let instance = t["labels"]["instance"].as_str().unwrap_or("").to_owned();
+            json!({
+                "instance": instance,
+                "node": names.get(&instance),
+                "health": t["health"],
+                "last_scrape": t["lastScrape"],
+                "error": t["lastError"],
+            })
+        })
+        .collect();
+    json!(list)
+}
+
+async fn alerts(alertmanager: &str) -> Value {
+    match get_json(&format!("{alertmanager}/api/v2/alerts?active=true")).await {
+        Ok(Value::Array(list)) => json!(list
+            .iter()
+            .map(|a| json!({
+                "name": a["labels"]["alertname"],
+                "severity": a["labels"]["severity"],
+                "node": a["labels"]["node"],
+                "state": a["status"]["state"],
+                "summary": a["annotations"]["summary"],
+            }))
+            .collect::<Vec<_>>()),
+        Ok(other) => json!({ "error": format!("unexpected answer: {other}") }),
+        Err(e) => json!({ "error": format!("Alertmanager unreachable: {e}") }),
+    }
+}
+
+fn cell(v: &Value) -> String {
+    match v {
+        Value::Null => "-".into(),
+        Value::String(s) if s.is_empty() => "-".into(),
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// A plain-text table: `headers`, then one row per item of `rows` with the given keys.
+fn table(out: &mut String, title: &str, rows: &Value, cols: &[(&str, &str)]) {
+    let _ = writeln!(out, "\n{title}");
+    let Some(items) = rows.as_array() else {
+        let _ = writeln!(out, "  {}", cell(&rows["error"]));
+        return;
+    };
+    if items.is_empty() {
+        let _ = writeln!(out, "  (none)");
+        return;
+    }
+    let cells: Vec<Vec<String>> = items
+        .iter()
+        .map(|r| cols.iter().map(|(k, _)| cell(&r[*k])).collect())
+        .collect();
+    let widths: Vec<usize> = cols
+        .iter()
+        .enumerate()
+        .map(|(i, (_, h))| {
+            cells
+                .iter()
+                .map(|r| r[i].chars().count())
+                .max()
+                .unwrap_or(0)
+                .max(h.len())
+        })
+        .collect();
+    let line = |vals: Vec<&str>| {
+        let parts: Vec<String> = vals
+            .iter()
+            .zip(&widths)
+            .map(|(v, w)| format!("{v:<w$}"))
+            .collect();
+        format!("  {}", parts.join("  ").trim_end())
+    };
+    let _ = writeln!(out, "{}", line(cols.iter().map(|(_, h)| *h).collect()));
+    for r in &cells {
+        let _ = writeln!(out, "{}", line(r.iter().map(String::as_str).collect()));
+    }
+}
+
+/// The human-readable form of [`collect`]'s JSON.
+pub fn render_table(v: &Value) -> String {
+    let mut out = format!("stack {}", cell(&v["stack"]));
+    table(
+        &mut out,
+        "SERVICES",
+        &v["services"],
+        &[
+            ("name", "NAME"),
+            ("running", "RUNNING"),
+            ("desired", "DESIRED"),
+            ("image", "IMAGE"),
+            ("ports", "PORTS"),
+        ],
+    );
+    table(
+        &mut out,
+        "TASKS",
+        &v["tasks"],
+        &[
+            ("service", "SERVICE"),
+            ("node", "NODE"),
+            ("state", "STATE"),
+            ("error", "ERROR"),
+        ],
+    );
+    table(
+        &mut out,
+        "NODES",
+        &v["nodes"],
+        &[
+            ("hostname", "HOSTNAME"),
+            ("role", "ROLE"),
+            ("state", "STATE"),
+            ("availability", "AVAILABILITY"),
+            ("address", "ADDRESS"),
+        ],
+    );
+    table(
+        &mut out,
+        "AGENTS (Prometheus targets)",
+        &v["agents"],
+        &[
+            ("node", "NODE"),
+            ("instance", "INSTANCE"),
+            ("health", "HEALTH"),
+            ("last_scrape", "LAST SCRAPE"),
+            ("error", "ERROR"),
+        ],
+    );
+    table(
+        &mut out,
+        "ALERTS (Alertmanager)",
+        &v["alerts"],
+        &[
+            ("name", "ALERT"),
+            ("severity", "SEVERITY"),
+            ("node", "NODE"),
+            ("state", "STATE"),
+            ("summary", "SUMMARY"),
+        ],
+    );
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn table_aligns_and_says_why_a_section_is_empty() {
+        let v = json!({
+            "stack": "edgesense",
+            "services": [{"name": "edgesense_prometheus", "running": 1, "desired": 1, "image": "prom/prometheus:v2.53.2", "ports": [9090]}],
+            "tasks": [],
+            "nodes": [{"hostname": "pi-1", "role": "manager", "state": "ready", "availability": "active", "address": "10.0.0.2"}],
+            "agents": {"error": "Prometheus unreachable: connection refused"},
+            "alerts": [],
+        });
+        let t = render_table(&v);
+        assert!(
+            t.contains("  NAME                  RUNNING  DESIRED  IMAGE"),
+            "{t}"
+        );
+        assert!(
+            t.contains("edgesense_prometheus  1        1        prom/prometheus:v2.53.2  [9090]"),
+            "{t}"
+        );
+        assert!(t.contains("TASKS\n  (none)"), "{t}");
+        assert!(
+            t.contains("Prometheus unreachable: connection refused"),
+            "{t}"
+        );
+    }
+}

@@ -1,0 +1,383 @@
+//! `edgesense stack up`: makes the swarm match the [`Plan`], changing only what differs, then
+//! waits until the services run and Prometheus answers.
+
+use std::{
+    collections::HashMap,
+    time::{Duration, Instant},
+};
+
+use bollard::{
+    models::{ConfigSpec, NetworkCreateRequest, SecretSpec, VolumeCreateRequest},
+    query_parameters::{
+        InspectServiceOptions, ListConfigsOptions, ListSecretsOptions, ListTasksOptions,
+        UpdateServiceOptions,
+    },
+    Docker,
+};
+
+use crate::{
+    docker::ensure_manager,
+    error::{is_not_found, Context, Result, StackError},
+    http,
+    plan::{Plan, StackOptions, NAMESPACE, ROLE, SPEC_HASH},
+    progress::Progress,
+};
+
+/// What `up` did.
+#[derive(Debug, Default, PartialEq)]
+pub struct Outcome {
+    pub created: Vec<String>,
+    pub updated: Vec<String>,
+    pub unchanged: Vec<String>,
+    pub removed: Vec<String>,
+}
+
+impl Outcome {
+    pub fn changed(&self) -> bool {
+        !(self.created.is_empty() && self.updated.is_empty() && self.removed.is_empty())
+    }
+}
+
+pub fn filters(pairs: &[(&str, String)]) -> HashMap<String, Vec<String>> {
+    let mut m: HashMap<String, Vec<String>> = HashMap::new();
+    for (k, v) in pairs {
+        m.entry((*k).to_owned()).or_default().push(v.clone());
+    }
+    m
+}
+
+fn ns_label(stack: &str) -> String {
+    format!("{NAMESPACE}={stack}")
+}
+
+fn base64(data: &[u8]) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(data)
+}
+
+/// Makes sure `name` is an attachable overlay network; creates it if missing, refuses (never
+/// deletes) one that is not.
+pub async fn ensure_network(docker: &Docker, name: &str, out: &mut Outcome) -> Result<()> {
+    match docker.inspect_network(name, None).await {
+        Ok(n) => {
+            let driver = n.driver.unwrap_or_default();
+            if driver != "overlay" {
+                return Err(StackError::BadNetwork {
+                    name: name.into(),
+                    what: format!("a \"{driver}\" network, not an overlay one"),
+                });
+            }
+            if n.attachable != Some(true) {
+                return Err(StackError::BadNetwork {
+                    name: name.into(),
+                    what: "an overlay network that is not attachable (agent containers started with `docker run` could not join it)".into(),
+                });
+            }
+            out.unchanged.push(format!("network {name}"));
+        }
+        Err(e) if is_not_found(&e) => {
+            docker
+                .create_network(NetworkCreateRequest {
+                    name: name.into(),
+                    driver: Some("overlay".into()),
+                    attachable: Some(true),
+                    labels: Some([("com.edgesense.network".to_owned(), "true".to_owned())].into()),
+                    ..Default::default()
+                })
+                .await
+                .context(|| format!("create network {name}"))?;
+            out.created.push(format!("network {name}"));
+        }
+        Err(e) => return Err(e).context(|| format!("inspect network {name}")),
+    }
+    Ok(())
+}
+
+/// The token: the one given, else the stack's existing secret (its content cannot be read back,
+/// so it is kept as it is), else a new random one. Returns the secret name and, when it was
+/// generated now, the token to show once.
+pub async fn ensure_token(
+    docker: &Docker,
+    stack: &str,
+    given: Option<&str>,
+    out: &mut Outcome,
+) -> Result<(String, Option<String>)> {
+    let secrets = docker
+        .list_secrets(Some(ListSecretsOptions {
+            filters: Some(filters(&[
+                ("label", ns_label(stack)),
+                ("label", format!("{ROLE}=token")),
+            ])),
+        }))
+        .await
+        .context(|| "list secrets".into())?;
+    let existing: Vec<String> = secrets
+        .iter()
+        .filter_map(|s| s.spec.as_ref()?.name.clone())
+        .collect();
+    let (token, generated) = match given {
+        Some(t) => (t.to_owned(), false),
+        None => {
+            if let Some(newest) = secrets
+                .iter()
+                .max_by_key(|s| s.created_at.clone().unwrap_or_default())
+                .and_then(|s| s.spec.as_ref()?.name.clone())
+            {
+                out.unchanged.push(format!("secret {newest}"));
+                return Ok((newest, None));
+            }
+            (random_token()?, true)
+        }
+    };
+    let name = crate::plan::secret_name(stack, &token);
+    if existing.contains(&name) {
+        out.unchanged.push(format!("secret {name}"));
+    } else {
+        docker
+            .create_secret(SecretSpec {
+                name: Some(name.clone()),
+                labels: Some(
+                    [
+                        (NAMESPACE.to_owned(), stack.to_owned()),
+                        (ROLE.to_owned(), "token".to_owned()),
+                    ]
+                    .into(),
+                ),
+                data: Some(base64(token.as_bytes())),
+                ..Default::default()
+            })
+            .await
+            .context(|| format!("create secret {name}"))?;
+        out.created.push(format!("secret {name}"));
+    }
+    Ok((name, generated.then_some(token)))
+}
+
+/// 32 hex digits from the kernel's random source.
+fn random_token() -> Result<String> {
+    use std::io::Read;
+    let mut b = [0u8; 16];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut b))
+        .map_err(|e| StackError::Input(format!("cannot read /dev/urandom for a token: {e}")))?;
+    Ok(b.iter().map(|x| format!("{x:02x}")).collect())
+}
+
+/// Applies `plan`: configs and volumes first, then services; then removes the stack's configs
+/// and secrets that nothing uses any more.
+pub async fn apply(
+    docker: &Docker,
+    opts: &StackOptions,
+    plan: &Plan,
+    out: &mut Outcome,
+) -> Result<()> {
+    let stack = &opts.stack;
+    let have = docker
+        .list_configs(Some(ListConfigsOptions {
+            filters: Some(filters(&[("label", ns_label(stack))])),
+        }))
+        .await
+        .context(|| "list configs".into())?;
+    let have_names: Vec<String> = have
+        .iter()
+        .filter_map(|c| c.spec.as_ref()?.name.clone())
+        .collect();
+    for c in &plan.configs {
+        if have_names.contains(&c.name) {
+            out.unchanged.push(format!("config {}", c.name));
+            continue;
+        }
+        docker
+            .create_config(ConfigSpec {
+                name: Some(c.name.clone()),
+                labels: Some([(NAMESPACE.to_owned(), stack.clone())].into()),
+                data: Some(base64(c.data.as_bytes())),
+                ..Default::default()
+            })
+            .await
+            .context(|| format!("create config {}", c.name))?;
+        out.created.push(format!("config {}", c.name));
+    }
+    for v in &plan.volumes {
+        match docker.inspect_volume(v).await {
+            Ok(_) => out.unchanged.push(format!("volume {v}")),
+            Err(e) if is_not_found(&e) => {
+                docker
+                    .create_volume(VolumeCreateRequest {
+                        name: Some(v.clone()),
+                        labels: Some([(NAMESPACE.to_owned(), stack.clone())].into()),
+                        ..Default::default()
+                    })
+                    .await
+                    .context(|| format!("create volume {v}"))?;
+                out.created.push(format!("volume {v}"));
+            }
+            Err(e) => return Err(e).context(|| format!("inspect volume {v}")),
+        }
+    }
+    for spec in &plan.services {
+        let name = spec.name.clone().unwrap_or_default();
+        let want = spec.labels.as_ref().and_then(|l| l.get(SPEC_HASH)).cloned();
+        match docker
+            .inspect_service(&name, None::<InspectServiceOptions>)
+            .await
+        {
+            Ok(current) => {
+                let have = current
+                    .spec
+                    .as_ref()
+                    .and_then(|s| s.labels.as_ref())
+                    .and_then(|l| l.get(SPEC_HASH))
+                    .cloned();
+                if have == want {
+                    out.unchanged.push(format!("service {name}"));
+                    continue;
+                }
+                let version = current.version.and_then(|v| v.index).unwrap_or(0);
+                docker
+                    .update_service(
+                        &name,
+                        spec.clone(),
+                        UpdateServiceOptions {
+                            version: i32::try_from(version).unwrap_or(i32::MAX),
+                            ..Default::default()
+                        },
+                        None,
+                    )
+                    .await
+                    .context(|| format!("update service {name}"))?;
+                out.updated.push(format!("service {name}"));
+            }
+            Err(e) if is_not_found(&e) => {
+                docker
+                    .create_service(spec.clone(), None)
+                    .await
+                    .context(|| format!("create service {name}"))?;
+                out.created.push(format!("service {name}"));
+            }
+            Err(e) => return Err(e).context(|| format!("inspect service {name}")),
+        }
+    }
+    // Old configs (other hashes) go once no task uses them; one still in use stays for the next
+    // `up` or `down`.
+    for c in have {
+        let Some(name) = c.spec.and_then(|s| s.name) else {
+            continue;
+        };
+        if plan.configs.iter().any(|p| p.name == name) {
+            continue;
+        }
+        if docker.delete_config(&name).await.is_ok() {
+            out.removed.push(format!("config {name}"));
+        }
+    }
+    Ok(())
+}
+
+/// Waits until every service of `plan` has a running task and, when Prometheus is published,
+/// until it answers `/-/ready` at `prometheus_url`.
+pub async fn wait_ready(
+    docker: &Docker,
+    plan: &Plan,
+    prometheus_url: Option<&str>,
+    limit: Duration,
+    progress: &mut Progress,
+) -> Result<()> {
+    let started = Instant::now();
+    loop {
+        let mut waiting = Vec::new();
+        for s in &plan.services {
+            let name = s.name.clone().unwrap_or_default();
+            let tasks = docker
+                .list_tasks(Some(ListTasksOptions {
+                    filters: Some(filters(&[
+                        ("service", name.clone()),
+                        ("desired-state", "running".into()),
+                    ])),
+                }))
+                .await
+                .context(|| format!("list tasks of {name}"))?;
+            let running = tasks.iter().any(|t| {
+                t.status
+                    .as_ref()
+                    .and_then(|s| s.state.as_ref())
+                    .is_some_and(|st| st.to_string() == "running")
+            });
+            if !running {
+                let state = tasks
+                    .iter()
+                    .filter_map(|t| {
+                        let s = t.status.as_ref()?;
+                        let err = s.err.clone().unwrap_or_default();
+                        Some(format!(
+                            "{}{}",
+                            s.state.as_ref()?,
+                            if err.is_empty() {
+                                String::new()
+                            } else {
+                                format!(": {err}")
+                            }
+                        ))
+                    })
+                    .next()
+                    .unwrap_or_else(|| "no task yet".into());
+                waiting.push(format!("{name} ({state})"));
+            }
+        }
+        let ready = if !waiting.is_empty() {
+            false
+        } else if let Some(url) = prometheus_url {
+            match http::get(&format!("{url}/-/ready"), Duration::from_secs(2)).await {
+                Ok((200, _)) => true,
+                Ok((status, _)) => {
+                    waiting.push(format!("Prometheus /-/ready answers {status}"));
+                    false
+                }
+                Err(e) => {
+                    waiting.push(format!("Prometheus not answering ({e})"));
+                    false
+                }
+            }
+        } else {
+            true
+        };
+        let elapsed = started.elapsed();
+        if ready {
+            progress.done(&format!("stack ready after {:.0} s", elapsed.as_secs_f64()));
+            return Ok(());
+        }
+        if elapsed > limit {
+            return Err(StackError::Timeout(format!(
+                "not ready after {}s: waiting for {}\n  `edgesense stack status` shows the tasks; `docker service ps --no-trunc <service>` why a task fails",
+                limit.as_secs(),
+                waiting.join(", ")
+            )));
+        }
+        progress.set(&format!(
+            "[{:>3.0} s] waiting for {}",
+            elapsed.as_secs_f64(),
+            waiting.join(", ")
+        ));
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// `stack up` from start to end.
+pub async fn up(
+    docker: &Docker,
+    opts: &StackOptions,
+    files: &crate::assets::Rendered,
+    token: Option<&str>,
+    progress: &mut Progress,
+) -> Result<(Outcome, Plan, Option<String>)> {
+    ensure_manager(docker).await?;
+    let mut out = Outcome::default();
+    progress.set(&format!("network {}", opts.network));
+    ensure_network(docker, &opts.network, &mut out).await?;
+    progress.set("webhook token secret");
+    let (secret, generated) = ensure_token(docker, &opts.stack, token, &mut out).await?;
+    let plan = crate::plan::plan(opts, files, &secret);
+    progress.set("configs, volumes and services");
+    apply(docker, opts, &plan, &mut out).await?;
+    Ok((out, plan, generated))
+}
