@@ -19,6 +19,7 @@ declare -A PKG_FOR=(
     [prometheus]=prometheus
     [amtool]=prometheus-alertmanager
     [prometheus-alertmanager]=prometheus-alertmanager
+    [dockerd]=docker.io
 )
 missing=()
 for cmd in "${!PKG_FOR[@]}"; do
@@ -53,6 +54,13 @@ amtool check-config stack/assets/alertmanager.yml
 step "building the binaries the end-to-end tests run"
 cargo build --workspace --bins --locked
 export EDGESENSE_AGENT_BIN="$PWD/target/debug/edgesense-agent"
+export EDGESENSE_BIN="$PWD/target/debug/edgesense"
+
+step "isolated dockerd (tests/dockerd.sh) and the local images (stack/images/build.sh)"
+export EDGESENSE_TEST_DOCKER_HOST
+EDGESENSE_TEST_DOCKER_HOST=$(tests/dockerd.sh start)
+trap 'tests/dockerd.sh stop' EXIT
+DOCKER_HOST=$EDGESENSE_TEST_DOCKER_HOST stack/images/build.sh
 
 step "tests"
 if command -v cargo-nextest >/dev/null; then

@@ -215,7 +215,29 @@ pub async fn apply(
             Err(e) => return Err(e).context(|| format!("inspect volume {v}")),
         }
     }
+    // Swarm wants config and secret IDs in a service spec, not just names.
+    let config_ids: HashMap<String, String> = docker
+        .list_configs(Some(ListConfigsOptions {
+            filters: Some(filters(&[("label", ns_label(stack))])),
+        }))
+        .await
+        .context(|| "list configs".into())?
+        .into_iter()
+        .filter_map(|c| Some((c.spec?.name?, c.id?)))
+        .collect();
+    let secret_ids: HashMap<String, String> = docker
+        .list_secrets(Some(ListSecretsOptions {
+            filters: Some(filters(&[("label", ns_label(stack))])),
+        }))
+        .await
+        .context(|| "list secrets".into())?
+        .into_iter()
+        .filter_map(|s| Some((s.spec?.name?, s.id?)))
+        .collect();
     for spec in &plan.services {
+        let mut spec = spec.clone();
+        with_ids(&mut spec, &config_ids, &secret_ids)?;
+        let spec = &spec;
         let name = spec.name.clone().unwrap_or_default();
         let want = spec.labels.as_ref().and_then(|l| l.get(SPEC_HASH)).cloned();
         match docker
@@ -270,6 +292,36 @@ pub async fn apply(
         if docker.delete_config(&name).await.is_ok() {
             out.removed.push(format!("config {name}"));
         }
+    }
+    Ok(())
+}
+
+/// Fills in the IDs of the configs and secrets `spec` names.
+fn with_ids(
+    spec: &mut bollard::models::ServiceSpec,
+    configs: &HashMap<String, String>,
+    secrets: &HashMap<String, String>,
+) -> Result<()> {
+    let Some(c) = spec
+        .task_template
+        .as_mut()
+        .and_then(|t| t.container_spec.as_mut())
+    else {
+        return Ok(());
+    };
+    for r in c.configs.iter_mut().flatten() {
+        let name = r.config_name.clone().unwrap_or_default();
+        r.config_id =
+            Some(configs.get(&name).cloned().ok_or_else(|| {
+                StackError::Input(format!("config {name} vanished while deploying"))
+            })?);
+    }
+    for r in c.secrets.iter_mut().flatten() {
+        let name = r.secret_name.clone().unwrap_or_default();
+        r.secret_id =
+            Some(secrets.get(&name).cloned().ok_or_else(|| {
+                StackError::Input(format!("secret {name} vanished while deploying"))
+            })?);
     }
     Ok(())
 }

@@ -25,29 +25,31 @@ pub fn workspace() -> PathBuf {
 /// The `edgesense-agent` binary: `$EDGESENSE_AGENT_BIN`, else built once with cargo.
 pub fn agent_bin() -> PathBuf {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
-        if let Some(p) = std::env::var_os("EDGESENSE_AGENT_BIN") {
-            return PathBuf::from(p);
-        }
-        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-        let status = Command::new(cargo)
-            .args([
-                "build",
-                "--quiet",
-                "-p",
-                "edgesense-agent",
-                "--bin",
-                "edgesense-agent",
-            ])
-            .current_dir(workspace())
-            .status()
-            .expect("run cargo build");
-        assert!(status.success(), "cargo build -p edgesense-agent failed");
-        let target = std::env::var_os("CARGO_TARGET_DIR")
-            .map_or_else(|| workspace().join("target"), PathBuf::from);
-        target.join("debug").join("edgesense-agent")
-    })
-    .clone()
+    BIN.get_or_init(|| built_bin("EDGESENSE_AGENT_BIN", "edgesense-agent", "edgesense-agent"))
+        .clone()
+}
+
+/// The operator CLI `edgesense`: `$EDGESENSE_BIN`, else built once with cargo.
+pub fn cli_bin() -> PathBuf {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| built_bin("EDGESENSE_BIN", "edgesense", "edgesense"))
+        .clone()
+}
+
+fn built_bin(env: &str, package: &str, bin: &str) -> PathBuf {
+    if let Some(p) = std::env::var_os(env) {
+        return PathBuf::from(p);
+    }
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let status = Command::new(cargo)
+        .args(["build", "--quiet", "-p", package, "--bin", bin])
+        .current_dir(workspace())
+        .status()
+        .expect("run cargo build");
+    assert!(status.success(), "cargo build -p {package} failed");
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map_or_else(|| workspace().join("target"), PathBuf::from);
+    target.join("debug").join(bin)
 }
 
 /// Polls `f` every 50 ms until it returns `Some`, panicking with `what` after `limit`.

@@ -1,0 +1,540 @@
+//! `edgesense stack` and `edgesense node` against a real, isolated dockerd (tests/dockerd.sh,
+//! started by tests/run.sh, which also builds the local images with stack/images/build.sh): the
+//! refusals first (no daemon, not a swarm manager, a non-attachable `core-infra`), then the
+//! whole stack: `stack up` (idempotent, a threshold updates in place), two simulated agents via
+//! `node run`, Prometheus discovering both through DNS, an alert reaching the right agent's LED
+//! through Alertmanager and the relay, `stack status`, `stack down` leaving nothing behind, and
+//! `stack render` deploying the same services with plain `docker stack deploy`.
+
+use std::{
+    collections::BTreeMap,
+    process::{Command, Output},
+    time::{Duration, Instant},
+};
+
+use edgesense_tests::{
+    alerting::{assets, swap},
+    cli_bin, free_port, get_json, wait_until,
+};
+use serde_json::Value;
+
+const TOKEN: &str = "swarm-e2e-41c9";
+
+fn docker_host() -> String {
+    std::env::var("EDGESENSE_TEST_DOCKER_HOST").expect(
+        "EDGESENSE_TEST_DOCKER_HOST: run tests/run.sh, which starts an isolated dockerd (tests/dockerd.sh) and builds the local images",
+    )
+}
+
+fn out(o: &Output) -> (i32, String, String) {
+    (
+        o.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
+}
+
+fn edgesense(args: &[&str]) -> (i32, String, String) {
+    let o = Command::new(cli_bin())
+        .args(args)
+        .env("DOCKER_HOST", docker_host())
+        .output()
+        .expect("run edgesense");
+    out(&o)
+}
+
+fn ok(args: &[&str]) -> String {
+    let (code, stdout, stderr) = edgesense(args);
+    assert_eq!(
+        code, 0,
+        "edgesense {args:?}\nstdout:\n{stdout}\nstderr:\n{stderr}"
+    );
+    format!("{stdout}{stderr}")
+}
+
+fn docker(args: &[&str]) -> String {
+    let o = Command::new("docker")
+        .args(args)
+        .env("DOCKER_HOST", docker_host())
+        .output()
+        .expect("run docker");
+    let (code, stdout, stderr) = out(&o);
+    assert_eq!(code, 0, "docker {args:?}: {stderr}");
+    stdout
+}
+
+fn stack_objects() -> (String, String, String) {
+    let label = "label=com.docker.stack.namespace=edgesense";
+    (
+        docker(&["service", "ls", "-q", "--filter", label]),
+        docker(&["config", "ls", "-q", "--filter", label]),
+        docker(&["secret", "ls", "-q", "--filter", label]),
+    )
+}
+
+/// The parts of a service spec both deploy ways must agree on.
+fn essentials(service: &str) -> Value {
+    let spec: Value = serde_json::from_str(&docker(&[
+        "service",
+        "inspect",
+        service,
+        "--format",
+        "{{json .Spec}}",
+    ]))
+    .expect("service spec JSON");
+    let c = &spec["TaskTemplate"]["ContainerSpec"];
+    let mut aliases: Vec<String> = spec["TaskTemplate"]["Networks"][0]["Aliases"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|x| x.as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default();
+    aliases.sort();
+    aliases.dedup();
+    let configs: BTreeMap<String, String> = c["Configs"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|x| {
+                    (
+                        x["File"]["Name"].as_str().unwrap_or("").to_owned(),
+                        x["ConfigName"].as_str().unwrap_or("").to_owned(),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    serde_json::json!({
+        "image": c["Image"].as_str().map(|i| i.split('@').next().unwrap_or("").to_owned()),
+        "args": c["Args"],
+        "endpoint_mode": spec["EndpointSpec"]["Mode"],
+        "ports": spec["EndpointSpec"]["Ports"].as_array().map(|p| p.iter().map(|x| (x["TargetPort"].clone(), x["PublishedPort"].clone(), x["PublishMode"].clone())).collect::<Vec<_>>()),
+        "aliases": aliases,
+        "configs": configs,
+        "secrets": c["Secrets"].as_array().map(|a| a.iter().map(|x| x["SecretName"].clone()).collect::<Vec<_>>()),
+        "mounts": c["Mounts"].as_array().map(|a| a.iter().map(|x| (x["Source"].clone(), x["Target"].clone())).collect::<Vec<_>>()),
+        "constraints": spec["TaskTemplate"]["Placement"]["Constraints"],
+        "health": c["Healthcheck"]["Test"],
+        "memory": spec["TaskTemplate"]["Resources"]["Limits"]["MemoryBytes"],
+    })
+}
+
+fn agent_led(port: u16, name: &str) -> Value {
+    let leds = get_json(([127, 0, 0, 1], port).into(), "/api/v1/leds");
+    leds["leds"]
+        .as_array()
+        .and_then(|l| l.iter().find(|l| l["name"] == name).cloned())
+        .unwrap_or(Value::Null)
+}
+
+/// The built-in node's LEDs and alert routes without its edge rule, so the LED can only come
+/// through Prometheus and Alertmanager.
+const AGENT_CONFIG: &str = r#"
+poll_interval = "1s"
+[[sensor]]
+name = "room"
+kind = "ds18b20"
+[[led]]
+name = "red"
+pin = 17
+[[led]]
+name = "green"
+pin = 22
+idle = "on"
+[[alert]]
+match = { severity = "critical" }
+led = "red"
+mode = "blink"
+period_ms = 250
+[[alert]]
+led = "green"
+mode = "off"
+"#;
+
+#[test]
+fn stack_and_agents_on_a_real_swarm() {
+    let started = Instant::now();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let token = d.join("token");
+    std::fs::write(&token, format!("{TOKEN}\n")).unwrap();
+    let token = token.to_str().unwrap().to_owned();
+
+    // --- Refusals, each changing nothing.
+    let (code, _, err) = edgesense(&[
+        "--docker-host",
+        "unix:///nonexistent/docker.sock",
+        "stack",
+        "up",
+    ]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("cannot reach the Docker daemon"), "{err}");
+    let info = docker(&["info", "--format", "{{.Swarm.LocalNodeState}}"]);
+    if info.trim() == "active" {
+        docker(&["swarm", "leave", "--force"]);
+    }
+    let (code, _, err) = edgesense(&["stack", "up", "--no-wait"]);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("not in a swarm") && err.contains("docker swarm init"),
+        "{err}"
+    );
+    docker(&["swarm", "init", "--advertise-addr", "127.0.0.1"]);
+    docker(&["network", "create", "--driver", "overlay", "core-infra"]);
+    let (code, _, err) = edgesense(&["stack", "up", "--no-wait"]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("not attachable"), "{err}");
+    assert_eq!(
+        docker(&[
+            "network",
+            "inspect",
+            "core-infra",
+            "--format",
+            "{{.Attachable}}"
+        ])
+        .trim(),
+        "false",
+        "the network is never deleted or changed"
+    );
+    assert!(
+        stack_objects().0.trim().is_empty(),
+        "no service was created"
+    );
+    docker(&["network", "rm", "core-infra"]);
+
+    // --- stack up with the local images.
+    let (prom_port, am_port) = (free_port(), free_port());
+    let (pp, ap) = (prom_port.to_string(), am_port.to_string());
+    // The flags that shape the stack, shared by `up` and `render`.
+    let content = |extra: &[&str]| -> Vec<String> {
+        let mut v: Vec<String> = [
+            "--prometheus-image",
+            "edgesense/prometheus:local",
+            "--alertmanager-image",
+            "edgesense/alertmanager:local",
+            "--token-file",
+            token.as_str(),
+            "--prometheus-port",
+            pp.as_str(),
+            "--alertmanager-port",
+            ap.as_str(),
+            "--scrape-interval",
+            "1s",
+        ]
+        .iter()
+        .map(|s| (*s).to_owned())
+        .collect();
+        v.extend(extra.iter().map(|s| (*s).to_owned()));
+        v
+    };
+    let base = |extra: &[&str]| -> Vec<String> {
+        let mut v = vec![
+            "stack".to_owned(),
+            "up".to_owned(),
+            "--timeout".to_owned(),
+            "180".to_owned(),
+        ];
+        v.extend(content(extra));
+        v
+    };
+    let run = |args: &[String]| ok(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    let t = Instant::now();
+    let first = run(&base(&[]));
+    eprintln!("stack up (create): {:.1} s", t.elapsed().as_secs_f64());
+    for what in [
+        "network core-infra",
+        "service edgesense_prometheus",
+        "service edgesense_alertmanager",
+        "volume edgesense_prometheus_data",
+    ] {
+        assert!(
+            first.contains(&format!("created   {what}")),
+            "{what}: {first}"
+        );
+    }
+    assert!(first.contains("stack ready"), "{first}");
+    let net = docker(&[
+        "network",
+        "inspect",
+        "core-infra",
+        "--format",
+        "{{.Driver}} {{.Attachable}}",
+    ]);
+    assert_eq!(net.trim(), "overlay true");
+    let version = |s: &str| docker(&["service", "inspect", s, "--format", "{{.Version.Index}}"]);
+    let (v_prom, v_am) = (
+        version("edgesense_prometheus"),
+        version("edgesense_alertmanager"),
+    );
+
+    let again = run(&base(&[]));
+    assert!(again.contains("nothing changed"), "{again}");
+    assert_eq!(
+        version("edgesense_prometheus"),
+        v_prom,
+        "second up is a no-op"
+    );
+
+    let id_before = docker(&[
+        "service",
+        "inspect",
+        "edgesense_prometheus",
+        "--format",
+        "{{.ID}}",
+    ]);
+    let changed = run(&base(&["--crit-celsius", "36"]));
+    assert!(
+        changed.contains("updated   service edgesense_prometheus"),
+        "{changed}"
+    );
+    assert!(
+        !changed.contains("service edgesense_alertmanager"),
+        "alertmanager untouched: {changed}"
+    );
+    assert_eq!(
+        docker(&[
+            "service",
+            "inspect",
+            "edgesense_prometheus",
+            "--format",
+            "{{.ID}}"
+        ]),
+        id_before,
+        "updated in place"
+    );
+    assert_ne!(version("edgesense_prometheus"), v_prom);
+    assert_eq!(version("edgesense_alertmanager"), v_am);
+
+    // Fast rules for the alert test: the shipped ones with `for: 0s`.
+    let rules = std::fs::read_to_string(assets().join("rules/edgesense.yml")).unwrap();
+    let rules = swap(&rules, "for: 1m", "for: 0s").replace("for: 2m", "for: 0s");
+    let rules_path = d.join("fast-rules.yml");
+    std::fs::write(&rules_path, rules).unwrap();
+    let rp = rules_path.to_str().unwrap().to_owned();
+    run(&base(&["--rules", &rp]));
+
+    // --- Two simulated agents.
+    let cfg = d.join("agent.toml");
+    std::fs::write(&cfg, AGENT_CONFIG).unwrap();
+    let cfg = cfg.to_str().unwrap().to_owned();
+    let (port_a, port_b) = (free_port(), free_port());
+    for (name, port) in [("agent-a", port_a), ("agent-b", port_b)] {
+        let publish = format!("127.0.0.1:{port}");
+        let o = ok(&[
+            "node",
+            "run",
+            "--simulate",
+            "--name",
+            name,
+            "--config",
+            &cfg,
+            "--token-file",
+            &token,
+            "--publish",
+            &publish,
+        ]);
+        assert!(
+            o.contains(&format!("started agent container {name}")),
+            "{o}"
+        );
+    }
+    let o = ok(&[
+        "node",
+        "run",
+        "--simulate",
+        "--name",
+        "agent-b",
+        "--config",
+        &cfg,
+        "--token-file",
+        &token,
+        "--publish",
+        &format!("127.0.0.1:{port_b}"),
+    ]);
+    assert!(
+        o.contains("replaced agent container agent-b"),
+        "one command replaces: {o}"
+    );
+    let c = docker(&["inspect", "agent-a", "--format", "{{.HostConfig.RestartPolicy.Name}} {{.HostConfig.ReadonlyRootfs}} {{.HostConfig.CapDrop}} {{.Config.User}}"]);
+    assert_eq!(c.trim(), "unless-stopped true [ALL] 65534:65534");
+
+    let prom: std::net::SocketAddr = ([127, 0, 0, 1], prom_port).into();
+    let t = Instant::now();
+    wait_until(
+        "Prometheus discovering both agents through DNS, up",
+        Duration::from_secs(120),
+        || {
+            let v = get_json(prom, "/api/v1/targets?state=active");
+            let up = v["data"]["activeTargets"]
+                .as_array()?
+                .iter()
+                .filter(|t| t["labels"]["job"] == "edgesense" && t["health"] == "up")
+                .count();
+            (up == 2).then_some(())
+        },
+    );
+    eprintln!(
+        "agents discovered and up after {:.1} s",
+        t.elapsed().as_secs_f64()
+    );
+    wait_until(
+        "both agents' readings in Prometheus",
+        Duration::from_secs(60),
+        || {
+            let q = "/api/v1/query?query=edgesense_node_info";
+            let v = get_json(prom, q);
+            (v["data"]["result"].as_array()?.len() == 2).then_some(())
+        },
+    );
+
+    // --- An alert for agent-a: Alertmanager posts to the alias, the relay gets it to agent-a.
+    let put = edgesense_tests::request(
+        ([127, 0, 0, 1], port_a).into(),
+        "PUT",
+        "/api/v1/sim/sensors/room",
+        &[&format!("Authorization: Bearer {TOKEN}")],
+        r#"{"value":40}"#,
+    );
+    assert_eq!(put.status, 200, "{}", put.body);
+    let t = Instant::now();
+    wait_until(
+        "agent-a's red LED blinking for the alert",
+        Duration::from_secs(120),
+        || {
+            let red = agent_led(port_a, "red");
+            (red["mode"] == "blink" && red["source"]["name"] == "EdgesenseTemperatureHigh")
+                .then_some(())
+        },
+    );
+    eprintln!(
+        "threshold → agent-a LED through the swarm: {:.1} s",
+        t.elapsed().as_secs_f64()
+    );
+    assert_eq!(
+        agent_led(port_b, "red")["mode"],
+        "off",
+        "agent-b is not the alert's node"
+    );
+    assert_eq!(agent_led(port_b, "green")["mode"], "on");
+
+    let (code, status, err) = edgesense(&[
+        "stack",
+        "status",
+        "--json",
+        "--prometheus",
+        &format!("http://127.0.0.1:{prom_port}"),
+        "--alertmanager",
+        &format!("http://127.0.0.1:{am_port}"),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let v: Value = serde_json::from_str(&status).unwrap_or_else(|e| panic!("{e}: {status}"));
+    let mut nodes: Vec<String> = v["agents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| {
+            format!(
+                "{}={}",
+                a["node"].as_str().unwrap_or("?"),
+                a["health"].as_str().unwrap_or("?")
+            )
+        })
+        .collect();
+    nodes.sort();
+    assert_eq!(nodes, ["agent-a=up", "agent-b=up"], "{v}");
+    assert!(
+        v["alerts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a["name"] == "EdgesenseTemperatureHigh" && a["node"] == "agent-a"),
+        "{v}"
+    );
+    assert_eq!(v["services"].as_array().unwrap().len(), 2);
+    let table = ok(&[
+        "stack",
+        "status",
+        "--prometheus",
+        &format!("http://127.0.0.1:{prom_port}"),
+        "--alertmanager",
+        &format!("http://127.0.0.1:{am_port}"),
+    ]);
+    assert!(
+        table.contains("AGENTS") && table.contains("agent-a"),
+        "{table}"
+    );
+
+    // --- render, then down, then plain `docker stack deploy` of the render: the same services.
+    let before: Vec<Value> = ["edgesense_prometheus", "edgesense_alertmanager"]
+        .iter()
+        .map(|s| essentials(s))
+        .collect();
+    let out_dir = d.join("render");
+    let mut render_args = vec!["stack".to_owned(), "render".to_owned()];
+    render_args.extend(content(&[
+        "--rules",
+        &rp,
+        "--out",
+        out_dir.to_str().unwrap(),
+    ]));
+    run(&render_args);
+    assert!(out_dir.join("docker-stack.yml").is_file());
+
+    let down = ok(&["stack", "down"]);
+    assert!(
+        down.contains("removed   service edgesense_prometheus"),
+        "{down}"
+    );
+    assert!(
+        down.contains("kept      network core-infra"),
+        "agents still use it: {down}"
+    );
+    let (s, c, k) = stack_objects();
+    assert!(
+        s.trim().is_empty() && c.trim().is_empty() && k.trim().is_empty(),
+        "left behind: {s} {c} {k}"
+    );
+
+    let yml = out_dir.join("docker-stack.yml");
+    let deploy = Command::new("docker")
+        .args(["stack", "deploy", "-c", yml.to_str().unwrap(), "edgesense"])
+        .current_dir(&out_dir)
+        .env("DOCKER_HOST", docker_host())
+        .output()
+        .unwrap();
+    let (code, o, e) = out(&deploy);
+    assert_eq!(code, 0, "docker stack deploy: {o}{e}");
+    let after: Vec<Value> = ["edgesense_prometheus", "edgesense_alertmanager"]
+        .iter()
+        .map(|s| essentials(s))
+        .collect();
+    assert_eq!(before, after, "stack render deploys the same services");
+    docker(&["stack", "rm", "edgesense"]);
+
+    // --- Clean up: agents, then everything; nothing of the stack left.
+    for name in ["agent-a", "agent-b"] {
+        assert!(ok(&["node", "stop", "--name", name]).contains("stopped and removed"));
+    }
+    let down = ok(&["stack", "down", "--volumes"]);
+    assert!(
+        down.contains("network core-infra") || !docker(&["network", "ls"]).contains("core-infra"),
+        "{down}"
+    );
+    let (s, c, k) = stack_objects();
+    assert!(
+        s.trim().is_empty() && c.trim().is_empty() && k.trim().is_empty(),
+        "left behind: {s} {c} {k}"
+    );
+    assert!(docker(&[
+        "volume",
+        "ls",
+        "-q",
+        "--filter",
+        "label=com.docker.stack.namespace=edgesense"
+    ])
+    .trim()
+    .is_empty());
+    eprintln!("swarm end-to-end: {:.1} s", started.elapsed().as_secs_f64());
+}
