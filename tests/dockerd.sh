@@ -20,7 +20,9 @@ stop() {
     fi
     # Containers' mounts under the exec and data roots go with the daemon; then the state.
     if [ -d "$dir" ]; then
-        grep -o " $dir/[^ ]*" /proc/mounts | sort -r | while read -r m; do umount -l "$m" 2>/dev/null || true; done
+        { grep -o " $dir/[^ ]*" /proc/mounts || true; } | sort -r | while read -r m; do
+            umount -l "$m" 2>/dev/null || true
+        done
         # containerd may still be exiting: retry the removal a few times.
         for _ in $(seq 10); do
             rm -rf "$dir/data" "$dir/exec" 2>/dev/null && break
