@@ -69,36 +69,38 @@ struct StackName {
 struct StackContent {
     #[command(flatten)]
     name: StackName,
+    /// Prometheus image (pinned upstream; offline: edgesense/prometheus:local from stack/images/build.sh).
     #[arg(long, value_name = "IMAGE", default_value = plan::PROMETHEUS_IMAGE)]
     prometheus_image: String,
+    /// Alertmanager image (pinned upstream; offline: edgesense/alertmanager:local).
     #[arg(long, value_name = "IMAGE", default_value = plan::ALERTMANAGER_IMAGE)]
     alertmanager_image: String,
     /// File with the webhook token [default: keep the stack's secret, or generate one and print it once].
     #[arg(long, value_name = "FILE")]
     token_file: Option<PathBuf>,
     /// Air temperature warning threshold, °C.
-    #[arg(long, default_value_t = 30.0)]
+    #[arg(long, value_name = "°C", default_value_t = 30.0)]
     warn_celsius: f64,
     /// Air temperature critical threshold, °C.
-    #[arg(long, default_value_t = 35.0)]
+    #[arg(long, value_name = "°C", default_value_t = 35.0)]
     crit_celsius: f64,
     /// SoC temperature warning threshold, °C.
-    #[arg(long, default_value_t = 75.0)]
+    #[arg(long, value_name = "°C", default_value_t = 75.0)]
     soc_warn_celsius: f64,
     /// SoC temperature critical threshold, °C (the firmware throttles from 80).
-    #[arg(long, default_value_t = 80.0)]
+    #[arg(long, value_name = "°C", default_value_t = 80.0)]
     soc_crit_celsius: f64,
     /// Prometheus scrape and rule evaluation interval, e.g. 15s, 5s, 1m.
-    #[arg(long, default_value = "15s", value_parser = parse_duration)]
+    #[arg(long, value_name = "DURATION", default_value = "15s", value_parser = parse_duration)]
     scrape_interval: Duration,
     /// Your own rules file instead of the shipped one (the thresholds then do not apply).
     #[arg(long, value_name = "FILE")]
     rules: Option<PathBuf>,
     /// Host port for Prometheus on the node running it (0: not published).
-    #[arg(long, default_value_t = 9090)]
+    #[arg(long, value_name = "PORT", default_value_t = 9090)]
     prometheus_port: u16,
     /// Host port for Alertmanager on the node running it (0: not published).
-    #[arg(long, default_value_t = 9093)]
+    #[arg(long, value_name = "PORT", default_value_t = 9093)]
     alertmanager_port: u16,
     /// Service health checks: `probe` (edgesense/* local images), `wget` (upstream images), `auto` picks by image.
     #[arg(long, value_enum, default_value_t = HealthcheckArg::Auto)]
@@ -120,7 +122,7 @@ enum StackAction {
         #[command(flatten)]
         content: StackContent,
         /// How long to wait for the services and Prometheus to be ready, in seconds.
-        #[arg(long, default_value_t = 180)]
+        #[arg(long, value_name = "SECONDS", default_value_t = 180)]
         timeout: u64,
         /// Return once the services are created, without waiting.
         #[arg(long)]
@@ -134,7 +136,7 @@ enum StackAction {
         #[arg(long)]
         volumes: bool,
         /// How long to wait for tasks to stop, in seconds.
-        #[arg(long, default_value_t = 60)]
+        #[arg(long, value_name = "SECONDS", default_value_t = 60)]
         timeout: u64,
     },
     /// Show services, tasks, nodes, discovered agents and active alerts.
