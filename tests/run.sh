@@ -20,6 +20,10 @@ declare -A PKG_FOR=(
     [amtool]=prometheus-alertmanager
     [prometheus-alertmanager]=prometheus-alertmanager
     [dockerd]=docker.io
+    [qemu-aarch64-static]=qemu-user-static
+    [qemu-arm-static]=qemu-user-static
+    [readelf]=binutils
+    [docker-registry]=docker-registry
 )
 missing=()
 for cmd in "${!PKG_FOR[@]}"; do
@@ -61,6 +65,11 @@ export EDGESENSE_TEST_DOCKER_HOST
 EDGESENSE_TEST_DOCKER_HOST=$(tests/dockerd.sh start)
 trap 'tests/dockerd.sh stop' EXIT
 DOCKER_HOST=$EDGESENSE_TEST_DOCKER_HOST stack/images/build.sh
+
+step "ARM builds (scripts/build-arm.sh), checked under qemu by the tests"
+for target in aarch64-unknown-linux-musl armv7-unknown-linux-musleabihf arm-unknown-linux-musleabihf; do
+    scripts/build-arm.sh "$target"
+done
 
 step "tests"
 if command -v cargo-nextest >/dev/null; then

@@ -474,11 +474,11 @@ async fn node_cmd(host: &str, action: NodeAction) -> anyhow::Result<()> {
                 publish,
                 ..node::NodeOptions::new()
             };
-            let (node_name, replaced) = node::run(&docker, &o).await?;
+            let (node_name, replaced, image) = node::run(&docker, &o).await?;
             println!(
                 "{} agent container {name} (node \"{node_name}\", image {})",
                 if replaced { "replaced" } else { "started" },
-                o.image
+                image
             );
             Ok(())
         }

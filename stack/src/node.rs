@@ -206,8 +206,9 @@ pub fn container(o: &NodeOptions, node: &str) -> Result<ContainerCreateBody> {
     })
 }
 
-/// Starts (or replaces) the agent container; returns (node name, replaced an old one).
-pub async fn run(docker: &Docker, o: &NodeOptions) -> Result<(String, bool)> {
+/// Starts (or replaces) the agent container; returns the node name, whether an old container
+/// was replaced, and the image used.
+pub async fn run(docker: &Docker, o: &NodeOptions) -> Result<(String, bool, String)> {
     match docker.inspect_network(&o.network, None).await {
         Ok(_) => {}
         Err(e) if is_not_found(&e) => {
@@ -218,16 +219,8 @@ pub async fn run(docker: &Docker, o: &NodeOptions) -> Result<(String, bool)> {
         }
         Err(e) => return Err(e).context(|| format!("inspect network {}", o.network)),
     }
-    if let Err(e) = docker.inspect_image(&o.image).await {
-        return if is_not_found(&e) {
-            Err(StackError::Input(format!(
-                "image {} is not on this node: build it with stack/images/build.sh, or `docker pull` it",
-                o.image
-            )))
-        } else {
-            Err(e).context(|| format!("inspect image {}", o.image))
-        };
-    }
+    let image = pick_image(docker, &o.image).await?;
+    let o = &NodeOptions { image, ..o.clone() };
     let node = match &o.node_name {
         Some(n) => n.clone(),
         None if o.name != DEFAULT_NAME => o.name.clone(),
@@ -249,7 +242,40 @@ pub async fn run(docker: &Docker, o: &NodeOptions) -> Result<(String, bool)> {
         .start_container(&o.name, None)
         .await
         .context(|| format!("start container {}", o.name))?;
-    Ok((node, replaced))
+    Ok((node, replaced, o.image.clone()))
+}
+
+/// The image suffix for a daemon's `Architecture` (`uname -m`), as
+/// stack/images/build-multiarch.sh tags per-arch images.
+pub fn arch_suffix(machine: &str) -> Option<&'static str> {
+    match machine {
+        "x86_64" | "amd64" => Some("amd64"),
+        "aarch64" | "arm64" => Some("arm64"),
+        "armv7l" | "armv8l" => Some("armv7"),
+        "armv6l" => Some("armv6"),
+        _ => None,
+    }
+}
+
+/// `image` if the node has it (a plain or multi-platform image), else the node's per-arch tag
+/// `image-<arch>` (stack/images/build-multiarch.sh without a registry makes those).
+async fn pick_image(docker: &Docker, image: &str) -> Result<String> {
+    match docker.inspect_image(image).await {
+        Ok(_) => return Ok(image.to_owned()),
+        Err(e) if !is_not_found(&e) => return Err(e).context(|| format!("inspect image {image}")),
+        Err(_) => {}
+    }
+    let info = docker.info().await.context(|| "docker info".into())?;
+    let machine = info.architecture.unwrap_or_default();
+    if let Some(arch) = arch_suffix(&machine) {
+        let per_arch = format!("{image}-{arch}");
+        if docker.inspect_image(&per_arch).await.is_ok() {
+            return Ok(per_arch);
+        }
+    }
+    Err(StackError::Input(format!(
+        "image {image} (or {image}-<arch> for this {machine} node) is not here: build it with stack/images/build.sh or build-multiarch.sh, or `docker pull` it"
+    )))
 }
 
 /// Stops and removes container `name`; false if there was none.
@@ -357,6 +383,15 @@ mod tests {
         assert!(cmd.contains("--relay-dns edgesense-agent:9842"), "{cmd}");
         assert!(cmd.contains("--config /etc/edgesense/agent.toml"), "{cmd}");
         assert!(!cmd.contains("--simulate"));
+    }
+
+    #[test]
+    fn node_architectures_map_to_image_suffixes() {
+        assert_eq!(arch_suffix("aarch64"), Some("arm64"));
+        assert_eq!(arch_suffix("armv7l"), Some("armv7"));
+        assert_eq!(arch_suffix("armv6l"), Some("armv6"));
+        assert_eq!(arch_suffix("x86_64"), Some("amd64"));
+        assert_eq!(arch_suffix("riscv64"), None);
     }
 
     #[test]

@@ -83,6 +83,12 @@ impl Agent {
         if !args.contains(&"--listen") {
             cmd.args(["--listen", "127.0.0.1:0"]);
         }
+        Agent::spawn(cmd)
+    }
+
+    /// Starts an agent from a prepared command (another binary, under an emulator, …) that
+    /// logs its "listening on" line, and waits for that line.
+    pub fn spawn(mut cmd: Command) -> Agent {
         let mut child = cmd
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -105,7 +111,8 @@ impl Agent {
                 sink.lock().unwrap_or_else(|e| e.into_inner()).push(line);
             }
         });
-        let addr = match rx.recv_timeout(Duration::from_secs(30)) {
+        // Under qemu a cold start takes a few seconds.
+        let addr = match rx.recv_timeout(Duration::from_secs(60)) {
             Ok(Some(a)) => a,
             _ => {
                 let _ = child.kill();

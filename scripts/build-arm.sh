@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# Static, stripped release builds of the agent and the CLI for one Raspberry Pi target, without
+# cross's container images:
+#
+#   scripts/build-arm.sh TARGET [PACKAGE...]     (default packages: edgesense-agent edgesense)
+#
+#   aarch64-unknown-linux-musl       Pi 3/4/5, 64-bit OS   rustup's std + rust-lld (.cargo/config.toml)
+#   armv7-unknown-linux-musleabihf   Pi 2/3/4, 32-bit OS   std built from source, linked by zig
+#   arm-unknown-linux-musleabihf     Pi Zero/1 (ARMv6)     std built from source for arm1176jzf-s
+#   x86_64-unknown-linux-musl        PCs, the tests        rustup's std
+#
+# Where `rustup target add` serves the target's standard library, plain cargo builds it. Where
+# it does not (the 32-bit ARM musl targets here), the standard library is built from source
+# (`-Zbuild-std`, rust-src) and linked with zig through cargo-zigbuild (pip packages ziglang and
+# cargo-zigbuild, installed with --user if missing). The binaries land in
+# target/TARGET/release/; their sizes are printed.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+target=${1:?usage: scripts/build-arm.sh TARGET [PACKAGE...]}
+shift
+packages=("$@")
+[ ${#packages[@]} -gt 0 ] || packages=(edgesense-agent edgesense)
+pkg_args=()
+for p in "${packages[@]}"; do pkg_args+=(-p "$p"); done
+
+rustflags=""
+case "$target" in
+    arm-unknown-linux-musleabihf) rustflags="-C target-cpu=arm1176jzf-s" ;;
+    armv7-unknown-linux-musleabihf | aarch64-unknown-linux-musl | x86_64-unknown-linux-musl) ;;
+    *) echo "error: unsupported target $target" >&2; exit 2 ;;
+esac
+
+if rustup target list --installed | grep -qx "$target" || rustup target add "$target" >/dev/null 2>&1; then
+    echo "==> $target: rustup's standard library, plain cargo" >&2
+    RUSTFLAGS="$rustflags" cargo build --release --locked --target "$target" "${pkg_args[@]}"
+else
+    echo "==> $target: no prebuilt standard library; building it from source with zig as linker" >&2
+    rustup component list --installed | grep -q '^rust-src' || rustup component add rust-src
+    if ! command -v cargo-zigbuild >/dev/null || ! python3 -m ziglang version >/dev/null 2>&1; then
+        python3 -m pip install --quiet --user ziglang cargo-zigbuild
+        export PATH="$HOME/.local/bin:$PATH"
+    fi
+    # musl's own CRT objects come from zig, so Rust's self-contained ones stay out.
+    RUSTC_BOOTSTRAP=1 RUSTFLAGS="-C link-self-contained=no $rustflags" \
+        cargo zigbuild --release --locked --target "$target" -Zbuild-std=std,panic_abort "${pkg_args[@]}"
+fi
+
+status=0
+for p in "${packages[@]}"; do
+    bin="target/$target/release/$p"
+    [ "$p" = edgesense-agent ] || bin="target/$target/release/edgesense"
+    # Static: no program interpreter and no shared library needed.
+    if readelf -l "$bin" 2>/dev/null | grep -q 'Requesting program interpreter' ||
+        readelf -d "$bin" 2>/dev/null | grep -q '(NEEDED)'; then
+        echo "error: $bin is dynamically linked" >&2
+        status=1
+    fi
+    printf '%s\t%s bytes\n' "$bin" "$(stat -c %s "$bin")"
+done
+exit $status
