@@ -357,6 +357,26 @@ fn stack_and_agents_on_a_real_swarm() {
         o.contains("replaced agent container agent-b"),
         "one command replaces: {o}"
     );
+    // A node whose image exists only as per-arch tags (build-multiarch.sh without a registry)
+    // gets its own architecture's.
+    docker(&["tag", "edgesense/agent:local", "edgesense/agent:pick-amd64"]);
+    let publish_b = format!("127.0.0.1:{port_b}");
+    let o = ok(&[
+        "node",
+        "run",
+        "--simulate",
+        "--name",
+        "agent-b",
+        "--image",
+        "edgesense/agent:pick",
+        "--config",
+        &cfg,
+        "--token-file",
+        &token,
+        "--publish",
+        &publish_b,
+    ]);
+    assert!(o.contains("image edgesense/agent:pick-amd64"), "{o}");
     let c = docker(&["inspect", "agent-a", "--format", "{{.HostConfig.RestartPolicy.Name}} {{.HostConfig.ReadonlyRootfs}} {{.HostConfig.CapDrop}} {{.Config.User}}"]);
     assert_eq!(c.trim(), "unless-stopped true [ALL] 65534:65534");
 
