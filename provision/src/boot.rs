@@ -79,7 +79,13 @@ impl Seek for Window<'_> {
 pub fn find_boot(file: &mut File) -> Result<(u64, u64)> {
     file.seek(SeekFrom::Start(0))
         .map_err(|e| FlashError::Boot(format!("cannot read the partition table: {e}")))?;
-    let mbr = mbrman::MBR::read_from(file, SECTOR as u32).map_err(|e| {
+    find_boot_in(file)
+}
+
+/// [`find_boot`] on any seekable reader positioned at the start of the image (e.g. the first
+/// sector of an image not yet written).
+pub fn find_boot_in<R: Read + Seek>(r: &mut R) -> Result<(u64, u64)> {
+    let mbr = mbrman::MBR::read_from(r, SECTOR as u32).map_err(|e| {
         FlashError::Boot(format!(
             "no MBR partition table ({e}); is this a Raspberry Pi OS image?"
         ))

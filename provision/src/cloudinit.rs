@@ -106,11 +106,13 @@ pub fn merge_user(user: Hash, ours: Hash) -> Result<Hash> {
                 }
                 out.insert(k, Yaml::Array(a));
             }
-            (n, theirs, v) => return Err(FlashError::Input(format!(
+            (n, theirs, v) => {
+                return Err(FlashError::Input(format!(
                 "--user-data sets {n}: {} but the edgesense flags set {n}: {}; remove one of them",
                 show(n, &theirs),
                 show(n, &v)
-            ))),
+            )))
+            }
         }
     }
     Ok(out)

@@ -32,9 +32,18 @@ pub struct Checked {
 }
 
 /// Opens the image and checks the target against it and the mount table `mounts`; nothing is
-/// written.
-pub fn check(image: &Path, target_path: &Path, mounts: &Path) -> Result<Checked> {
+/// written. With `need_boot` (the card will be customised) an image without a FAT boot
+/// partition is refused too.
+pub fn check(image: &Path, target_path: &Path, mounts: &Path, need_boot: bool) -> Result<Checked> {
     let source = source::open(image)?;
+    if need_boot {
+        // The partition table is in the first sector.
+        let head = source.head(512)?;
+        boot::find_boot_in(&mut std::io::Cursor::new(head)).map_err(|e| FlashError::Image {
+            path: image.to_owned(),
+            what: e.to_string(),
+        })?;
+    }
     let target = target::inspect(target_path)?;
     target::check(&target, source.size, mounts)?;
     Ok(Checked { source, target })

@@ -77,6 +77,12 @@ pub fn open(path: &Path) -> Result<Source> {
     let n = read_up_to(&mut file, &mut magic).map_err(io)?;
     file.seek(SeekFrom::Start(0)).map_err(io)?;
     if n == 6 && magic == XZ_MAGIC {
+        if !xz_has_footer(&mut file).map_err(io)? {
+            return Err(bad(
+                path,
+                "truncated: the xz stream has no end (download incomplete?); download it again",
+            ));
+        }
         let size = xz_uncompressed_size(&mut file).ok().flatten();
         return Ok(Source {
             path: path.to_owned(),
@@ -102,7 +108,7 @@ pub fn open(path: &Path) -> Result<Source> {
     })
 }
 
-fn read_up_to(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
+fn read_up_to(r: &mut (impl Read + ?Sized), buf: &mut [u8]) -> io::Result<usize> {
     let mut n = 0;
     while n < buf.len() {
         match r.read(&mut buf[n..])? {
@@ -151,6 +157,18 @@ fn open_zip(path: &Path, file: File) -> Result<Source> {
     })
 }
 
+impl Source {
+    /// The first `n` bytes of the raw image (fewer if it is shorter).
+    pub fn head(&self, n: usize) -> Result<Vec<u8>> {
+        self.read_with(|r| {
+            let mut buf = vec![0u8; n];
+            let k = read_up_to(r, &mut buf).map_err(|e| bad(&self.path, e.to_string()))?;
+            buf.truncate(k);
+            Ok(buf)
+        })
+    }
+}
+
 /// Names xz errors after the file (a truncated download is the usual cause).
 struct XzErrors<R> {
     inner: R,
@@ -169,6 +187,19 @@ impl<R: Read> Read for XzErrors<R> {
             )
         })
     }
+}
+
+/// True if the file ends with an xz stream footer (its last two bytes are `YZ`,
+/// xz-file-format.txt 2.1.2.4), which a truncated download lacks.
+fn xz_has_footer(file: &mut File) -> io::Result<bool> {
+    let len = file.seek(SeekFrom::End(0))?;
+    if len < 12 {
+        return Ok(false);
+    }
+    let mut magic = [0u8; 2];
+    file.seek(SeekFrom::End(-2))?;
+    file.read_exact(&mut magic)?;
+    Ok(&magic == b"YZ")
 }
 
 /// Reads a variable-length integer of the xz format (xz-file-format.txt, section 1.2).
@@ -292,12 +323,22 @@ mod tests {
         let truncated = dir.path().join("t.img.xz");
         let full = xz(&data);
         std::fs::write(&truncated, &full[..full.len() / 2]).unwrap();
-        let s = open(&truncated).unwrap();
-        assert_eq!(s.size, None, "no index in a truncated file");
+        let e = open(&truncated).unwrap_err().to_string();
+        assert!(
+            e.contains("truncated"),
+            "refused before anything is read: {e}"
+        );
+        // Corrupt in the middle, footer intact: found while reading.
+        let mut corrupt = full.clone();
+        let mid = corrupt.len() / 2;
+        corrupt[mid] ^= 0xFF;
+        let cp = dir.path().join("c.img.xz");
+        std::fs::write(&cp, &corrupt).unwrap();
+        let s = open(&cp).unwrap();
         let e = s
             .read_with(|r| {
                 r.read_to_end(&mut Vec::new())
-                    .map_err(|e| bad(&truncated, e.to_string()))
+                    .map_err(|e| bad(&cp, e.to_string()))
             })
             .unwrap_err();
         assert!(e.to_string().contains("corrupt or truncated"), "{e}");

@@ -1,6 +1,8 @@
 //! `edgesense`: the operator CLI. Argument parsing, output and exit codes; the work is in the
 //! library.
 
+mod flash_cli;
+
 use std::{path::PathBuf, process::ExitCode, time::Duration};
 
 use anyhow::Context as _;
@@ -43,13 +45,7 @@ enum Command {
     /// Serve the cluster dashboard.
     Dashboard,
     /// Write a Raspberry Pi OS image to an SD card and prepare it to join the swarm.
-    Flash {
-        /// Image file (.img, .img.xz or .zip)
-        image: PathBuf,
-        /// Block device or file to write to
-        #[arg(long)]
-        to: PathBuf,
-    },
+    Flash(Box<flash_cli::FlashArgs>),
     /// Check this machine and the swarm for common problems.
     Doctor,
 }
@@ -300,7 +296,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Stack { action } => stack(&host, action).await,
         Command::Node { action } => node_cmd(&host, action).await,
-        Command::Dashboard | Command::Flash { .. } | Command::Doctor => {
+        Command::Flash(args) => flash_cli::run(*args),
+        Command::Dashboard | Command::Doctor => {
             anyhow::bail!("this subcommand is not implemented yet in this version")
         }
     }

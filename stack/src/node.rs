@@ -176,7 +176,11 @@ pub fn container(o: &NodeOptions, node: &str) -> Result<ContainerCreateBody> {
     endpoints.insert(
         o.network.clone(),
         EndpointSettings {
-            aliases: Some(vec![AGENT_ALIAS.into(), o.name.clone()]),
+            aliases: Some(if o.name == AGENT_ALIAS {
+                vec![AGENT_ALIAS.into()]
+            } else {
+                vec![AGENT_ALIAS.into(), o.name.clone()]
+            }),
             ..Default::default()
         },
     );
@@ -204,6 +208,80 @@ pub fn container(o: &NodeOptions, node: &str) -> Result<ContainerCreateBody> {
         }),
         ..Default::default()
     })
+}
+
+/// Where first boot installs the agent's config and token (`edgesense flash`).
+pub const HOST_CONFIG: &str = "/etc/edgesense/agent.toml";
+pub const HOST_TOKEN: &str = "/etc/edgesense/token";
+
+fn sh(s: &str) -> String {
+    format!("'{}'", s.replace('\'', r"'\''"))
+}
+
+/// Bash lines that start the agent on a freshly flashed Pi the way [`run`] does, for
+/// `edgesense flash`: node name = the Pi's hostname, config and token from [`HOST_CONFIG`] /
+/// [`HOST_TOKEN`] when present, and the devices that exist at boot (with their groups).
+pub fn docker_run_script(o: &NodeOptions) -> String {
+    let mut s = String::from("args=(\n");
+    let fixed: Vec<String> = vec![
+        "--detach".into(),
+        "--name".into(),
+        o.name.clone(),
+        "--hostname".into(),
+        "\"$(hostname)\"".into(),
+        "--network".into(),
+        o.network.clone(),
+        "--network-alias".into(),
+        AGENT_ALIAS.into(),
+        "--restart".into(),
+        "unless-stopped".into(),
+        "--read-only".into(),
+        "--label".into(),
+        "com.edgesense.role=agent".into(),
+        "--stop-timeout".into(),
+        "5".into(),
+    ];
+    for a in fixed {
+        let a = if a.starts_with('"') { a } else { sh(&a) };
+        s.push_str(&format!("    {a}\n"));
+    }
+    s.push_str(")\n");
+    if o.name != AGENT_ALIAS {
+        s.push_str(&format!("args+=(--network-alias {})\n", sh(&o.name)));
+    }
+    if o.privileged {
+        s.push_str("args+=(--privileged)\n");
+    } else {
+        s.push_str(&format!(
+            "args+=(--user {USER} --cap-drop ALL --security-opt no-new-privileges:true)\n"
+        ));
+        if !o.simulate {
+            s.push_str(
+                "args+=(--volume /sys:/sys:ro)\nfor d in /dev/gpiomem /dev/gpiochip* /dev/i2c-*; do\n    [ -e \"$d\" ] || continue\n    args+=(--device \"$d:$d:rw\" --group-add \"$(stat -c %g \"$d\")\")\ndone\n",
+            );
+        }
+    }
+    if let Some(p) = &o.publish {
+        s.push_str(&format!("args+=(--publish {})\n", sh(&format!("{p}:9842"))));
+    }
+    s.push_str(&format!(
+        "cmd=(--listen 0.0.0.0:9842 --node \"$(hostname)\" --relay-dns {AGENT_ALIAS}:9842)\n"
+    ));
+    s.push_str(&format!(
+        "[ -f {HOST_CONFIG} ] && {{ args+=(--volume {HOST_CONFIG}:{CONFIG_IN}:ro); cmd+=(--config {CONFIG_IN}); }}\n"
+    ));
+    s.push_str(&format!(
+        "[ -f {HOST_TOKEN} ] && {{ args+=(--volume {HOST_TOKEN}:{TOKEN_IN}:ro); cmd+=(--token-file {TOKEN_IN}); }}\n"
+    ));
+    if o.simulate {
+        s.push_str("cmd+=(--simulate)\n");
+    }
+    s.push_str(&format!(
+        "docker rm -f {name} >/dev/null 2>&1\nfor attempt in 1 2 3 4 5 6; do\n    docker run \"${{args[@]}}\" {image} \"${{cmd[@]}}\" && break\n    sleep 10\ndone\n",
+        name = sh(&o.name),
+        image = sh(&o.image)
+    ));
+    s
 }
 
 /// Starts (or replaces) the agent container; returns the node name, whether an old container
@@ -383,6 +461,47 @@ mod tests {
         assert!(cmd.contains("--relay-dns edgesense-agent:9842"), "{cmd}");
         assert!(cmd.contains("--config /etc/edgesense/agent.toml"), "{cmd}");
         assert!(!cmd.contains("--simulate"));
+    }
+
+    #[test]
+    fn first_boot_script_starts_the_same_container_as_node_run() {
+        let o = NodeOptions {
+            image: "registry:5000/edgesense/agent:0.1.0".into(),
+            ..NodeOptions::new()
+        };
+        let script = docker_run_script(&o);
+        let c = container(&o, "n").unwrap();
+        let h = c.host_config.unwrap();
+        // Every least-privilege setting of the API request appears as its CLI flag.
+        assert_eq!(
+            h.restart_policy.unwrap().name,
+            Some(RestartPolicyNameEnum::UNLESS_STOPPED)
+        );
+        for flag in [
+            "'--restart'\n    'unless-stopped'",
+            "'--read-only'",
+            "--cap-drop ALL",
+            "--security-opt no-new-privileges:true",
+            "--user 65534:65534",
+            "--volume /sys:/sys:ro",
+            "'--network'\n    'core-infra'",
+            "'--network-alias'\n    'edgesense-agent'",
+            "--device \"$d:$d:rw\" --group-add",
+            "--relay-dns edgesense-agent:9842",
+            "--config /etc/edgesense/agent.toml",
+            "--token-file /run/secrets/edgesense_token",
+            "'registry:5000/edgesense/agent:0.1.0'",
+        ] {
+            assert!(script.contains(flag), "missing {flag:?} in:\n{script}");
+        }
+        assert_eq!(h.readonly_rootfs, Some(true));
+        assert_eq!(c.user.as_deref(), Some(USER));
+        // bash accepts it.
+        let check = std::process::Command::new("bash")
+            .args(["-n", "-c", &script])
+            .status()
+            .unwrap();
+        assert!(check.success(), "{script}");
     }
 
     #[test]
