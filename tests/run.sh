@@ -24,6 +24,12 @@ declare -A PKG_FOR=(
     [qemu-arm-static]=qemu-user-static
     [readelf]=binutils
     [docker-registry]=docker-registry
+    [mtype]=mtools
+    [sfdisk]=fdisk
+    [mke2fs]=e2fsprogs
+    [losetup]=mount
+    [xz]=xz-utils
+    [cloud-init]=cloud-init
 )
 missing=()
 for cmd in "${!PKG_FOR[@]}"; do

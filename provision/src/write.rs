@@ -47,14 +47,6 @@ pub struct Written {
     pub bytes: u64,
     /// SHA-256 of each [`CHUNK`] (the last one may be shorter).
     pub chunks: Vec<[u8; 32]>,
-    /// SHA-256 of the whole image.
-    pub sha256: [u8; 32],
-}
-
-impl Written {
-    pub fn sha256_hex(&self) -> String {
-        self.sha256.iter().map(|b| format!("{b:02x}")).collect()
-    }
 }
 
 fn read_full(r: &mut dyn Read, buf: &mut [u8]) -> io::Result<usize> {
@@ -71,7 +63,9 @@ fn read_full(r: &mut dyn Read, buf: &mut [u8]) -> io::Result<usize> {
 }
 
 /// Streams `src` to `target` (a block device is written in place, a file is created or
-/// truncated), calling `progress` about every chunk, then flushes it to the device.
+/// truncated), calling `progress` about every chunk, then flushes it to the device. Reading
+/// (decompressing) runs on this thread while a second one hashes and writes, so the two
+/// overlap as in `xz -dc | dd`.
 pub fn write(
     src: &mut dyn Read,
     target: &Path,
@@ -86,53 +80,87 @@ pub fn write(
         .open(target)
         .map_err(io(format!("open {}", target.display())))?;
     let started = Instant::now();
-    let mut buf = vec![0u8; CHUNK];
-    let mut whole = Sha256::new();
-    let mut chunks = Vec::new();
-    let mut bytes: u64 = 0;
-    loop {
-        let n = read_full(src, &mut buf).map_err(|e| FlashError::Image {
-            path: target.to_owned(),
-            what: format!("reading the image at offset {bytes}: {e}"),
-        })?;
-        if n == 0 {
-            break;
-        }
-        out.write_all(&buf[..n]).map_err(|e| {
-            if e.raw_os_error() == Some(libc::ENOSPC) {
-                FlashError::Target {
-                    path: target.to_owned(),
-                    what: format!("full after {bytes} bytes: the image is larger than the target"),
-                }
-            } else {
-                FlashError::Io {
-                    context: format!("write {} at offset {bytes}", target.display()),
-                    source: e,
-                }
+    let target_name = target.display().to_string();
+    std::thread::scope(|scope| {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(2);
+        let (done_tx, done_rx) = std::sync::mpsc::channel::<u64>();
+        let writer = scope.spawn(move || -> Result<(Vec<[u8; 32]>, u64)> {
+            let mut chunks = Vec::new();
+            let mut bytes: u64 = 0;
+            for buf in rx {
+                out.write_all(&buf).map_err(|e| {
+                    if e.raw_os_error() == Some(libc::ENOSPC) {
+                        FlashError::Target {
+                            path: target_name.clone().into(),
+                            what: format!(
+                                "full after {bytes} bytes: the image is larger than the target"
+                            ),
+                        }
+                    } else {
+                        FlashError::Io {
+                            context: format!("write {target_name} at offset {bytes}"),
+                            source: e,
+                        }
+                    }
+                })?;
+                chunks.push(Sha256::digest(&buf).into());
+                bytes += buf.len() as u64;
+                let _ = done_tx.send(bytes);
             }
-        })?;
-        whole.update(&buf[..n]);
-        chunks.push(Sha256::digest(&buf[..n]).into());
-        bytes += n as u64;
+            out.sync_all().map_err(io(format!("flush {target_name}")))?;
+            Ok((chunks, bytes))
+        });
+        let mut read: u64 = 0;
+        let mut failed = None;
+        loop {
+            let mut buf = vec![0u8; CHUNK];
+            let n = match read_full(src, &mut buf) {
+                Ok(n) => n,
+                Err(e) => {
+                    failed = Some(FlashError::Image {
+                        path: target.to_owned(),
+                        what: format!("reading the image at offset {read}: {e}"),
+                    });
+                    break;
+                }
+            };
+            if n == 0 {
+                break;
+            }
+            buf.truncate(n);
+            read += n as u64;
+            if tx.send(buf).is_err() {
+                break; // the writer stopped: its error is reported below
+            }
+            while let Ok(done) = done_rx.try_recv() {
+                progress(Progress {
+                    phase: "write",
+                    done,
+                    total,
+                    elapsed: started.elapsed(),
+                });
+            }
+        }
+        drop(tx);
+        let (chunks, bytes) = writer
+            .join()
+            .map_err(|_| FlashError::Input("internal: the writer thread panicked".into()))??;
+        if let Some(e) = failed {
+            return Err(e);
+        }
         progress(Progress {
             phase: "write",
             done: bytes,
             total,
             elapsed: started.elapsed(),
         });
-    }
-    if bytes == 0 {
-        return Err(FlashError::Image {
-            path: target.to_owned(),
-            what: "the image holds no data".into(),
-        });
-    }
-    out.sync_all()
-        .map_err(io(format!("flush {}", target.display())))?;
-    Ok(Written {
-        bytes,
-        chunks,
-        sha256: whole.finalize().into(),
+        if bytes == 0 {
+            return Err(FlashError::Image {
+                path: target.to_owned(),
+                what: "the image holds no data".into(),
+            });
+        }
+        Ok(Written { bytes, chunks })
     })
 }
 
@@ -187,21 +215,21 @@ mod tests {
         let target = dir.path().join("card.img");
         std::fs::write(&target, vec![0xAAu8; 20 << 20]).unwrap();
         let data: Vec<u8> = (0..(9 << 20) + 123).map(|i: u32| (i % 253) as u8).collect();
-        let mut calls = 0;
+        let mut last = 0;
         let w = write(
             &mut &data[..],
             &target,
             false,
             Some(data.len() as u64),
             &mut |p| {
-                calls += 1;
-                assert!(p.done <= data.len() as u64);
+                assert!(p.done >= last && p.done <= data.len() as u64);
+                last = p.done;
             },
         )
         .unwrap();
         assert_eq!(w.bytes, data.len() as u64);
         assert_eq!(w.chunks.len(), 3);
-        assert_eq!(calls, 3);
+        assert_eq!(last, w.bytes, "the last report is the end");
         assert_eq!(
             std::fs::read(&target).unwrap(),
             data,
