@@ -39,9 +39,9 @@ impl Source {
         match self.packing {
             Packing::Raw => f(&mut BufReader::with_capacity(1 << 20, file)),
             Packing::Xz => {
-                let decoder = liblzma::read::XzDecoder::new_multi_decoder(
-                    BufReader::with_capacity(1 << 20, file),
-                );
+                // Images packed with `xz -T` have several blocks: decode two at a time.
+                let decoder = lzma_rust2::XzReaderMt::new(file, true, 2)
+                    .map_err(|e| bad(&self.path, format!("xz: {e}")))?;
                 f(&mut XzErrors {
                     inner: decoder,
                     path: self.path.clone(),
@@ -269,7 +269,8 @@ mod tests {
     use std::io::Write;
 
     fn xz(data: &[u8]) -> Vec<u8> {
-        let mut enc = liblzma::write::XzEncoder::new(Vec::new(), 1);
+        let mut enc =
+            lzma_rust2::XzWriter::new(Vec::new(), lzma_rust2::XzOptions::with_preset(1)).unwrap();
         enc.write_all(data).unwrap();
         enc.finish().unwrap()
     }
