@@ -30,6 +30,9 @@ declare -A PKG_FOR=(
     [losetup]=mount
     [xz]=xz-utils
     [cloud-init]=cloud-init
+    [chromium]=chromium
+    [node]=nodejs
+    [npm]=npm
 )
 missing=()
 for cmd in "${!PKG_FOR[@]}"; do
@@ -71,6 +74,9 @@ export EDGESENSE_TEST_DOCKER_HOST
 EDGESENSE_TEST_DOCKER_HOST=$(tests/dockerd.sh start)
 trap 'tests/dockerd.sh stop' EXIT
 DOCKER_HOST=$EDGESENSE_TEST_DOCKER_HOST stack/images/build.sh
+
+step "browser test driver (playwright-core from npm, Debian's Chromium)"
+(cd tests/browser && npm ci --no-audit --no-fund --loglevel=error)
 
 step "ARM builds (scripts/build-arm.sh), checked under qemu by the tests"
 for target in aarch64-unknown-linux-musl armv7-unknown-linux-musleabihf arm-unknown-linux-musleabihf; do

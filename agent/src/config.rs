@@ -26,6 +26,8 @@ pub struct Config {
     pub poll_interval: Option<Spanned<Dur>>,
     /// How long one read may take before it counts as a timeout (default 2 s).
     pub read_timeout: Option<Spanned<Dur>>,
+    /// How much recent history the node page shows (default 1 h, at most 24 h).
+    pub history: Option<Spanned<Dur>>,
     /// Run every sensor and LED of this file simulated (same as `--simulate`).
     #[serde(default)]
     pub simulate: bool,

@@ -21,6 +21,7 @@ use crate::{
         webhook::Alert,
     },
     config::Severity,
+    history::SharedHistory,
     leds::{Arbiter, Source},
     metrics::Metrics,
     spec::NodeSpec,
@@ -105,6 +106,7 @@ pub struct Hub {
     webhook: AlertSet,
     /// The active alerts as of the last change.
     active: Vec<ActiveAlert>,
+    history: SharedHistory,
     led_modes: Vec<watch::Sender<LedMode>>,
     out: watch::Sender<Arc<Snapshot>>,
     seq: u64,
@@ -116,6 +118,7 @@ impl Hub {
     pub fn new(
         spec: Arc<NodeSpec>,
         led_modes: Vec<watch::Sender<LedMode>>,
+        history: SharedHistory,
     ) -> (Hub, watch::Receiver<Arc<Snapshot>>) {
         let metrics = Metrics::new(&spec);
         let sensors = spec
@@ -144,6 +147,7 @@ impl Hub {
             rules: vec![RuleState::default(); spec.rules.len()],
             webhook: AlertSet::default(),
             active: Vec::new(),
+            history,
             metrics,
             sensors,
             led_modes,
@@ -246,6 +250,7 @@ impl Hub {
                 st.up = true;
                 st.error = None;
                 st.last_good = Some(*r);
+                crate::history::lock(&self.history).record(i, r);
             }
             Err(e) => {
                 if st.up || st.error.as_ref().map(|(r, _)| *r) != Some(e.reason()) {

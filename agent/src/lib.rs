@@ -10,6 +10,7 @@ pub mod alerts;
 pub mod config;
 pub mod devices;
 pub mod hardware;
+pub mod history;
 pub mod http;
 pub mod hub;
 pub mod leds;
@@ -71,7 +72,12 @@ pub fn start(spec: Arc<NodeSpec>, hw: Hardware, token: Option<Vec<u8>>) -> Runni
         led_modes.push(tx);
         led_tasks.push(tokio::spawn(leds::drive(l.name.clone(), led, rx)));
     }
-    let (hub, snapshot) = Hub::new(Arc::clone(&spec), led_modes);
+    let history = history::History::shared(&spec);
+    tracing::debug!(
+        bytes = history::lock(&history).reserved_bytes(),
+        "history rings reserved"
+    );
+    let (hub, snapshot) = Hub::new(Arc::clone(&spec), led_modes, Arc::clone(&history));
     let (hub_tx, hub_rx) = mpsc::channel(64);
     tokio::spawn(hub.run(hub_rx));
     let pollers = hw
@@ -104,6 +110,7 @@ pub fn start(spec: Arc<NodeSpec>, hw: Hardware, token: Option<Vec<u8>>) -> Runni
         token,
         relay,
         gpio: hw.gpio_record,
+        history,
         started: std::time::Instant::now(),
     };
     Running {

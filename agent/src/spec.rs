@@ -16,6 +16,9 @@ pub const SIMULATED_NODE: &str = include_str!("simulated-node.toml");
 
 pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_secs(5);
 pub const DEFAULT_READ_TIMEOUT: Duration = Duration::from_secs(2);
+/// Default retention of the in-memory history.
+pub const DEFAULT_HISTORY: Duration = Duration::from_secs(3600);
+pub const MAX_HISTORY: Duration = Duration::from_secs(24 * 3600);
 /// Sensors are not read more often than this (a DS18B20 conversion alone takes 750 ms).
 pub const MIN_INTERVAL: Duration = Duration::from_millis(100);
 
@@ -27,6 +30,8 @@ pub struct NodeSpec {
     pub listen: SocketAddr,
     pub token_file: Option<PathBuf>,
     pub read_timeout: Duration,
+    /// How much history `/api/v1/history` keeps per sensor.
+    pub history: Duration,
     pub simulate: bool,
     /// Where sysfs is mounted (`/` on a Pi).
     pub sysfs_root: PathBuf,
@@ -124,6 +129,11 @@ pub fn resolve(loaded: &Loaded, flags: &Overrides) -> Result<NodeSpec, ConfigErr
         Some(s) => Ok(s.get_ref().0),
     };
     let read_timeout = dur(&c.read_timeout, DEFAULT_READ_TIMEOUT, "read_timeout")?;
+    let history = dur(&c.history, DEFAULT_HISTORY, "history")?;
+    if history > MAX_HISTORY {
+        let span = c.history.as_ref().map_or(0..0, |h| h.span());
+        return Err(loaded.error_at(span, "history can be at most 24h (it is kept in memory)"));
+    }
 
     let sysfs_root = flags
         .sysfs_root
@@ -306,6 +316,7 @@ pub fn resolve(loaded: &Loaded, flags: &Overrides) -> Result<NodeSpec, ConfigErr
         listen,
         token_file: flags.token_file.clone().or_else(|| c.token_file.clone()),
         read_timeout,
+        history,
         simulate,
         sysfs_root,
         seed: c.seed.or(hw.seed).unwrap_or(42),

@@ -7,7 +7,7 @@ use std::{
 };
 
 use axum::{
-    extract::{Path, State},
+    extract::{Path, RawQuery, State},
     http::header,
     response::{
         sse::{Event, KeepAlive, Sse},
@@ -45,6 +45,25 @@ pub async fn healthz(State(st): State<AppState>) -> Json<Value> {
 pub async fn readings(State(st): State<AppState>) -> Json<Value> {
     let snap = st.snapshot.borrow().clone();
     Json(readings_json(&st, &snap))
+}
+
+/// `GET /api/v1/history[?sensor=NAME]`: recent values for sparklines.
+pub async fn history(
+    State(st): State<AppState>,
+    RawQuery(q): RawQuery,
+) -> Result<Json<Value>, ApiError> {
+    let only = match q.as_deref() {
+        None | Some("") => None,
+        Some(q) => Some(q.strip_prefix("sensor=").ok_or_else(|| {
+            ApiError::BadRequest(format!(
+                "bad query \"{q}\": the only parameter is sensor=NAME"
+            ))
+        })?),
+    };
+    let h = crate::history::lock(&st.history);
+    h.to_json(only)
+        .map(Json)
+        .ok_or_else(|| ApiError::NotFound(format!("no sensor named \"{}\"", only.unwrap_or(""))))
 }
 
 pub async fn leds(State(st): State<AppState>) -> Json<Value> {
@@ -162,7 +181,15 @@ fn readings_json(st: &AppState, snap: &Snapshot) -> Value {
             })
         })
         .collect();
-    json!({ "node": st.spec.node, "model": st.spec.model, "sensors": sensors, "alerts": alerts })
+    json!({
+        "node": st.spec.node,
+        "model": st.spec.model,
+        "simulate": st.spec.simulate,
+        "auth": st.token.is_some(),
+        "version": env!("CARGO_PKG_VERSION"),
+        "sensors": sensors,
+        "alerts": alerts,
+    })
 }
 
 fn led_json(l: &LedStatus) -> Value {

@@ -40,6 +40,8 @@ pub struct AppState {
     pub gpio: Option<MockGpio>,
     /// When the node started (the zero of `/api/v1/sim/gpio` times).
     pub started: std::time::Instant,
+    /// Recent values of every sensor.
+    pub history: crate::history::SharedHistory,
 }
 
 /// The agent's routes. Writes sit behind the token check; the simulation routes exist only on a
@@ -64,23 +66,26 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/readings", get(api::readings))
         .route("/api/v1/leds", get(api::leds))
         .route("/api/v1/events", get(api::events))
+        .route("/api/v1/history", get(api::history))
         .merge(reads)
         .merge(writes)
         .with_state(state)
 }
 
-/// A plain index until the live dashboard lands.
+/// The node page: one self-contained HTML file (inline CSS and JS, no CDN, no build step),
+/// embedded in the binary.
+const PAGE: &str = include_str!("page.html");
+
 async fn index() -> impl IntoResponse {
     (
-        [(header::CACHE_CONTROL, "no-cache")],
-        Html(concat!(
-            "<!doctype html><html lang=en><meta charset=utf-8><title>edgesense agent</title>",
-            "<h1>edgesense agent</h1><ul>",
-            "<li><a href=/metrics>/metrics</a> — Prometheus metrics</li>",
-            "<li><a href=/api/v1/readings>/api/v1/readings</a> — readings (JSON)</li>",
-            "<li><a href=/api/v1/leds>/api/v1/leds</a> — LEDs (JSON)</li>",
-            "<li><a href=/api/v1/events>/api/v1/events</a> — live events (SSE)</li>",
-            "<li><a href=/healthz>/healthz</a></li></ul></html>"
-        )),
+        [
+            (header::CACHE_CONTROL, "no-cache"),
+            (
+                header::CONTENT_SECURITY_POLICY,
+                "default-src 'self'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; img-src 'self' data:",
+            ),
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        ],
+        Html(PAGE),
     )
 }

@@ -1,0 +1,38 @@
+// Shared by the browser tests: Debian's Chromium, headless, with the flags these machines need.
+import { chromium } from "playwright-core";
+
+export async function browser() {
+  return chromium.launch({
+    executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
+    headless: true,
+    args: ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--no-first-run",
+           "--disable-component-update", "--disable-sync", "--disable-quic"],
+  });
+}
+
+/// A page that records console errors and uncaught exceptions.
+export async function page(b) {
+  const p = await b.newPage({ viewport: { width: 900, height: 1100 } });
+  p.errors = [];
+  p.on("console", m => { if (m.type() === "error") p.errors.push("console: " + m.text()); });
+  p.on("pageerror", e => p.errors.push("page: " + e.message));
+  return p;
+}
+
+export function check(cond, what) {
+  if (!cond) throw new Error("check failed: " + what);
+}
+
+export async function main(run) {
+  let b;
+  try {
+    b = await browser();
+    await run(b);
+    console.log("ok");
+  } catch (e) {
+    console.error(e && e.stack ? e.stack : String(e));
+    process.exitCode = 1;
+  } finally {
+    if (b) await b.close();
+  }
+}

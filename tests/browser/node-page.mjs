@@ -1,0 +1,41 @@
+// The agent's node page: node-page.mjs URL TOKEN SCREENSHOT
+// All simulated sensors show values; a value set through the sim API appears without reload; an
+// LED button changes the LED (checked in the API); no console errors; a screenshot is saved.
+import { main, page, check } from "./common.mjs";
+
+const [url, token, shot] = process.argv.slice(2);
+const api = (path, init = {}) => fetch(new URL(path, url), init).then(async r => ({ status: r.status, body: await r.json() }));
+
+await main(async b => {
+  const p = await page(b);
+  p.on("dialog", d => d.accept(token));   // the token prompt of the first write
+  await p.goto(url);
+  await p.waitForSelector("#conn.live", { timeout: 15000 });
+  await p.waitForFunction(() => document.querySelectorAll(".sensor .value").length >= 6, null, { timeout: 15000 });
+  const names = await p.$$eval(".sensor", cs => cs.map(c => c.dataset.sensor));
+  check(["room", "outside", "soc", "env"].every(n => names.includes(n)), "all four sensors: " + names);
+  const badges = await p.$$eval(".sensor .badge", bs => bs.map(b => b.textContent));
+  check(badges.every(t => t === "ok"), "all sensors ok: " + badges);
+
+  // A value set through the sim API appears within a few seconds, without a reload.
+  const set = await api("api/v1/sim/sensors/room", { method: "PUT", headers: { Authorization: "Bearer " + token }, body: '{"value":31.5}' });
+  check(set.status === 200, "sim PUT: " + JSON.stringify(set));
+  await p.waitForFunction(() => document.querySelector('[data-sensor="room"] .value')?.textContent === "31.5 °C", null, { timeout: 10000 });
+
+  // Clicking an LED button changes the LED.
+  await p.click('button[data-led="amber"][data-set="blink"]');
+  await p.waitForSelector('.led.blink[data-led="amber"]', { timeout: 10000 });
+  const leds = await api("api/v1/leds");
+  const amber = leds.body.leds.find(l => l.name === "amber");
+  check(amber.mode === "blink" && amber.source.kind === "manual", "amber blinks in the API: " + JSON.stringify(amber));
+  const sparkPoints = await p.$eval('[data-sensor="room"] polyline', e => e.getAttribute("points").split(" ").length).catch(() => 0);
+  check(sparkPoints >= 2, "room has a sparkline");
+
+  // A phone-sized screen still shows everything.
+  await p.screenshot({ path: shot, fullPage: true });
+  await p.setViewportSize({ width: 390, height: 844 });
+  const overflow = await p.evaluate(() => document.documentElement.scrollWidth > window.innerWidth + 1);
+  check(!overflow, "no horizontal scrolling on a phone");
+  await p.screenshot({ path: shot.replace(/\.png$/, "-phone.png"), fullPage: true });
+  check(p.errors.length === 0, "no console errors: " + p.errors.join("; "));
+});
