@@ -3,18 +3,29 @@
 
 use std::time::Duration;
 
-use http_body_util::{BodyExt, Empty};
+use http_body_util::{BodyExt, Full};
 use hyper::{body::Bytes, Request};
 use hyper_util::rt::TokioIo;
 
 /// GETs `url` (`http://host:port/path`) within `timeout`: (status, body).
 pub async fn get(url: &str, timeout: Duration) -> Result<(u16, String), String> {
-    tokio::time::timeout(timeout, get_inner(url))
+    tokio::time::timeout(timeout, request(url, None))
         .await
         .map_err(|_| format!("{url}: no answer within {timeout:?}"))?
 }
 
-async fn get_inner(url: &str) -> Result<(u16, String), String> {
+/// POSTs the JSON `body` to `url` within `timeout`: (status, body).
+pub async fn post_json(
+    url: &str,
+    body: String,
+    timeout: Duration,
+) -> Result<(u16, String), String> {
+    tokio::time::timeout(timeout, request(url, Some(body)))
+        .await
+        .map_err(|_| format!("{url}: no answer within {timeout:?}"))?
+}
+
+async fn request(url: &str, json: Option<String>) -> Result<(u16, String), String> {
     let rest = url
         .strip_prefix("http://")
         .ok_or_else(|| format!("{url}: only http:// is supported"))?;
@@ -29,9 +40,13 @@ async fn get_inner(url: &str) -> Result<(u16, String), String> {
     tokio::spawn(async move {
         let _ = conn.await;
     });
-    let req = Request::get(path)
+    let builder = match &json {
+        None => Request::get(path),
+        Some(_) => Request::post(path).header(hyper::header::CONTENT_TYPE, "application/json"),
+    };
+    let req = builder
         .header(hyper::header::HOST, authority)
-        .body(Empty::<Bytes>::new())
+        .body(Full::new(Bytes::from(json.unwrap_or_default())))
         .map_err(|e| e.to_string())?;
     let resp = sender
         .send_request(req)

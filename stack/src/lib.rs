@@ -9,8 +9,10 @@
 //! | [`up`], [`down`], [`status`], [`render`] | the `stack` subcommands |
 //! | [`node`] | `node run` / `node stop`: the agent container, least privilege |
 //! | [`docker`] | connecting, API version negotiation, swarm manager check |
+//! | [`dashboard`] | `edgesense dashboard`: the cluster page over Prometheus and Alertmanager |
 
 pub mod assets;
+pub mod dashboard;
 pub mod docker;
 pub mod down;
 pub mod error;

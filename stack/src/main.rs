@@ -42,8 +42,20 @@ enum Command {
         #[command(subcommand)]
         action: NodeAction,
     },
-    /// Serve the cluster dashboard.
-    Dashboard,
+    /// Serve the cluster dashboard: nodes, history, alerts (with silencing), from Prometheus
+    /// and Alertmanager.
+    Dashboard {
+        /// Prometheus URL.
+        #[arg(long, value_name = "URL", default_value = "http://127.0.0.1:9090")]
+        prometheus: String,
+        /// Alertmanager URL.
+        #[arg(long, value_name = "URL", default_value = "http://127.0.0.1:9093")]
+        alertmanager: String,
+        /// Address to serve on (the page can silence alerts: keep it on loopback unless the
+        /// network is trusted).
+        #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:9843")]
+        listen: std::net::SocketAddr,
+    },
     /// Write a Raspberry Pi OS image to an SD card and prepare it to join the swarm.
     Flash(Box<flash_cli::FlashArgs>),
     /// Check this machine and the swarm for common problems.
@@ -297,7 +309,24 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Stack { action } => stack(&host, action).await,
         Command::Node { action } => node_cmd(&host, action).await,
         Command::Flash(args) => flash_cli::run(*args),
-        Command::Dashboard | Command::Doctor => {
+        Command::Dashboard {
+            prometheus,
+            alertmanager,
+            listen,
+        } => {
+            let listener = tokio::net::TcpListener::bind(listen)
+                .await
+                .with_context(|| format!("cannot listen on {listen}"))?;
+            let addr = listener.local_addr()?;
+            eprintln!("edgesense dashboard on http://{addr}/ (Prometheus {prometheus}, Alertmanager {alertmanager})");
+            let app = edgesense::dashboard::router(edgesense::dashboard::Dash {
+                prometheus: prometheus.trim_end_matches('/').into(),
+                alertmanager: alertmanager.trim_end_matches('/').into(),
+            });
+            axum::serve(listener, app).await?;
+            Ok(())
+        }
+        Command::Doctor => {
             anyhow::bail!("this subcommand is not implemented yet in this version")
         }
     }

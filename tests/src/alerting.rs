@@ -48,6 +48,13 @@ impl FastStack {
     /// Starts Alertmanager posting to the agent at `agent` with the token in `token_file`, and
     /// Prometheus scraping that agent; files and data go under `dir`. Returns once both are ready.
     pub fn start(dir: &Path, agent: SocketAddr, token_file: &Path) -> FastStack {
+        FastStack::start_for(dir, &[agent], token_file)
+    }
+
+    /// [`FastStack::start`] with Prometheus scraping every agent of `agents` (Alertmanager posts
+    /// to the first).
+    pub fn start_for(dir: &Path, agents: &[SocketAddr], token_file: &Path) -> FastStack {
+        let agent = agents[0];
         let am_addr: SocketAddr = ([127, 0, 0, 1], free_port()).into();
         let am_cfg = std::fs::read_to_string(assets().join("alertmanager.yml"))
             .expect("read shipped alertmanager.yml");
@@ -94,7 +101,14 @@ impl FastStack {
         let cfg = swap(
             &cfg,
             "    dns_sd_configs:\n      - names: [edgesense-agent]\n        type: A\n        port: 9842\n        refresh_interval: 30s\n",
-            &format!("    static_configs:\n      - targets: ['{agent}']\n"),
+            &format!(
+                "    static_configs:\n      - targets: [{}]\n",
+                agents
+                    .iter()
+                    .map(|a| format!("'{a}'"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
         );
         std::fs::write(dir.join("prometheus.yml"), cfg).expect("write config");
         let mut cmd = Command::new(prometheus_bin());

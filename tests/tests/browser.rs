@@ -76,3 +76,96 @@ fn node_page_shows_sensors_follows_changes_and_drives_leds() {
         .clone();
     assert_eq!(amber["mode"], "blink", "{amber}");
 }
+
+/// Starts `edgesense dashboard` on a free loopback port; returns it and its URL.
+fn dashboard(prometheus: &str, alertmanager: &str) -> (edgesense_tests::Daemon, String) {
+    let port = edgesense_tests::free_port();
+    let mut cmd = Command::new(edgesense_tests::cli_bin());
+    cmd.args([
+        "dashboard",
+        "--prometheus",
+        prometheus,
+        "--alertmanager",
+        alertmanager,
+        "--listen",
+        &format!("127.0.0.1:{port}"),
+    ]);
+    let mut d = edgesense_tests::Daemon::start("edgesense dashboard", cmd);
+    d.wait_ready(
+        ([127, 0, 0, 1], port).into(),
+        "/",
+        std::time::Duration::from_secs(20),
+    );
+    (d, format!("http://127.0.0.1:{port}/"))
+}
+
+#[test]
+fn cluster_page_shows_two_agents_from_prometheus_and_silences_an_alert() {
+    use edgesense_tests::{alerting::FastStack, get_json, wait_until};
+    use std::time::Duration;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let token = d.join("token");
+    std::fs::write(&token, "cluster-token\n").unwrap();
+    let agent = |name: &str| {
+        let cfg = d.join(format!("{name}.toml"));
+        std::fs::write(
+            &cfg,
+            format!(
+                "node = \"{name}\"\ntoken_file = \"{}\"\npoll_interval = \"1s\"\n",
+                token.display()
+            ),
+        )
+        .unwrap();
+        Agent::start(&["--simulate", "--config", cfg.to_str().unwrap()])
+    };
+    let (a, b) = (agent("pi-a"), agent("pi-b"));
+    let stack = FastStack::start_for(d, &[a.addr, b.addr], &token);
+    wait_until("both agents in Prometheus", Duration::from_secs(60), || {
+        let v = get_json(stack.prom_addr, "/api/v1/query?query=edgesense_node_info");
+        (v["data"]["result"].as_array()?.len() == 2).then_some(())
+    });
+    let r = a.put(
+        "/api/v1/sim/sensors/room",
+        Some("cluster-token"),
+        r#"{"value":40}"#,
+    );
+    assert_eq!(r.status, 200);
+    wait_until("the alert in Alertmanager", Duration::from_secs(60), || {
+        let v = get_json(stack.am_addr, "/api/v2/alerts");
+        v.as_array()?
+            .iter()
+            .any(|x| x["labels"]["alertname"] == "EdgesenseTemperatureHigh")
+            .then_some(())
+    });
+    let (_dash, url) = dashboard(
+        &format!("http://{}", stack.prom_addr),
+        &format!("http://{}", stack.am_addr),
+    );
+    let closed = edgesense_tests::free_port();
+    let (_down, down_url) = dashboard(
+        &format!("http://127.0.0.1:{closed}"),
+        &format!("http://127.0.0.1:{closed}"),
+    );
+    let shot = artifacts().join("cluster-page.png");
+    let _ = std::fs::remove_file(&shot);
+    run_browser(
+        "cluster-page.mjs",
+        &[&url, &down_url, shot.to_str().unwrap()],
+    );
+    assert!(png(&shot), "screenshot at {}", shot.display());
+    // The silence is in Alertmanager, for that alert and node.
+    let silences = get_json(stack.am_addr, "/api/v2/silences");
+    let s = silences
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["status"]["state"] == "active")
+        .expect("an active silence");
+    let matchers = s["matchers"].to_string();
+    assert!(
+        matchers.contains("EdgesenseTemperatureHigh") && matchers.contains("pi-a"),
+        "{matchers}"
+    );
+    assert_eq!(s["createdBy"], "edgesense dashboard");
+}

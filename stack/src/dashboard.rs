@@ -1,0 +1,406 @@
+//! `edgesense dashboard`: the cluster at a glance, from Prometheus and Alertmanager. Every node as
+//! a card (name from `edgesense_node_info`, up or down, its sensors and values), history charts
+//! from `query_range` (1 h / 24 h / 7 d), active and silenced alerts, and a button to silence
+//! one. The page (embedded, no CDN) talks only to this server, which asks Prometheus and
+//! Alertmanager; when either is unreachable the page says so instead of showing stale data.
+//!
+//! The silence button writes to Alertmanager without authentication of its own: the dashboard
+//! listens on 127.0.0.1 unless told otherwise.
+
+use std::{
+    collections::{BTreeMap, HashMap},
+    sync::Arc,
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
+
+use axum::{
+    extract::{RawQuery, State},
+    http::{header, StatusCode},
+    response::{Html, IntoResponse, Response},
+    routing::{get, post},
+    Json, Router,
+};
+use serde_json::{json, Value};
+
+use crate::http;
+
+const PAGE: &str = include_str!("dashboard.html");
+const TIMEOUT: Duration = Duration::from_secs(5);
+
+#[derive(Clone)]
+pub struct Dash {
+    pub prometheus: Arc<str>,
+    pub alertmanager: Arc<str>,
+}
+
+pub fn router(d: Dash) -> Router {
+    Router::new()
+        .route("/", get(page))
+        .route("/api/cluster", get(cluster))
+        .route("/api/range", get(range))
+        .route("/api/alerts", get(alerts))
+        .route("/api/silence", post(silence))
+        .with_state(d)
+}
+
+async fn page() -> impl IntoResponse {
+    (
+        [
+            (header::CACHE_CONTROL, "no-cache"),
+            (
+                header::CONTENT_SECURITY_POLICY,
+                "default-src 'self'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; img-src 'self' data:",
+            ),
+        ],
+        Html(PAGE),
+    )
+}
+
+/// Prometheus `/api/v1/query` → the result vector, or why not.
+async fn query(prom: &str, q: &str) -> Result<Vec<Value>, String> {
+    let url = format!("{prom}/api/v1/query?query={}", http::urlencode(q));
+    let (status, body) = http::get(&url, TIMEOUT).await?;
+    let v: Value =
+        serde_json::from_str(&body).map_err(|e| format!("Prometheus answered {status}: {e}"))?;
+    if v["status"] != "success" {
+        return Err(format!(
+            "Prometheus: {}",
+            v["error"].as_str().unwrap_or("query failed")
+        ));
+    }
+    Ok(v["data"]["result"].as_array().cloned().unwrap_or_default())
+}
+
+fn label<'a>(r: &'a Value, name: &str) -> &'a str {
+    r["metric"][name].as_str().unwrap_or("")
+}
+
+fn number(r: &Value) -> Option<f64> {
+    r["value"][1].as_str()?.parse().ok()
+}
+
+/// Instance → node name, from node_info over the last hour (so a node that just went down keeps
+/// its name).
+async fn names(prom: &str) -> Result<HashMap<String, (String, String, String)>, String> {
+    Ok(query(
+        prom,
+        "max by (instance, node, model, version) (max_over_time(edgesense_node_info[1h]))",
+    )
+    .await?
+    .iter()
+    .map(|r| {
+        (
+            label(r, "instance").to_owned(),
+            (
+                label(r, "node").to_owned(),
+                label(r, "model").to_owned(),
+                label(r, "version").to_owned(),
+            ),
+        )
+    })
+    .collect())
+}
+
+async fn cluster_json(prom: &str) -> Result<Value, String> {
+    let names = names(prom).await?;
+    let up: HashMap<String, f64> = query(prom, "up{job=\"edgesense\"}")
+        .await?
+        .iter()
+        .filter_map(|r| Some((label(r, "instance").to_owned(), number(r)?)))
+        .collect();
+    // instance → sensor → fields
+    let mut sensors: BTreeMap<String, BTreeMap<String, serde_json::Map<String, Value>>> =
+        BTreeMap::new();
+    for (metric, key) in [
+        ("edgesense_temperature_celsius", "temperature_celsius"),
+        ("edgesense_humidity_ratio", "humidity_ratio"),
+        ("edgesense_pressure_pascals", "pressure_pascals"),
+        ("edgesense_sensor_up", "up"),
+    ] {
+        for r in query(prom, metric).await? {
+            let s = sensors
+                .entry(label(&r, "instance").to_owned())
+                .or_default()
+                .entry(label(&r, "sensor").to_owned())
+                .or_default();
+            s.insert("kind".into(), json!(label(&r, "kind")));
+            s.insert(key.into(), json!(number(&r)));
+        }
+    }
+    let mut instances: Vec<&String> = up.keys().chain(names.keys()).collect();
+    instances.sort();
+    instances.dedup();
+    let mut nodes: Vec<Value> = instances
+        .into_iter()
+        .map(|i| {
+            let (node, model, version) = names.get(i).cloned().unwrap_or_default();
+            let list: Vec<Value> = sensors
+                .get(i)
+                .map(|m| {
+                    m.iter()
+                        .map(|(name, f)| {
+                            let mut f = f.clone();
+                            f.insert("sensor".into(), json!(name));
+                            Value::Object(f)
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            json!({
+                "instance": i,
+                "node": if node.is_empty() { i.clone() } else { node },
+                "model": model,
+                "version": version,
+                "up": up.get(i).copied() == Some(1.0),
+                "sensors": list,
+            })
+        })
+        .collect();
+    nodes.sort_by(|a, b| a["node"].as_str().cmp(&b["node"].as_str()));
+    Ok(json!({ "nodes": nodes }))
+}
+
+/// `GET /api/cluster`: every node with its sensors; `prometheus.ok` false with the reason when
+/// Prometheus cannot be asked.
+async fn cluster(State(d): State<Dash>) -> Json<Value> {
+    Json(match cluster_json(&d.prometheus).await {
+        Ok(mut v) => {
+            v["prometheus"] = json!({ "ok": true, "url": &*d.prometheus });
+            v
+        }
+        Err(e) => {
+            json!({ "prometheus": { "ok": false, "url": &*d.prometheus, "error": e }, "nodes": [] })
+        }
+    })
+}
+
+fn params(q: Option<&str>) -> HashMap<String, String> {
+    q.unwrap_or("")
+        .split('&')
+        .filter_map(|kv| kv.split_once('='))
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect()
+}
+
+fn bad(msg: String) -> Response {
+    (StatusCode::BAD_REQUEST, Json(json!({ "error": msg }))).into_response()
+}
+
+fn now_s() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// `GET /api/range?metric=temperature|humidity|pressure&range=1h|24h|7d`: one series per
+/// node and sensor, up to 600 points.
+async fn range(State(d): State<Dash>, RawQuery(q): RawQuery) -> Response {
+    let p = params(q.as_deref());
+    let metric = match p.get("metric").map(String::as_str).unwrap_or("temperature") {
+        "temperature" => "edgesense_temperature_celsius",
+        "humidity" => "edgesense_humidity_ratio",
+        "pressure" => "edgesense_pressure_pascals",
+        other => {
+            return bad(format!(
+                "metric {other:?}: temperature, humidity or pressure"
+            ))
+        }
+    };
+    let seconds: u64 = match p.get("range").map(String::as_str).unwrap_or("1h") {
+        "1h" => 3600,
+        "24h" => 86_400,
+        "7d" => 7 * 86_400,
+        other => return bad(format!("range {other:?}: 1h, 24h or 7d")),
+    };
+    let end = now_s();
+    let step = (seconds / 600).max(1);
+    let url = format!(
+        "{}/api/v1/query_range?query={}&start={}&end={end}&step={step}",
+        d.prometheus,
+        http::urlencode(metric),
+        end - seconds
+    );
+    let answer = match http::get(&url, TIMEOUT).await {
+        Ok((_, body)) => body,
+        Err(e) => {
+            return Json(json!({ "error": format!("Prometheus unreachable: {e}") })).into_response()
+        }
+    };
+    let v: Value = serde_json::from_str(&answer).unwrap_or(Value::Null);
+    let names = names(&d.prometheus).await.unwrap_or_default();
+    let series: Vec<Value> = v["data"]["result"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .iter()
+        .map(|r| {
+            let inst = label(r, "instance");
+            let node = names.get(inst).map_or(inst, |n| n.0.as_str());
+            let points: Vec<Value> = r["values"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+                .iter()
+                .filter_map(|p| {
+                    Some(json!([
+                        p[0].as_f64()? * 1000.0,
+                        p[1].as_str()?.parse::<f64>().ok()?
+                    ]))
+                })
+                .collect();
+            json!({ "node": node, "sensor": label(r, "sensor"), "points": points })
+        })
+        .collect();
+    Json(json!({ "metric": metric, "range_s": seconds, "step_s": step, "series": series }))
+        .into_response()
+}
+
+/// `GET /api/alerts`: active, silenced and inhibited alerts from Alertmanager.
+async fn alerts(State(d): State<Dash>) -> Json<Value> {
+    let url = format!(
+        "{}/api/v2/alerts?active=true&silenced=true&inhibited=true",
+        d.alertmanager
+    );
+    let v = match http::get(&url, TIMEOUT).await {
+        Ok((200, body)) => serde_json::from_str::<Value>(&body).unwrap_or(Value::Null),
+        Ok((status, _)) => {
+            return Json(
+                json!({ "ok": false, "error": format!("Alertmanager answered {status}"), "alerts": [] }),
+            )
+        }
+        Err(e) => {
+            return Json(
+                json!({ "ok": false, "error": format!("Alertmanager unreachable: {e}"), "alerts": [] }),
+            )
+        }
+    };
+    let list: Vec<Value> = v
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .iter()
+        .map(|a| {
+            json!({
+                "name": a["labels"]["alertname"],
+                "severity": a["labels"]["severity"],
+                "node": a["labels"]["node"].as_str().or(a["labels"]["down_node"].as_str()),
+                "sensor": a["labels"]["sensor"],
+                "state": a["status"]["state"],
+                "silenced": !a["status"]["silencedBy"].as_array().is_none_or(Vec::is_empty),
+                "summary": a["annotations"]["summary"],
+                "starts_at": a["startsAt"],
+                "fingerprint": a["fingerprint"],
+            })
+        })
+        .collect();
+    Json(json!({ "ok": true, "alerts": list }))
+}
+
+/// RFC 3339 UTC for Unix seconds `t` (H. Hinnant's civil_from_days).
+pub fn rfc3339(t: u64) -> String {
+    let days = (t / 86_400) as i64;
+    let rem = t % 86_400;
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem / 60 % 60,
+        rem % 60
+    )
+}
+
+/// `POST /api/silence {"alertname": …, "node": …, "hours": 2, "comment": …}`: a silence in
+/// Alertmanager for that alert (on that node, when given).
+async fn silence(State(d): State<Dash>, body: axum::body::Bytes) -> Response {
+    let v: Value = match serde_json::from_slice(&body) {
+        Ok(v) => v,
+        Err(e) => return bad(format!("invalid JSON: {e}")),
+    };
+    let Some(name) = v["alertname"].as_str().filter(|s| !s.is_empty()) else {
+        return bad("\"alertname\" is required".into());
+    };
+    let hours = v["hours"].as_f64().unwrap_or(2.0);
+    if !(0.0..=24.0 * 30.0).contains(&hours) || hours == 0.0 {
+        return bad("\"hours\" must be between 0 and 720".into());
+    }
+    let mut matchers =
+        vec![json!({ "name": "alertname", "value": name, "isRegex": false, "isEqual": true })];
+    if let Some(node) = v["node"].as_str().filter(|s| !s.is_empty()) {
+        matchers.push(json!({ "name": "node", "value": node, "isRegex": false, "isEqual": true }));
+    }
+    let now = now_s();
+    let req = json!({
+        "matchers": matchers,
+        "startsAt": rfc3339(now),
+        "endsAt": rfc3339(now + (hours * 3600.0) as u64),
+        "createdBy": "edgesense dashboard",
+        "comment": v["comment"].as_str().unwrap_or("silenced from the edgesense dashboard"),
+    });
+    match http::post_json(
+        &format!("{}/api/v2/silences", d.alertmanager),
+        req.to_string(),
+        TIMEOUT,
+    )
+    .await
+    {
+        Ok((200, body)) => (
+            StatusCode::OK,
+            [(header::CONTENT_TYPE, "application/json")],
+            body,
+        )
+            .into_response(),
+        Ok((status, body)) => (
+            StatusCode::BAD_GATEWAY,
+            Json(json!({ "error": format!("Alertmanager answered {status}: {body}") })),
+        )
+            .into_response(),
+        Err(e) => (
+            StatusCode::BAD_GATEWAY,
+            Json(json!({ "error": format!("Alertmanager unreachable: {e}") })),
+        )
+            .into_response(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rfc3339_of_known_instants() {
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339(951_782_400), "2000-02-29T00:00:00Z");
+        assert_eq!(rfc3339(1_795_600_800), "2026-11-25T10:00:00Z");
+    }
+
+    #[tokio::test]
+    async fn unreachable_prometheus_is_reported_not_hidden() {
+        let closed = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        let d = Dash {
+            prometheus: format!("http://{closed}").into(),
+            alertmanager: format!("http://{closed}").into(),
+        };
+        let Json(v) = cluster(State(d.clone())).await;
+        assert_eq!(v["prometheus"]["ok"], false, "{v}");
+        assert!(
+            v["prometheus"]["error"]
+                .as_str()
+                .unwrap()
+                .contains(&closed.to_string()),
+            "{v}"
+        );
+        let Json(a) = alerts(State(d)).await;
+        assert_eq!(a["ok"], false);
+    }
+}
