@@ -13,6 +13,7 @@ pub const PROMETHEUS_YML: &str = include_str!("../assets/prometheus.yml");
 pub const RULES_YML: &str = include_str!("../assets/rules/edgesense.yml");
 pub const RULES_TEST_YML: &str = include_str!("../assets/rules/edgesense.test.yml");
 pub const ALERTMANAGER_YML: &str = include_str!("../assets/alertmanager.yml");
+pub const GRAFANA_DASHBOARD: &str = include_str!("../assets/grafana/edgesense.json");
 
 /// Alert thresholds in °C (the shipped rules' values are the defaults).
 #[derive(Clone, Copy, Debug, PartialEq)]

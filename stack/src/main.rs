@@ -110,6 +110,12 @@ struct StackContent {
     /// Host port for Alertmanager on the node running it (0: not published).
     #[arg(long, value_name = "PORT", default_value_t = 9093)]
     alertmanager_port: u16,
+    /// Add Grafana (this image) with the edgesense dashboard and Prometheus data source provisioned.
+    #[arg(long, value_name = "IMAGE")]
+    grafana: Option<String>,
+    /// Host port for Grafana (0: not published).
+    #[arg(long, value_name = "PORT", default_value_t = 3000)]
+    grafana_port: u16,
     /// Service health checks: `probe` (edgesense/* local images), `wget` (upstream images), `auto` picks by image.
     #[arg(long, value_enum, default_value_t = HealthcheckArg::Auto)]
     healthcheck: HealthcheckArg,
@@ -237,6 +243,8 @@ impl StackContent {
             alertmanager_image: self.alertmanager_image.clone(),
             prometheus_port: self.prometheus_port,
             alertmanager_port: self.alertmanager_port,
+            grafana: self.grafana.clone(),
+            grafana_port: self.grafana_port,
             healthcheck: match self.healthcheck {
                 HealthcheckArg::Auto => Healthcheck::Auto,
                 HealthcheckArg::Probe => Healthcheck::Probe,
@@ -379,6 +387,13 @@ async fn stack(host: &str, action: StackAction) -> anyhow::Result<()> {
                 .await?;
                 if let Some(u) = url {
                     println!("Prometheus: {u}");
+                }
+                if opts.grafana.is_some() && opts.grafana_port != 0 {
+                    println!(
+                        "Grafana: http://{}:{} (dashboard \"edgesense\")",
+                        docker::published_host(host),
+                        opts.grafana_port
+                    );
                 }
                 if opts.alertmanager_port != 0 {
                     println!(

@@ -53,6 +53,10 @@ pub struct StackOptions {
     pub prometheus_port: u16,
     pub alertmanager_port: u16,
     pub healthcheck: Healthcheck,
+    /// Add Grafana with this image, the edgesense dashboard provisioned.
+    pub grafana: Option<String>,
+    /// Host port for Grafana (0: not published).
+    pub grafana_port: u16,
 }
 
 impl Default for StackOptions {
@@ -65,6 +69,8 @@ impl Default for StackOptions {
             prometheus_port: 9090,
             alertmanager_port: 9093,
             healthcheck: Healthcheck::Auto,
+            grafana: None,
+            grafana_port: 3000,
         }
     }
 }
@@ -128,6 +134,8 @@ fn health(kind: Healthcheck, image: &str, url: &str) -> Option<HealthConfig> {
 
 struct Service<'a> {
     name: &'a str,
+    /// Answers 200 when the service is ready.
+    health_path: &'a str,
     image: &'a str,
     args: Vec<String>,
     alias: &'a str,
@@ -142,11 +150,11 @@ struct Service<'a> {
 
 fn service(opts: &StackOptions, s: Service) -> ServiceSpec {
     let ns = [(NAMESPACE, opts.stack.as_str())];
-    let url = format!("http://127.0.0.1:{}/-/ready", s.port);
+    let url = format!("http://127.0.0.1:{}{}", s.port, s.health_path);
     let container = TaskSpecContainerSpec {
         image: Some(s.image.to_owned()),
         labels: Some(labels(&ns)),
-        args: Some(s.args),
+        args: (!s.args.is_empty()).then_some(s.args),
         health_check: health(opts.healthcheck, s.image, &url),
         configs: Some(
             s.configs
@@ -296,6 +304,7 @@ pub fn plan(opts: &StackOptions, files: &Rendered, secret_name: &str) -> Plan {
         opts,
         Service {
             name: "prometheus",
+            health_path: "/-/ready",
             image: &opts.prometheus_image,
             args: vec![
                 "--config.file=/etc/prometheus/prometheus.yml".into(),
@@ -317,6 +326,7 @@ pub fn plan(opts: &StackOptions, files: &Rendered, secret_name: &str) -> Plan {
         opts,
         Service {
             name: "alertmanager",
+            health_path: "/-/ready",
             image: &opts.alertmanager_image,
             args: vec![
                 "--config.file=/etc/alertmanager/alertmanager.yml".into(),
@@ -335,13 +345,82 @@ pub fn plan(opts: &StackOptions, files: &Rendered, secret_name: &str) -> Plan {
             nano_cpus: 500_000_000,
         },
     );
+    let mut services = vec![prometheus, alertmanager];
+    let mut volumes = vec![prom_volume, am_volume];
+    let mut configs = configs;
+    if let Some(image) = &opts.grafana {
+        let first = configs.len();
+        configs.push(config(
+            "grafana_datasource",
+            GRAFANA_DATASOURCE,
+            "grafana/provisioning/datasources/edgesense.yml",
+            "/etc/grafana/provisioning/datasources/edgesense.yml",
+        ));
+        configs.push(config(
+            "grafana_dashboards",
+            GRAFANA_PROVIDER,
+            "grafana/provisioning/dashboards/edgesense.yml",
+            "/etc/grafana/provisioning/dashboards/edgesense.yml",
+        ));
+        configs.push(config(
+            "grafana_dashboard",
+            crate::assets::GRAFANA_DASHBOARD,
+            "grafana/edgesense.json",
+            "/etc/grafana/dashboards/edgesense.json",
+        ));
+        let volume = format!("{stack}_grafana_data");
+        services.push(service(
+            opts,
+            Service {
+                name: "grafana",
+                health_path: "/api/health",
+                image,
+                args: Vec::new(),
+                alias: "grafana",
+                port: 3000,
+                published: opts.grafana_port,
+                configs: configs[first..].iter().collect(),
+                secret: None,
+                volume: (&volume, "/var/lib/grafana"),
+                memory_mib: 256,
+                nano_cpus: 500_000_000,
+            },
+        ));
+        volumes.push(volume);
+    }
     Plan {
-        volumes: vec![prom_volume, am_volume],
+        volumes,
         secret_name: secret_name.to_owned(),
-        services: vec![prometheus, alertmanager],
+        services,
         configs,
     }
 }
+
+/// Grafana's data source, provisioned: the stack's Prometheus by its network alias.
+pub const GRAFANA_DATASOURCE: &str = "# Provisioned by `edgesense stack up --grafana`.
+apiVersion: 1
+datasources:
+  - name: Prometheus
+    uid: prometheus
+    type: prometheus
+    access: proxy
+    url: http://prometheus:9090
+    isDefault: true
+    editable: false
+";
+
+/// Grafana's dashboard provider: the edgesense dashboard from a file.
+pub const GRAFANA_PROVIDER: &str = "# Provisioned by `edgesense stack up --grafana`.
+apiVersion: 1
+providers:
+  - name: edgesense
+    folder: edgesense
+    type: file
+    disableDeletion: true
+    allowUiUpdates: false
+    options:
+      path: /etc/grafana/dashboards
+";
 
 #[cfg(test)]
 mod tests {
@@ -422,6 +501,78 @@ mod tests {
         assert_ne!(a.configs[1].name, c.configs[1].name, "rules changed");
         assert_ne!(hash(&a, 0), hash(&c, 0), "prometheus rolls");
         assert_eq!(hash(&a, 1), hash(&c, 1), "alertmanager untouched");
+    }
+
+    #[test]
+    fn grafana_comes_with_its_provisioning() {
+        let opts = StackOptions {
+            grafana: Some("grafana/grafana:11.3.0".into()),
+            ..StackOptions::default()
+        };
+        let plan = p(&opts);
+        assert_eq!(plan.services.len(), 3);
+        let g = &plan.services[2];
+        assert_eq!(g.name.as_deref(), Some("edgesense_grafana"));
+        let c = g
+            .task_template
+            .as_ref()
+            .unwrap()
+            .container_spec
+            .as_ref()
+            .unwrap();
+        let targets: Vec<String> = c
+            .configs
+            .as_ref()
+            .unwrap()
+            .iter()
+            .map(|x| x.file.as_ref().unwrap().name.clone().unwrap())
+            .collect();
+        assert_eq!(
+            targets,
+            [
+                "/etc/grafana/provisioning/datasources/edgesense.yml",
+                "/etc/grafana/provisioning/dashboards/edgesense.yml",
+                "/etc/grafana/dashboards/edgesense.json"
+            ]
+        );
+        assert!(c.args.is_none(), "the image's own command");
+        let hc = c.health_check.as_ref().unwrap().test.clone().unwrap();
+        assert_eq!(
+            hc.last().map(String::as_str),
+            Some("http://127.0.0.1:3000/api/health")
+        );
+        assert_eq!(
+            g.endpoint_spec.as_ref().unwrap().ports.as_ref().unwrap()[0].published_port,
+            Some(3000)
+        );
+        let dash = plan
+            .configs
+            .iter()
+            .find(|c| c.key == "grafana_dashboard")
+            .unwrap();
+        let v: serde_json::Value = serde_json::from_str(&dash.data).unwrap();
+        assert_eq!(v["uid"], "edgesense");
+        let ds = plan
+            .configs
+            .iter()
+            .find(|c| c.key == "grafana_datasource")
+            .unwrap();
+        assert!(ds.data.contains("url: http://prometheus:9090"));
+        let prov = plan
+            .configs
+            .iter()
+            .find(|c| c.key == "grafana_dashboards")
+            .unwrap();
+        assert!(
+            prov.data.contains("path: /etc/grafana/dashboards"),
+            "the provider reads where the dashboard is mounted"
+        );
+        assert!(plan.volumes.contains(&"edgesense_grafana_data".to_owned()));
+        assert_eq!(
+            p(&StackOptions::default()).services.len(),
+            2,
+            "no Grafana unless asked"
+        );
     }
 
     #[test]

@@ -69,7 +69,9 @@ fn service(y: &mut String, opts: &StackOptions, plan: &Plan, s: &ServiceSpec) {
     let _ = writeln!(y, "  {key}:");
     let _ = writeln!(y, "    image: {}", q(c.image.as_deref().unwrap_or("")));
     let args: Vec<String> = c.args.unwrap_or_default().iter().map(|a| q(a)).collect();
-    let _ = writeln!(y, "    command: [{}]", args.join(", "));
+    if !args.is_empty() {
+        let _ = writeln!(y, "    command: [{}]", args.join(", "));
+    }
     let _ = writeln!(y, "    networks:");
     for n in t.networks.unwrap_or_default() {
         let aliases: Vec<String> = n.aliases.unwrap_or_default().iter().map(|a| q(a)).collect();
@@ -158,10 +160,12 @@ pub fn write(
     token_file: Option<&str>,
 ) -> Result<Vec<String>> {
     let io = |p: &Path, e: std::io::Error| StackError::Input(format!("{}: {e}", p.display()));
-    std::fs::create_dir_all(out.join("rules")).map_err(|e| io(out, e))?;
     let mut written = Vec::new();
     for c in &plan.configs {
         let p = out.join(c.file);
+        if let Some(dir) = p.parent() {
+            std::fs::create_dir_all(dir).map_err(|e| io(dir, e))?;
+        }
         std::fs::write(&p, &c.data).map_err(|e| io(&p, e))?;
         written.push(c.file.to_owned());
     }

@@ -262,6 +262,18 @@ pub fn try_request(
     Ok(parse_response(&raw))
 }
 
+/// `%XX`-escapes `s` for a query string.
+pub fn http_encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
 /// `GET path` as JSON, asserting 200.
 pub fn get_json(addr: SocketAddr, path: &str) -> serde_json::Value {
     let r = request(addr, "GET", path, &[], "");
