@@ -89,3 +89,6 @@ if command -v cargo-nextest >/dev/null; then
 else
     cargo test --workspace --locked --no-fail-fast
 fi
+
+step "benchmark harness, quick run (bench/run.sh --quick; figures only, nothing asserted)"
+bench/run.sh --quick

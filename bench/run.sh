@@ -1,0 +1,193 @@
+#!/usr/bin/env bash
+# edgesense against Debian's prometheus-node-exporter, same machine, same run:
+#   bench/run.sh            the full run  -> bench/RESULTS.md
+#   bench/run.sh --quick    a few seconds of each measurement (tests/run.sh runs it so the harness
+#                           cannot rot)  -> bench/out/RESULTS-quick.md
+# node_exporter runs twice: as a Pi user would for temperatures only (hwmon, thermal_zone,
+# textfile collectors) and with its defaults. Every figure is measured here; nothing is asserted.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+quick=0
+[ "${1:-}" = --quick ] && quick=1
+if [ $quick = 1 ]; then
+    SCRAPES=200 WRK_S=2 COLD_RUNS=5 POSTS=500 ROUNDS=1 CONV_MS=20 CG_SCRAPES=20
+    out=bench/out/RESULTS-quick.md
+else
+    SCRAPES=1000 WRK_S=10 COLD_RUNS=21 POSTS=10000 ROUNDS=10 CONV_MS=750 CG_SCRAPES=100
+    out=bench/RESULTS.md
+fi
+mkdir -p bench/out
+log=bench/out/run.log
+: >"$log"
+
+need=()
+command -v prometheus-node-exporter >/dev/null || need+=(prometheus-node-exporter)
+command -v wrk >/dev/null || need+=(wrk)
+command -v valgrind >/dev/null || need+=(valgrind)
+if [ ${#need[@]} -gt 0 ]; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
+
+echo "building" >&2
+rustup target list --installed | grep -qx x86_64-unknown-linux-musl || rustup target add x86_64-unknown-linux-musl >&2
+cargo build --release --locked -q -p edgesense-agent --target x86_64-unknown-linux-musl
+cargo build --release --locked -q -p edgesense-bench
+AGENT=$PWD/target/x86_64-unknown-linux-musl/release/edgesense-agent
+NE=$(command -v prometheus-node-exporter)
+B=$PWD/target/release
+
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; }
+trap cleanup EXIT
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+wait_ready() {  # URL: poll with a 30 s deadline
+    for _ in $(seq 300); do curl -sf -o /dev/null "$1" && return 0; sleep 0.1; done
+    echo "error: $1 not ready" >&2; return 1
+}
+kb() { awk -v k="$2:" '$1 == k {print $2}' "/proc/$1/status"; }
+# CPU time of every thread of PID in µs (schedstat: ns on CPU; finer than /proc/PID/stat's ticks).
+cpu_us() { cat /proc/"$1"/task/*/schedstat 2>/dev/null | awk '{s += $1} END {printf "%d", s / 1000}'; }
+
+start() {  # NAME CMD...: starts a server on a free port; sets PORT and PID
+    PORT=$(free_port)
+    local args=("${@:2}")
+    args=("${args[@]//\{port\}/$PORT}")
+    "${args[@]}" >>"$log" 2>&1 &
+    PID=$!
+    pids+=("$PID")
+    wait_ready "http://127.0.0.1:$PORT/metrics"
+}
+
+declare -A R   # results: NAME.figure -> value
+measure() {  # NAME CMD...
+    local name=$1
+    start "$@"
+    local pid=$PID port=$PORT url="http://127.0.0.1:$PORT/metrics"
+    sleep 2   # settle (not readiness): idle means after start-up work is done
+    R[$name.rss_idle]=$(kb "$pid" VmRSS)
+    local c0 c1 secs
+    c0=$(cpu_us "$pid")
+    secs=$("$B/scrape" scrape "$url" "$SCRAPES" | awk '$1 == "seconds" {print $2}')
+    c1=$(cpu_us "$pid")
+    R[$name.cpu_per_1000]=$(awk -v a="$c0" -v b="$c1" -v n="$SCRAPES" 'BEGIN {printf "%.1f", (b - a) / n}')
+    R[$name.seq_ms]=$(awk -v s="$secs" -v n="$SCRAPES" 'BEGIN {printf "%.3f", s * 1000 / n}')
+    R[$name.rss_after]=$(kb "$pid" VmRSS)
+    R[$name.hwm_after]=$(kb "$pid" VmHWM)
+    R[$name.bytes]=$(curl -s "$url" | wc -c)
+    local w
+    w=$(wrk -t1 -c8 -d"${WRK_S}s" --latency "$url")
+    echo "$name wrk: $w" >>"$log"
+    R[$name.rps]=$(awk '/^Requests\/sec:/ {printf "%.0f", $2}' <<<"$w")
+    R[$name.p50]=$(awk '$1 == "50%" {print $2}' <<<"$w")
+    R[$name.p99]=$(awk '$1 == "99%" {print $2}' <<<"$w")
+    R[$name.hwm_load]=$(kb "$pid" VmHWM)
+    kill "$pid"
+}
+
+echo "measuring footprint and /metrics" >&2
+measure agent "$AGENT" --simulate --listen "127.0.0.1:{port}"
+measure ne_min "$NE" --web.listen-address="127.0.0.1:{port}" --collector.disable-defaults \
+    --collector.hwmon --collector.thermal_zone --collector.textfile
+measure ne_full "$NE" --web.listen-address="127.0.0.1:{port}"
+
+echo "measuring cold start" >&2
+cold() { "$B/scrape" coldstart "$COLD_RUNS" "$@" | awk '$1 == "median_ms" {print $2}'; }
+R[agent.cold]=$(cold "$AGENT" --simulate --listen "127.0.0.1:{port}")
+R[ne_min.cold]=$(cold "$NE" --web.listen-address="127.0.0.1:{port}" --collector.disable-defaults \
+    --collector.hwmon --collector.thermal_zone --collector.textfile)
+
+echo "measuring instruction counts (callgrind)" >&2
+instructions() {  # NAME CMD...: instructions per scrape
+    local name=$1 port cg="bench/out/callgrind.$1.out"
+    rm -f "$cg"*
+    port=$(free_port)
+    local args=("${@:2}")
+    args=("${args[@]//\{port\}/$port}")
+    valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$cg" "${args[@]}" >>"$log" 2>&1 &
+    local pid=$!
+    if ! wait_ready "http://127.0.0.1:$port/metrics"; then kill "$pid" 2>/dev/null; echo "n/a"; return; fi
+    callgrind_control -i on "$pid" >>"$log" 2>&1
+    "$B/scrape" scrape "http://127.0.0.1:$port/metrics" "$CG_SCRAPES" >/dev/null
+    callgrind_control -i off "$pid" >>"$log" 2>&1
+    callgrind_control -d "$pid" >>"$log" 2>&1
+    kill "$pid"; wait "$pid" 2>/dev/null || true
+    local total
+    total=$(grep -h '^totals:' "$cg"* 2>/dev/null | awk '{s += $2} END {print s + 0}')
+    if [ "$total" = 0 ]; then echo "n/a"; else echo $((total / CG_SCRAPES)); fi
+}
+R[agent.ir]=$(instructions agent "$AGENT" --simulate --listen "127.0.0.1:{port}")
+R[ne_min.ir]=$(instructions ne_min "$NE" --web.listen-address="127.0.0.1:{port}" --collector.disable-defaults \
+    --collector.hwmon --collector.thermal_zone --collector.textfile)
+
+echo "measuring sizes" >&2
+R[agent.size]=$(stat -c %s "$AGENT")
+R[ne.size]=$(stat -c %s "$NE")
+if [ $quick = 0 ] || [ -f target/aarch64-unknown-linux-musl/release/edgesense-agent ]; then
+    [ $quick = 1 ] || scripts/build-arm.sh aarch64-unknown-linux-musl edgesense-agent >>"$log" 2>&1
+    R[agent.size_arm64]=$(stat -c %s target/aarch64-unknown-linux-musl/release/edgesense-agent)
+else
+    R[agent.size_arm64]="n/a"
+fi
+R[agent.image]="n/a"
+if [ $quick = 0 ] && command -v dockerd >/dev/null; then
+    dh=$(tests/dockerd.sh start)
+    if DOCKER_HOST=$dh stack/images/build.sh agent >>"$log" 2>&1; then
+        R[agent.image]=$(DOCKER_HOST=$dh docker image inspect edgesense/agent:local --format '{{.Size}}')
+    fi
+    tests/dockerd.sh stop
+fi
+
+echo "measuring alerts to LEDs and 1-Wire" >&2
+wh=$("$B/webhook-latency" --posts "$POSTS")
+echo "$wh" >>"$log"
+R[webhook.p50]=$(awk -F'|' '/post → pin write/ {gsub(/ /,"",$3); print $3}' <<<"$wh")
+R[webhook.p99]=$(awk -F'|' '/post → pin write/ {gsub(/ /,"",$5); print $5}' <<<"$wh")
+if command -v prometheus >/dev/null && command -v prometheus-alertmanager >/dev/null; then
+    al=$(EDGESENSE_AGENT_BIN=$AGENT "$B/alert-loop" --rounds "$ROUNDS" 2>>"$log")
+    R[loop.p50]=$(awk -F'|' '/above threshold/ {gsub(/ /,"",$4); print $4}' <<<"$al")
+else
+    R[loop.p50]="n/a (no prometheus/alertmanager)"
+fi
+w1=$("$B/w1-bulk" --conversion-ms "$CONV_MS" --sensors 1,10,50)
+echo "$w1" >>"$log"
+
+ratio() { if [[ "$1" =~ ^[0-9.]+$ && "$2" =~ ^[0-9.]+$ && "$2" != 0 ]]; then echo "scale=2; $1 / $2" | bc | sed 's/^\./0./'; else echo "—"; fi; }
+mib() { echo "scale=2; $1 / 1024" | bc | sed 's/^\./0./'; }
+us() { local v=$1; case "$v" in *us) echo "${v%us}";; *ms) echo "scale=1; ${v%ms} * 1000" | bc;; *s) echo "scale=1; ${v%s} * 1000000" | bc;; *) echo "$v";; esac; }
+
+{
+    echo "# Benchmark results"
+    echo
+    echo "$( [ $quick = 1 ] && echo "Quick run (seconds per measurement; figures are rough)." || echo "Full run.") $(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores, $(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo), $(uname -r)."
+    echo "edgesense-agent $("$AGENT" --version | awk '{print $2}') (x86_64-unknown-linux-musl, release); node_exporter: $("$NE" --version 2>&1 | head -1)."
+    echo "Reproduce: \`bench/run.sh\` (full) or \`bench/run.sh --quick\`."
+    echo
+    echo "| figure | edgesense | node_exporter minimal | ratio | node_exporter default | goal |"
+    echo "|---|---:|---:|---:|---:|---|"
+    row() { printf '| %s | %s | %s | %s | %s | %s |\n' "$@"; }
+    row "idle RSS (MiB)" "$(mib "${R[agent.rss_idle]}")" "$(mib "${R[ne_min.rss_idle]}")" "$(ratio "${R[agent.rss_idle]}" "${R[ne_min.rss_idle]}")" "$(mib "${R[ne_full.rss_idle]}")" "≤ 3 MiB"
+    row "RSS after $SCRAPES scrapes (MiB)" "$(mib "${R[agent.rss_after]}")" "$(mib "${R[ne_min.rss_after]}")" "$(ratio "${R[agent.rss_after]}" "${R[ne_min.rss_after]}")" "$(mib "${R[ne_full.rss_after]}")" ""
+    row "peak RSS under load, VmHWM (MiB)" "$(mib "${R[agent.hwm_load]}")" "$(mib "${R[ne_min.hwm_load]}")" "$(ratio "${R[agent.hwm_load]}" "${R[ne_min.hwm_load]}")" "$(mib "${R[ne_full.hwm_load]}")" "≤ 5 MiB"
+    row "/metrics throughput, wrk 1 thread 8 conns ${WRK_S} s (req/s)" "${R[agent.rps]}" "${R[ne_min.rps]}" "$(ratio "${R[agent.rps]}" "${R[ne_min.rps]}")×" "${R[ne_full.rps]}" "≥ 10× minimal"
+    row "/metrics latency p50 under load" "${R[agent.p50]}" "${R[ne_min.p50]}" "$(ratio "$(us "${R[agent.p50]}")" "$(us "${R[ne_min.p50]}")")" "${R[ne_full.p50]}" ""
+    row "/metrics latency p99 under load" "${R[agent.p99]}" "${R[ne_min.p99]}" "$(ratio "$(us "${R[agent.p99]}")" "$(us "${R[ne_min.p99]}")")" "${R[ne_full.p99]}" "< 1 ms"
+    row "sequential scrape, one connection (ms)" "${R[agent.seq_ms]}" "${R[ne_min.seq_ms]}" "$(ratio "${R[agent.seq_ms]}" "${R[ne_min.seq_ms]}")" "${R[ne_full.seq_ms]}" ""
+    row "CPU per 1 000 scrapes (ms, all threads)" "${R[agent.cpu_per_1000]}" "${R[ne_min.cpu_per_1000]}" "$(ratio "${R[agent.cpu_per_1000]}" "${R[ne_min.cpu_per_1000]}")" "${R[ne_full.cpu_per_1000]}" ""
+    row "instructions per scrape (callgrind)" "${R[agent.ir]}" "${R[ne_min.ir]}" "$(ratio "${R[agent.ir]}" "${R[ne_min.ir]}")" "" ""
+    row "/metrics body (bytes)" "${R[agent.bytes]}" "${R[ne_min.bytes]}" "" "${R[ne_full.bytes]}" ""
+    row "cold start to first /metrics, median of $COLD_RUNS (ms)" "${R[agent.cold]}" "${R[ne_min.cold]}" "$(ratio "${R[agent.cold]}" "${R[ne_min.cold]}")" "" "< 50 ms"
+    row "stripped binary x86_64 (bytes)" "${R[agent.size]}" "${R[ne.size]}" "$(ratio "${R[agent.size]}" "${R[ne.size]}")" "" ""
+    row "stripped binary aarch64 (bytes)" "${R[agent.size_arm64]}" "" "" "" "≤ 4 MB"
+    row "agent image (bytes)" "${R[agent.image]}" "" "" "" "≤ 5 MB"
+    row "webhook post → LED pin write p50 / p99, $POSTS posts" "${R[webhook.p50]} / ${R[webhook.p99]}" "" "" "" "p99 < 1 ms"
+    row "threshold → LED via Prometheus + Alertmanager (1 s scrape/eval), median of $ROUNDS" "${R[loop.p50]}" "" "" "" ""
+    echo
+    echo "node_exporter minimal: \`--collector.disable-defaults --collector.hwmon --collector.thermal_zone --collector.textfile\`."
+    echo "The agent runs the built-in simulated node (4 sensors, 3 LEDs); its scrapes serve the exposition rendered at the last change."
+    echo
+    echo "DS18B20 poll round on the fake 1-Wire bus (${CONV_MS} ms conversion):"
+    echo
+    tail -n +3 <<<"$w1"
+} >"$out"
+cat "$out"
