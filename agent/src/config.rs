@@ -28,6 +28,8 @@ pub struct Config {
     pub read_timeout: Option<Spanned<Dur>>,
     /// How much recent history the node page shows (default 1 h, at most 24 h).
     pub history: Option<Spanned<Dur>>,
+    /// Open HTTP connections at most (default 512); more wait to be accepted.
+    pub max_connections: Option<Spanned<usize>>,
     /// Run every sensor and LED of this file simulated (same as `--simulate`).
     #[serde(default)]
     pub simulate: bool,

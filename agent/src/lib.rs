@@ -15,6 +15,7 @@ pub mod http;
 pub mod hub;
 pub mod leds;
 pub mod list;
+pub mod listener;
 pub mod metrics;
 pub mod poller;
 pub mod probe;
@@ -58,6 +59,7 @@ pub struct Running {
     hub: mpsc::Sender<Msg>,
     pollers: Vec<JoinHandle<()>>,
     led_tasks: Vec<JoinHandle<()>>,
+    max_connections: usize,
 }
 
 /// How long shutdown waits for the LED tasks to switch their LEDs off.
@@ -95,6 +97,7 @@ pub fn start(spec: Arc<NodeSpec>, hw: Hardware, token: Option<Vec<u8>>) -> Runni
             ))
         })
         .collect();
+    let max_connections = spec.max_connections;
     let token: Option<Arc<[u8]>> = token.map(Into::into);
     let relay = relay::Relay::new(
         spec.relay.clone(),
@@ -119,6 +122,7 @@ pub fn start(spec: Arc<NodeSpec>, hw: Hardware, token: Option<Vec<u8>>) -> Runni
         hub: hub_tx,
         pollers,
         led_tasks,
+        max_connections,
     }
 }
 
@@ -143,18 +147,23 @@ impl Running {
     }
 }
 
-/// Serves `running` on `listener` until `shutdown` completes, then switches the LEDs off.
-/// Open connections (event streams) are not waited for.
-pub async fn serve(
+/// Serves `running` on `listener` (at most `spec.max_connections` open connections) until
+/// `shutdown` completes with a value, then switches the LEDs off and returns that value. Open
+/// connections (event streams) are not waited for.
+pub async fn serve<T>(
     listener: TcpListener,
     running: Running,
-    shutdown: impl Future<Output = ()>,
-) -> std::io::Result<()> {
+    shutdown: impl Future<Output = T>,
+) -> std::io::Result<T> {
     let app = running.router.clone();
-    tokio::select! {
-        r = axum::serve(listener, app) => r?,
-        () = shutdown => {}
-    }
+    let max = running.max_connections;
+    let result = tokio::select! {
+        r = axum::serve(listener::Limited::new(listener, max), app) => {
+            r?;
+            unreachable!("axum::serve only returns on error")
+        }
+        v = shutdown => v,
+    };
     running.shutdown().await;
-    Ok(())
+    Ok(result)
 }

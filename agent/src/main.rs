@@ -92,53 +92,50 @@ fn main() -> ExitCode {
         return list_sensors(&args);
     }
 
-    let loaded = match &args.config {
-        Some(path) => config::load(path),
-        None => Ok(config::Loaded::none()),
-    };
-    let node = loaded.and_then(|l| {
-        spec::resolve(
-            &l,
-            &spec::Overrides {
-                listen: args.listen,
-                simulate: args.simulate,
-                sysfs_root: args.sysfs_root.clone(),
-                node: args.node.clone(),
-                token_file: args.token_file.clone(),
-                relay_dns: args.relay_dns.clone(),
-            },
-        )
-    });
-    let node = match node {
-        Ok(n) => n,
+    let (node, token) = match load(&args) {
+        Ok(v) => v,
         Err(e) => {
             eprintln!("error: {e}");
             return ExitCode::from(EXIT_CONFIG);
         }
     };
-    if args.config.is_none() && !node.simulate {
-        eprintln!("error: no hardware to run: give --config PATH for a real node, or --simulate to try the built-in simulated node");
-        return ExitCode::from(EXIT_CONFIG);
-    }
-    let token = match node
-        .token_file
-        .as_deref()
-        .map(edgesense_agent::read_token)
-        .transpose()
-    {
-        Ok(t) => t,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::from(EXIT_CONFIG);
-        }
-    };
-    match run(node, token) {
+    match run(&args, node, token) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
         }
     }
+}
+
+/// The node the flags and config file describe, and its token: at start and on SIGHUP.
+fn load(args: &Args) -> Result<(spec::NodeSpec, Option<Vec<u8>>), String> {
+    let loaded = match &args.config {
+        Some(path) => config::load(path),
+        None => Ok(config::Loaded::none()),
+    }
+    .map_err(|e| e.to_string())?;
+    let node = spec::resolve(
+        &loaded,
+        &spec::Overrides {
+            listen: args.listen,
+            simulate: args.simulate,
+            sysfs_root: args.sysfs_root.clone(),
+            node: args.node.clone(),
+            token_file: args.token_file.clone(),
+            relay_dns: args.relay_dns.clone(),
+        },
+    )
+    .map_err(|e| e.to_string())?;
+    if args.config.is_none() && !node.simulate {
+        return Err("no hardware to run: give --config PATH for a real node, or --simulate to try the built-in simulated node".into());
+    }
+    let token = node
+        .token_file
+        .as_deref()
+        .map(edgesense_agent::read_token)
+        .transpose()?;
+    Ok((node, token))
 }
 
 fn parse_host_port(s: &str) -> Result<String, String> {
@@ -175,16 +172,15 @@ fn list_sensors(args: &Args) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-fn run(mut node: spec::NodeSpec, token: Option<Vec<u8>>) -> anyhow::Result<()> {
-    let hw = if node.simulate {
-        let gpio = MockGpio::new();
-        Hardware::simulated(&node, &gpio).map(|mut hw| {
-            hw.gpio_record = Some(gpio);
-            hw
-        })
-    } else {
-        Hardware::real(&node)
-    }?;
+/// Why serving stopped.
+enum Stop {
+    /// SIGTERM or SIGINT: switch the LEDs off and exit.
+    Exit,
+    /// SIGHUP with a config that checks out: start again with it.
+    Reload(Box<(spec::NodeSpec, Option<Vec<u8>>)>),
+}
+
+fn run(args: &Args, node: spec::NodeSpec, token: Option<Vec<u8>>) -> anyhow::Result<()> {
     // One thread for everything async; sensor reads run on the small blocking pool.
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -192,24 +188,43 @@ fn run(mut node: spec::NodeSpec, token: Option<Vec<u8>>) -> anyhow::Result<()> {
         .build()
         .context("cannot start the async runtime")?;
     let result = rt.block_on(async {
-        let listener = tokio::net::TcpListener::bind(node.listen)
-            .await
-            .with_context(|| format!("cannot listen on {}", node.listen))?;
-        // The bound address (port 0 becomes a real port): the relay leaves it out of its peers.
-        node.listen = listener.local_addr().context("listener address")?;
-        let addr = node.listen;
-        let shutdown = shutdown_signal()?;
-        tracing::info!(
-            node = %node.node,
-            simulate = node.simulate,
-            sensors = node.sensors.len(),
-            leds = node.leds.len(),
-            auth = node.token_file.is_some(),
-            relay = !node.relay.is_empty(),
-            "listening on http://{addr}"
-        );
-        let running = edgesense_agent::start(Arc::new(node), hw, token);
-        edgesense_agent::serve(listener, running, shutdown).await?;
+        let mut signals = Signals::install()?;
+        let (mut node, mut token) = (node, token);
+        loop {
+            let hw = if node.simulate {
+                let gpio = MockGpio::new();
+                Hardware::simulated(&node, &gpio).map(|mut hw| {
+                    hw.gpio_record = Some(gpio);
+                    hw
+                })
+            } else {
+                Hardware::real(&node)
+            }?;
+            let listener = tokio::net::TcpListener::bind(node.listen)
+                .await
+                .with_context(|| format!("cannot listen on {}", node.listen))?;
+            // The bound address (port 0 becomes a real port): the relay leaves it out of its peers.
+            node.listen = listener.local_addr().context("listener address")?;
+            let addr = node.listen;
+            tracing::info!(
+                node = %node.node,
+                simulate = node.simulate,
+                sensors = node.sensors.len(),
+                leds = node.leds.len(),
+                auth = node.token_file.is_some(),
+                relay = !node.relay.is_empty(),
+                "listening on http://{addr}"
+            );
+            let running = edgesense_agent::start(Arc::new(node), hw, token);
+            let stop = edgesense_agent::serve(listener, running, signals.next(args)).await?;
+            match stop {
+                Stop::Exit => break,
+                Stop::Reload(next) => {
+                    tracing::info!("configuration reloaded; restarting with it");
+                    (node, token) = *next;
+                }
+            }
+        }
         tracing::info!("LEDs off, exiting");
         anyhow::Ok(())
     });
@@ -218,18 +233,47 @@ fn run(mut node: spec::NodeSpec, token: Option<Vec<u8>>) -> anyhow::Result<()> {
     result
 }
 
-/// Installs the SIGTERM (docker stop) and SIGINT (Ctrl-C) handlers now, so a signal that
-/// arrives right after start-up is not lost; the returned future completes on either.
-fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
-    let mut int = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
-    Ok(async move {
-        tokio::select! {
-            _ = term.recv() => tracing::info!("SIGTERM received"),
-            _ = int.recv() => tracing::info!("SIGINT received"),
+/// SIGTERM (docker stop), SIGINT (Ctrl-C) and SIGHUP (reload), installed once at start so a
+/// signal that arrives early is not lost.
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+    hup: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn install() -> anyhow::Result<Signals> {
+        use tokio::signal::unix::{signal, SignalKind};
+        Ok(Signals {
+            term: signal(SignalKind::terminate()).context("cannot handle SIGTERM")?,
+            int: signal(SignalKind::interrupt()).context("cannot handle SIGINT")?,
+            hup: signal(SignalKind::hangup()).context("cannot handle SIGHUP")?,
+        })
+    }
+
+    /// Waits for the next reason to stop serving. A SIGHUP whose config does not check out is
+    /// logged and ignored: the running config stays in force.
+    async fn next(&mut self, args: &Args) -> Stop {
+        loop {
+            tokio::select! {
+                _ = self.term.recv() => {
+                    tracing::info!("SIGTERM received");
+                    return Stop::Exit;
+                }
+                _ = self.int.recv() => {
+                    tracing::info!("SIGINT received");
+                    return Stop::Exit;
+                }
+                _ = self.hup.recv() => {
+                    tracing::info!("SIGHUP received: reloading the configuration");
+                    match load(args) {
+                        Ok(next) => return Stop::Reload(Box::new(next)),
+                        Err(e) => tracing::error!(error = %e, "config reload failed; the running configuration stays in force"),
+                    }
+                }
+            }
         }
-    })
+    }
 }
 
 fn init_logging(format: LogFormat, level: &str) {

@@ -32,6 +32,8 @@ pub struct NodeSpec {
     pub read_timeout: Duration,
     /// How much history `/api/v1/history` keeps per sensor.
     pub history: Duration,
+    /// Open HTTP connections at most.
+    pub max_connections: usize,
     pub simulate: bool,
     /// Where sysfs is mounted (`/` on a Pi).
     pub sysfs_root: PathBuf,
@@ -317,6 +319,13 @@ pub fn resolve(loaded: &Loaded, flags: &Overrides) -> Result<NodeSpec, ConfigErr
         token_file: flags.token_file.clone().or_else(|| c.token_file.clone()),
         read_timeout,
         history,
+        max_connections: match &c.max_connections {
+            None => crate::listener::DEFAULT_MAX_CONNECTIONS,
+            Some(m) if (1..=65_536).contains(m.get_ref()) => *m.get_ref(),
+            Some(m) => {
+                return Err(loaded.error_at(m.span(), "max_connections must be between 1 and 65536"))
+            }
+        },
         simulate,
         sysfs_root,
         seed: c.seed.or(hw.seed).unwrap_or(42),

@@ -357,3 +357,96 @@ async fn edge_rule_alerts_go_through_the_same_routes() {
     wait_led(&n, "green", "on").await;
     wait_led(&n, "amber", "off").await;
 }
+
+/// A deterministic pseudo-random sequence (LCG), so the storm is the same on every run.
+struct Lcg(u64);
+
+impl Lcg {
+    fn next(&mut self, n: u64) -> u64 {
+        self.0 = self
+            .0
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        (self.0 >> 33) % n
+    }
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn alert_storm_with_repeats_and_out_of_order_resolves_ends_right() {
+    // 1 500 alerts, each with 1–3 incarnations; every incarnation but perhaps the last is resolved.
+    // Deliveries are shuffled (resolves may come before their firing, older incarnations after
+    // newer ones) and some repeated, then sent as 100 posts of 100 alerts: 10 000 in all.
+    let n = node(NODE, None, true);
+    let mut rng = Lcg(7);
+    let mut events: Vec<(u32, u32, bool)> = Vec::new(); // (alert, incarnation, resolved)
+    let mut truth: Vec<bool> = Vec::new(); // active at the end?
+    for a in 0..1500u32 {
+        let incarnations = 1 + rng.next(3) as u32;
+        let last_open = rng.next(3) == 0;
+        for i in 0..incarnations {
+            events.push((a, i, false));
+            if i + 1 < incarnations || !last_open {
+                events.push((a, i, true));
+            }
+        }
+        truth.push(last_open);
+    }
+    while events.len() < 10_000 {
+        let e = events[rng.next(events.len() as u64) as usize];
+        events.push(e); // repeats
+    }
+    events.truncate(10_000);
+    for i in (1..events.len()).rev() {
+        events.swap(i, rng.next(i as u64 + 1) as usize);
+    }
+    let severity = |a: u32| if a % 5 == 0 { "critical" } else { "warning" };
+    let node_label = |a: u32| if a % 7 == 0 { "pi-other" } else { "test-node" };
+    for chunk in events.chunks(100) {
+        let alerts: Vec<String> = chunk
+            .iter()
+            .map(|&(a, i, resolved)| {
+                let starts = format!("2026-11-25T{:02}:{:02}:00Z", i, a % 60);
+                let ends = if resolved { format!("2026-11-25T{:02}:{:02}:30Z", i, a % 60) } else { "0001-01-01T00:00:00Z".into() };
+                format!(
+                    r#"{{"status":"{}","labels":{{"alertname":"A{a}","severity":"{}","node":"{}"}},"annotations":{{}},"startsAt":"{starts}","endsAt":"{ends}","generatorURL":"","fingerprint":"f{a}"}}"#,
+                    if resolved { "resolved" } else { "firing" },
+                    severity(a),
+                    node_label(a)
+                )
+            })
+            .collect();
+        let body = format!(
+            r#"{{"version":"4","groupKey":"storm","truncatedAlerts":0,"status":"firing","receiver":"r","groupLabels":{{}},"commonLabels":{{}},"commonAnnotations":{{}},"externalURL":"","alerts":[{}]}}"#,
+            alerts.join(",")
+        );
+        let (s, v) = post(&n, &body).await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+    }
+    let mine = |a: u32| node_label(a) == "test-node";
+    let expected: Vec<u32> = (0..1500u32)
+        .filter(|&a| truth[a as usize] && mine(a))
+        .collect();
+    let crit = expected.iter().any(|&a| severity(a) == "critical");
+    let warn = expected.iter().any(|&a| severity(a) == "warning");
+    assert!(crit && warn, "the scenario leaves both kinds firing");
+    let snap = n
+        .wait_for("the storm applied", |s| {
+            s.alerts
+                .iter()
+                .filter(|a| a.origin == "alertmanager")
+                .count()
+                == expected.len()
+        })
+        .await;
+    let mut names: Vec<String> = snap.alerts.iter().map(|a| a.name.clone()).collect();
+    names.sort();
+    let mut want: Vec<String> = expected.iter().map(|a| format!("A{a}")).collect();
+    want.sort();
+    assert_eq!(
+        names, want,
+        "exactly the alerts whose last incarnation is open, on this node"
+    );
+    wait_led(&n, "red", "blink").await;
+    wait_led(&n, "amber", "on").await;
+    wait_led(&n, "green", "off").await;
+}

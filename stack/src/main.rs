@@ -104,11 +104,12 @@ struct StackContent {
     /// Your own rules file instead of the shipped one (the thresholds then do not apply).
     #[arg(long, value_name = "FILE")]
     rules: Option<PathBuf>,
-    /// Host port for Prometheus on the node running it (0: not published).
-    #[arg(long, value_name = "PORT", default_value_t = 9090)]
+    /// Publish Prometheus on this host port of the node running it (default: not published, only
+    /// on the overlay network; Prometheus has no authentication).
+    #[arg(long, value_name = "PORT", default_value_t = 0)]
     prometheus_port: u16,
-    /// Host port for Alertmanager on the node running it (0: not published).
-    #[arg(long, value_name = "PORT", default_value_t = 9093)]
+    /// Publish Alertmanager on this host port (default: not published; no authentication).
+    #[arg(long, value_name = "PORT", default_value_t = 0)]
     alertmanager_port: u16,
     /// Add Grafana (this image) with the edgesense dashboard and Prometheus data source provisioned.
     #[arg(long, value_name = "IMAGE")]
@@ -193,9 +194,13 @@ enum NodeAction {
         /// Agent config file (TOML), mounted read-only.
         #[arg(long, value_name = "FILE")]
         config: Option<PathBuf>,
-        /// Webhook token file (the stack's token), mounted read-only.
+        /// Webhook token file (the stack's token), mounted read-only [default: generated once into
+        /// /var/lib/edgesense/<name>.token and printed].
         #[arg(long, value_name = "FILE")]
         token_file: Option<PathBuf>,
+        /// Run the agent without a token: anyone who reaches it can set its LEDs and post alerts.
+        #[arg(long, conflicts_with = "token_file")]
+        no_token: bool,
         /// Simulated hardware: try the stack without a Pi.
         #[arg(long)]
         simulate: bool,
@@ -387,6 +392,8 @@ async fn stack(host: &str, action: StackAction) -> anyhow::Result<()> {
                 .await?;
                 if let Some(u) = url {
                     println!("Prometheus: {u}");
+                } else {
+                    println!("Prometheus and Alertmanager are reachable only on the overlay network; publish them with --prometheus-port 9090 --alertmanager-port 9093 (they have no authentication)");
                 }
                 if opts.grafana.is_some() && opts.grafana_port != 0 {
                     println!(
@@ -502,7 +509,26 @@ async fn node_cmd(host: &str, action: NodeAction) -> anyhow::Result<()> {
             privileged,
             publish,
             network,
+            no_token,
         } => {
+            if privileged {
+                eprintln!("WARNING: --privileged gives the agent container every device and capability of this host; use it only if the least-privilege default cannot reach your hardware");
+            }
+            let token_file = match (token_file, no_token) {
+                (Some(f), _) => Some(f),
+                (None, true) => {
+                    eprintln!("WARNING: --no-token: the agent's LED API and webhook accept anyone who can reach them");
+                    None
+                }
+                (None, false) => {
+                    let (path, new) =
+                        node::default_token(std::path::Path::new(node::STATE_DIR), &name)?;
+                    if let Some(t) = new {
+                        println!("Generated a webhook token at {} (shown once): {t}\nGive the same token to the stack: edgesense stack up --token-file {}", path.display(), path.display());
+                    }
+                    Some(path)
+                }
+            };
             let o = node::NodeOptions {
                 image,
                 name: name.clone(),

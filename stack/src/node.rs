@@ -210,6 +210,34 @@ pub fn container(o: &NodeOptions, node: &str) -> Result<ContainerCreateBody> {
     })
 }
 
+/// Where `node run` keeps a generated token.
+pub const STATE_DIR: &str = "/var/lib/edgesense";
+
+/// The token file for agent `name` under `dir`, created (0600, 32 random hex digits) if it does
+/// not exist; returns its path and, when created now, the token to show once.
+pub fn default_token(dir: &Path, name: &str) -> Result<(PathBuf, Option<String>)> {
+    use std::{io::Read, os::unix::fs::OpenOptionsExt};
+    let path = dir.join(format!("{name}.token"));
+    if path.exists() {
+        return Ok((path, None));
+    }
+    let err = |e: std::io::Error| StackError::Input(format!("{}: {e}", path.display()));
+    std::fs::create_dir_all(dir).map_err(err)?;
+    let mut raw = [0u8; 16];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut raw))
+        .map_err(err)?;
+    let token: String = raw.iter().map(|b| format!("{b:02x}")).collect();
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&path)
+        .map_err(err)?;
+    std::io::Write::write_all(&mut f, format!("{token}\n").as_bytes()).map_err(err)?;
+    Ok((path, Some(token)))
+}
+
 /// Where first boot installs the agent's config and token (`edgesense flash`).
 pub const HOST_CONFIG: &str = "/etc/edgesense/agent.toml";
 pub const HOST_TOKEN: &str = "/etc/edgesense/token";
@@ -502,6 +530,22 @@ mod tests {
             .status()
             .unwrap();
         assert!(check.success(), "{script}");
+    }
+
+    #[test]
+    fn a_token_is_generated_once_and_kept() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let (path, first) = default_token(dir.path(), "agent-a").unwrap();
+        let first = first.expect("created now");
+        assert_eq!(first.len(), 32);
+        assert_eq!(std::fs::read_to_string(&path).unwrap().trim(), first);
+        assert_eq!(
+            std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+        let (again, second) = default_token(dir.path(), "agent-a").unwrap();
+        assert_eq!((again, second), (path, None), "kept, not rotated");
     }
 
     #[test]
