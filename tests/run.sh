@@ -56,6 +56,10 @@ done
 step "cargo fmt --check"
 cargo fmt --all -- --check
 
+step "cargo deny: licenses, bans, sources (deny.toml)"
+command -v cargo-deny >/dev/null || cargo install --locked --quiet cargo-deny
+cargo deny --locked check bans licenses sources
+
 step "cargo clippy -D warnings"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
@@ -89,6 +93,9 @@ if command -v cargo-nextest >/dev/null; then
 else
     cargo test --workspace --locked --no-fail-fast
 fi
+
+step "fuzzing, 10 s per target on the committed corpora (fuzz/run.sh)"
+fuzz/run.sh 10
 
 step "benchmark harness, quick run (bench/run.sh --quick; figures only, nothing asserted)"
 bench/run.sh --quick

@@ -1,5 +1,5 @@
 //! The boot partition of a written image, edited in place without mounting: the MBR is read
-//! with mbrman, the first FAT partition (type 0x0c on Raspberry Pi OS) is opened with fatfs on
+//! ([`crate::mbr`]), the first FAT partition (type 0x0c on Raspberry Pi OS) is opened with fatfs on
 //! a window of the target.
 
 use std::{
@@ -85,26 +85,26 @@ pub fn find_boot(file: &mut File) -> Result<(u64, u64)> {
 /// [`find_boot`] on any seekable reader positioned at the start of the image (e.g. the first
 /// sector of an image not yet written).
 pub fn find_boot_in<R: Read + Seek>(r: &mut R) -> Result<(u64, u64)> {
-    let mbr = mbrman::MBR::read_from(r, SECTOR as u32).map_err(|e| {
-        FlashError::Boot(format!(
-            "no MBR partition table ({e}); is this a Raspberry Pi OS image?"
-        ))
-    })?;
-    let found = mbr
+    let mut sector = [0u8; 512];
+    r.read_exact(&mut sector)
+        .map_err(|e| FlashError::Boot(format!("cannot read the partition table: {e}")))?;
+    let parts = crate::mbr::read(&sector)
+        .map_err(|e| FlashError::Boot(format!("{e}; is this a Raspberry Pi OS image?")))?;
+    parts
         .iter()
-        .find(|(_, p)| p.is_used() && FAT_TYPES.contains(&p.sys))
-        .map(|(_, p)| {
+        .find(|p| FAT_TYPES.contains(&p.kind))
+        .map(|p| {
             (
-                u64::from(p.starting_lba) * SECTOR,
+                u64::from(p.first_lba) * SECTOR,
                 u64::from(p.sectors) * SECTOR,
             )
-        });
-    found.ok_or_else(|| {
-        FlashError::Boot(
-            "no FAT partition in the image; a Raspberry Pi OS image has its boot files on one"
-                .into(),
-        )
-    })
+        })
+        .ok_or_else(|| {
+            FlashError::Boot(
+                "no FAT partition in the image; a Raspberry Pi OS image has its boot files on one"
+                    .into(),
+            )
+        })
 }
 
 /// The boot partition, open for editing.
@@ -194,16 +194,12 @@ pub(crate) mod tests {
         f.set_len(total).unwrap();
         drop(f);
         let mut f = open_rw(&path).unwrap();
-        let mut mbr = mbrman::MBR::new_from(&mut f, 512, [1, 2, 3, 4]).unwrap();
-        mbr[1] = mbrman::MBRPartitionEntry {
-            boot: mbrman::BOOT_INACTIVE,
-            first_chs: mbrman::CHS::empty(),
-            sys: 0x0c,
-            last_chs: mbrman::CHS::empty(),
-            starting_lba: 2048,
-            sectors: ((36 << 20) / 512) as u32,
-        };
-        mbr.write_into(&mut f).unwrap();
+        f.write_all(&crate::mbr::write(&[(
+            0x0c,
+            2048,
+            ((36 << 20) / 512) as u32,
+        )]))
+        .unwrap();
         let w = Window {
             file: &mut f,
             start: 2048 * 512,

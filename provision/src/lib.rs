@@ -6,7 +6,7 @@
 //! | [`source`] | the image: `.img`, `.img.xz`, `.zip`, streamed, size known up front where possible |
 //! | [`target`] | the card (or a file): refusals — mounted, system disk, too small |
 //! | [`write`] | chunked write with SHA-256 per chunk, flush, read back, compare |
-//! | [`boot`] | the FAT boot partition, edited in place through mbrman + fatfs |
+//! | [`mbr`], [`boot`] | the partition table, and the FAT boot partition edited in place through fatfs |
 //! | [`bootfiles`] | idempotent `config.txt` / `cmdline.txt` edits |
 //! | [`setup`], [`cloudinit`], [`secrets`] | the first boot: cloud-init or firstrun.sh, Docker, swarm join, agent |
 
@@ -14,6 +14,7 @@ pub mod boot;
 pub mod bootfiles;
 pub mod cloudinit;
 pub mod error;
+pub mod mbr;
 pub mod secrets;
 pub mod setup;
 pub mod source;

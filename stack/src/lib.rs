@@ -9,11 +9,13 @@
 //! | [`up`], [`down`], [`status`], [`render`] | the `stack` subcommands |
 //! | [`node`] | `node run` / `node stop`: the agent container, least privilege |
 //! | [`docker`] | connecting, API version negotiation, swarm manager check |
+//! | [`doctor`] | `edgesense doctor`: host, Docker and stack checks with fixes |
 //! | [`dashboard`] | `edgesense dashboard`: the cluster page over Prometheus and Alertmanager |
 
 pub mod assets;
 pub mod dashboard;
 pub mod docker;
+pub mod doctor;
 pub mod down;
 pub mod error;
 pub mod http;

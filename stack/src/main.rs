@@ -58,8 +58,24 @@ enum Command {
     },
     /// Write a Raspberry Pi OS image to an SD card and prepare it to join the swarm.
     Flash(Box<flash_cli::FlashArgs>),
-    /// Check this machine and the swarm for common problems.
-    Doctor,
+    /// Check this node: Pi, overlays, devices, Docker, swarm, network, agent container,
+    /// Prometheus scraping it, Alertmanager reachable from it. Exit status 1 if any check fails.
+    Doctor {
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+        /// Where the host's /proc, /sys, /boot and /dev are.
+        #[arg(long, value_name = "DIR", default_value = "/")]
+        root: PathBuf,
+        /// The agent container to check.
+        #[arg(long, default_value = node::DEFAULT_NAME)]
+        container: String,
+        /// Prometheus URL, to ask whether it scrapes this agent.
+        #[arg(long, value_name = "URL")]
+        prometheus: Option<String>,
+        #[arg(long, default_value = plan::DEFAULT_NETWORK)]
+        network: String,
+    },
 }
 
 #[derive(Args, Debug, Clone)]
@@ -339,8 +355,39 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             axum::serve(listener, app).await?;
             Ok(())
         }
-        Command::Doctor => {
-            anyhow::bail!("this subcommand is not implemented yet in this version")
+        Command::Doctor {
+            json,
+            root,
+            container,
+            prometheus,
+            network,
+        } => {
+            let o = edgesense::doctor::DoctorOptions {
+                root,
+                container,
+                network,
+                prometheus,
+                ..Default::default()
+            };
+            let mut checks = edgesense::doctor::host_checks(&o.root);
+            let docker = docker::connect(&host).await.map_err(|e| e.to_string());
+            checks.extend(edgesense::doctor::docker_checks(docker, &o).await);
+            if json {
+                println!("{}", serde_json::to_string_pretty(&checks)?);
+            } else {
+                print!("{}", edgesense::doctor::table(&checks));
+            }
+            let failed = checks
+                .iter()
+                .filter(|c| c.status == edgesense::doctor::Status::Fail)
+                .count();
+            if failed > 0 {
+                if !json {
+                    eprintln!("{failed} check(s) failed");
+                }
+                std::process::exit(1);
+            }
+            Ok(())
         }
     }
 }

@@ -188,6 +188,11 @@ fn token_file_guards_writes() {
     let r = agent.put("/api/v1/leds/amber", Some("t0ps3cret"), body);
     assert_eq!(r.status, 200, "{}", r.body);
     assert_eq!(agent.get("/api/v1/leds").json()["leds"][1]["mode"], "on");
+    assert!(
+        !agent.log().contains("t0ps3cret"),
+        "the token is never logged: {}",
+        agent.log()
+    );
 
     let empty = dir.path().join("empty");
     std::fs::write(&empty, "\n").unwrap();

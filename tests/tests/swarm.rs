@@ -153,6 +153,31 @@ led = "green"
 mode = "off"
 "#;
 
+/// A Raspberry Pi as doctor sees it: model, config.txt with the overlays, a 1-Wire master,
+/// an I2C device and gpiomem its group can use.
+fn fake_pi(d: &std::path::Path) -> std::path::PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let root = d.join("pi-root");
+    for (p, c) in [
+        ("proc/device-tree/model", "Raspberry Pi 4 Model B Rev 1.4\0"),
+        (
+            "boot/firmware/config.txt",
+            "[all]\ndtoverlay=w1-gpio\ndtparam=i2c_arm=on\n",
+        ),
+        ("sys/bus/w1/devices/w1_bus_master1/therm_bulk_read", "0\n"),
+        ("dev/i2c-1", ""),
+        ("dev/gpiomem", ""),
+    ] {
+        let p = root.join(p);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(&p, c).unwrap();
+        if p.starts_with(root.join("dev")) {
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o660)).unwrap();
+        }
+    }
+    root
+}
+
 #[test]
 fn stack_and_agents_on_a_real_swarm() {
     let started = Instant::now();
@@ -180,6 +205,21 @@ fn stack_and_agents_on_a_real_swarm() {
     assert!(
         err.contains("not in a swarm") && err.contains("docker swarm init"),
         "{err}"
+    );
+    // doctor says so too, with the fix, and fails.
+    let (code, out_json, _) = edgesense(&["doctor", "--json"]);
+    assert_eq!(code, 1, "{out_json}");
+    let checks: Value = serde_json::from_str(&out_json).unwrap();
+    let swarm = checks
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["check"] == "swarm")
+        .unwrap();
+    assert_eq!(swarm["status"], "fail", "{swarm}");
+    assert!(
+        swarm["fix"].as_str().unwrap().contains("docker swarm join"),
+        "{swarm}"
     );
     docker(&["swarm", "init", "--advertise-addr", "127.0.0.1"]);
     docker(&["network", "create", "--driver", "overlay", "core-infra"]);
@@ -484,6 +524,128 @@ fn stack_and_agents_on_a_real_swarm() {
     assert!(
         table.contains("AGENTS") && table.contains("agent-a"),
         "{table}"
+    );
+
+    // --- doctor on this node (a prepared Pi tree for the host checks): everything passes.
+    let pi = fake_pi(d);
+    let (code, out_json, err) = edgesense(&[
+        "doctor",
+        "--json",
+        "--root",
+        pi.to_str().unwrap(),
+        "--container",
+        "agent-a",
+        "--prometheus",
+        &format!("http://127.0.0.1:{prom_port}"),
+    ]);
+    let checks: Value =
+        serde_json::from_str(&out_json).unwrap_or_else(|e| panic!("{e}: {out_json}{err}"));
+    let status = |name: &str| {
+        checks
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["check"] == name)
+            .map(|c| c["status"].as_str().unwrap().to_owned())
+            .unwrap_or_else(|| panic!("no check {name}: {checks}"))
+    };
+    for name in [
+        "raspberry pi",
+        "config.txt",
+        "1-wire",
+        "i2c",
+        "device access",
+        "docker",
+        "swarm",
+        "network",
+        "prometheus scrapes the agent",
+        "alertmanager from the agent",
+    ] {
+        assert_eq!(status(name), "pass", "{name}: {checks}");
+    }
+    assert!(
+        ["pass", "warn"].contains(&status("agent container").as_str()),
+        "{checks}"
+    );
+    assert_eq!(code, 0, "{checks}");
+
+    // --- The agent process dies: the restart policy brings it back. Then dockerd itself
+    // restarts: services and agents come back and Prometheus still has its data.
+    let pid = docker(&["inspect", "agent-a", "--format", "{{.State.Pid}}"]);
+    let killed = Command::new("kill")
+        .args(["-9", pid.trim()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    wait_until(
+        "agent-a restarted by its policy",
+        Duration::from_secs(60),
+        || {
+            let restarts = docker(&[
+                "inspect",
+                "agent-a",
+                "--format",
+                "{{.RestartCount}} {{.State.Running}}",
+            ]);
+            (restarts.trim() == "1 true").then_some(())
+        },
+    );
+    let before_restart = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let restart = Command::new(edgesense_tests::workspace().join("tests/dockerd.sh"))
+        .arg("restart")
+        .output()
+        .unwrap();
+    assert!(
+        restart.status.success(),
+        "{}",
+        String::from_utf8_lossy(&restart.stderr)
+    );
+    let t = Instant::now();
+    wait_until(
+        "Prometheus back after the dockerd restart",
+        Duration::from_secs(180),
+        || {
+            let r = edgesense_tests::try_request(prom, "GET", "/-/ready", &[], "").ok()?;
+            (r.status == 200).then_some(())
+        },
+    );
+    wait_until("agents back and scraped", Duration::from_secs(120), || {
+        let a = edgesense_tests::try_request(
+            ([127, 0, 0, 1], port_a).into(),
+            "GET",
+            "/healthz",
+            &[],
+            "",
+        )
+        .ok()?;
+        let b = edgesense_tests::try_request(
+            ([127, 0, 0, 1], port_b).into(),
+            "GET",
+            "/healthz",
+            &[],
+            "",
+        )
+        .ok()?;
+        (a.status == 200 && b.status == 200).then_some(())
+    });
+    eprintln!(
+        "back after the dockerd restart in {:.1} s",
+        t.elapsed().as_secs_f64()
+    );
+    let old = get_json(
+        prom,
+        &format!(
+            "/api/v1/query?query=edgesense_node_info%7Bnode%3D%22agent-a%22%7D&time={}",
+            before_restart - 5
+        ),
+    );
+    assert_eq!(
+        old["data"]["result"].as_array().map(Vec::len),
+        Some(1),
+        "a series from before the restart is still in the TSDB: {old}"
     );
 
     // --- render, then down, then plain `docker stack deploy` of the render: the same services.
