@@ -170,6 +170,16 @@ impl Agent {
             .expect("now_ms")
     }
 
+    /// Holds simulated sensor `sensor` at `value` (through the sim API, with `token`).
+    pub fn set_sim(&self, sensor: &str, value: f64, token: Option<&str>) {
+        let r = self.put(
+            &format!("/api/v1/sim/sensors/{sensor}"),
+            token,
+            &format!("{{\"value\":{value}}}"),
+        );
+        assert_eq!(r.status, 200, "{}", r.body);
+    }
+
     /// The agent's process id.
     pub fn pid(&self) -> u32 {
         self.child.id()
@@ -265,6 +275,23 @@ pub fn try_request(
         return Err(std::io::Error::other("incomplete HTTP response"));
     }
     Ok(parse_response(&raw))
+}
+
+/// `w1_slave` as the kernel's w1_therm writes it for `milli` m°C: the scratchpad bytes with the
+/// CRC verdict, then the same bytes with `t=`.
+pub fn w1_slave(milli: i64, crc_ok: bool) -> String {
+    let raw = (milli * 16 / 1000) as i16 as u16;
+    let bytes = format!("{:02x} {:02x} 4b 46 7f ff 0c 10 1c", raw & 0xff, raw >> 8);
+    let verdict = if crc_ok { "YES" } else { "NO" };
+    format!("{bytes} : crc=1c {verdict}\n{bytes} t={milli}\n")
+}
+
+/// Writes `content` to `root/rel`, creating directories: a file of a fake sysfs tree.
+pub fn put_file(root: &Path, rel: &str, content: &str) {
+    let p = root.join(rel);
+    std::fs::create_dir_all(p.parent().expect("a relative path with a parent"))
+        .expect("create directories");
+    std::fs::write(p, content).expect("write file");
 }
 
 /// `%XX`-escapes `s` for a query string.

@@ -64,15 +64,6 @@ mode = "off"
     path
 }
 
-fn set_room(agent: &Agent, celsius: f64) {
-    let r = agent.put(
-        "/api/v1/sim/sensors/room",
-        Some(TOKEN),
-        &format!("{{\"value\":{celsius}}}"),
-    );
-    assert_eq!(r.status, 200, "{}", r.body);
-}
-
 #[test]
 fn threshold_to_led_through_real_prometheus_and_alertmanager() {
     let dir = tempfile::tempdir().unwrap();
@@ -101,7 +92,7 @@ fn threshold_to_led_through_real_prometheus_and_alertmanager() {
     // Room above the critical threshold: Prometheus fires, Alertmanager posts, red blinks.
     let t0 = agent.now_ms();
     let started = Instant::now();
-    set_room(&agent, 40.0);
+    agent.set_sim("room", 40.0, Some(TOKEN));
     let lit = wait_until("red lit by the alert", Duration::from_secs(60), || {
         agent.gpio_writes(17, t0).into_iter().find(|w| w.1 > 0.0)
     });
@@ -136,7 +127,7 @@ fn threshold_to_led_through_real_prometheus_and_alertmanager() {
 
     // Back below: the resolve turns red off and green on again.
     let t1 = agent.now_ms();
-    set_room(&agent, 20.0);
+    agent.set_sim("room", 20.0, Some(TOKEN));
     wait_until(
         "red back off after the resolve",
         Duration::from_secs(60),

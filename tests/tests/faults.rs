@@ -7,24 +7,12 @@
 use std::{
     io::{BufRead, BufReader, Write},
     net::TcpStream,
-    path::Path,
     time::{Duration, Instant},
 };
 
-use edgesense_tests::{alerting::FastStack, free_port, get_json, metric, wait_until, Agent};
-
-fn w1_slave(milli: i64, crc_ok: bool) -> String {
-    let raw = (milli * 16 / 1000) as i16 as u16;
-    let bytes = format!("{:02x} {:02x} 4b 46 7f ff 0c 10 1c", raw & 0xff, raw >> 8);
-    let verdict = if crc_ok { "YES" } else { "NO" };
-    format!("{bytes} : crc=1c {verdict}\n{bytes} t={milli}\n")
-}
-
-fn put(root: &Path, rel: &str, content: &str) {
-    let p = root.join(rel);
-    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-    std::fs::write(p, content).unwrap();
-}
+use edgesense_tests::{
+    alerting::FastStack, free_port, get_json, metric, put_file, w1_slave, wait_until, Agent,
+};
 
 const ROOM: &str = "sys/bus/w1/devices/28-0316a2795bff";
 const SHED: &str = "sys/bus/w1/devices/28-0000075f8e2a";
@@ -42,8 +30,8 @@ fn errors(sensor: &str, reason: &str) -> String {
 fn vanishing_crc_bursts_and_a_hanging_read_leave_the_rest_working() {
     let tree = tempfile::tempdir().unwrap();
     let r = tree.path();
-    put(r, &format!("{ROOM}/w1_slave"), &w1_slave(21_000, true));
-    put(r, &format!("{SHED}/w1_slave"), &w1_slave(15_000, true));
+    put_file(r, &format!("{ROOM}/w1_slave"), &w1_slave(21_000, true));
+    put_file(r, &format!("{SHED}/w1_slave"), &w1_slave(15_000, true));
     std::fs::create_dir_all(r.join(WEDGED)).unwrap();
     let fifo = r.join(WEDGED).join("temperature");
     let ok = std::process::Command::new("mkfifo")
@@ -80,7 +68,7 @@ fn vanishing_crc_bursts_and_a_hanging_read_leave_the_rest_working() {
             (timeouts >= 3.0 && up).then_some(())
         },
     );
-    put(r, &format!("{ROOM}/w1_slave"), &w1_slave(22_500, true));
+    put_file(r, &format!("{ROOM}/w1_slave"), &w1_slave(22_500, true));
     wait_until(
         "room's new value while wedged hangs",
         Duration::from_secs(5),
@@ -110,7 +98,7 @@ fn vanishing_crc_bursts_and_a_hanging_read_leave_the_rest_working() {
 
     // A burst of CRC errors, then clean reads again.
     let before = metric(&scrape(), &errors("shed", "crc")).unwrap_or(0.0);
-    put(r, &format!("{SHED}/w1_slave"), &w1_slave(15_000, false));
+    put_file(r, &format!("{SHED}/w1_slave"), &w1_slave(15_000, false));
     wait_until(
         "a burst of CRC errors counted",
         Duration::from_secs(5),
@@ -121,7 +109,7 @@ fn vanishing_crc_bursts_and_a_hanging_read_leave_the_rest_working() {
                 .then_some(())
         },
     );
-    put(r, &format!("{SHED}/w1_slave"), &w1_slave(15_500, true));
+    put_file(r, &format!("{SHED}/w1_slave"), &w1_slave(15_500, true));
     wait_until("shed recovered", Duration::from_secs(5), || {
         let m = scrape();
         (metric(&m, &series("edgesense_sensor_up", "shed"))? == 1.0
@@ -170,12 +158,7 @@ fn edge_rules_light_leds_with_prometheus_and_alertmanager_dead() {
     });
     drop(stack); // Prometheus and Alertmanager killed
     let t0 = agent.now_ms();
-    let r = agent.put(
-        "/api/v1/sim/sensors/room",
-        Some("faults"),
-        r#"{"value":35}"#,
-    );
-    assert_eq!(r.status, 200);
+    agent.set_sim("room", 35.0, Some("faults"));
     wait_until(
         "red blinking from the edge rule",
         Duration::from_secs(10),

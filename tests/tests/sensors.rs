@@ -4,22 +4,9 @@
 
 use std::{path::Path, process::Command, time::Duration};
 
-use edgesense_tests::{agent_bin, metric, wait_until, Agent};
+use edgesense_tests::{agent_bin, metric, put_file, w1_slave, wait_until, Agent};
 
 /// `w1_slave` as w1_therm writes it: the scratchpad bytes with the CRC verdict, then `t=`.
-fn w1_slave(milli: i64, crc_ok: bool) -> String {
-    let raw = (milli * 16 / 1000) as i16 as u16;
-    let bytes = format!("{:02x} {:02x} 4b 46 7f ff 0c 10 1c", raw & 0xff, raw >> 8);
-    let verdict = if crc_ok { "YES" } else { "NO" };
-    format!("{bytes} : crc=1c {verdict}\n{bytes} t={milli}\n")
-}
-
-fn put(root: &Path, rel: &str, content: &str) {
-    let p = root.join(rel);
-    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-    std::fs::write(p, content).unwrap();
-}
-
 const ROOM: &str = "28-0316a2795bff";
 const OUTSIDE: &str = "28-0000075f8e2a";
 const BROKEN: &str = "28-00000a1b2c3d";
@@ -30,45 +17,45 @@ fn pi_tree() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     let r = dir.path();
     let w1 = "sys/bus/w1/devices";
-    put(r, &format!("{w1}/{ROOM}/w1_slave"), &w1_slave(21_125, true));
+    put_file(r, &format!("{w1}/{ROOM}/w1_slave"), &w1_slave(21_125, true));
     // A newer kernel: the `temperature` attribute, preferred over w1_slave.
-    put(
+    put_file(
         r,
         &format!("{w1}/{OUTSIDE}/w1_slave"),
         &w1_slave(1_000, true),
     );
-    put(r, &format!("{w1}/{OUTSIDE}/temperature"), "-3250\n");
-    put(
+    put_file(r, &format!("{w1}/{OUTSIDE}/temperature"), "-3250\n");
+    put_file(
         r,
         &format!("{w1}/{BROKEN}/w1_slave"),
         &w1_slave(20_000, false),
     );
     for id in [ROOM, OUTSIDE, BROKEN] {
-        put(r, &format!("{w1}/w1_bus_master1/{id}/id"), "");
+        put_file(r, &format!("{w1}/w1_bus_master1/{id}/id"), "");
     }
-    put(r, &format!("{w1}/w1_bus_master1/therm_bulk_read"), "0\n");
-    put(r, "sys/class/thermal/thermal_zone0/temp", "48312\n");
-    put(r, "sys/class/thermal/thermal_zone0/type", "cpu-thermal\n");
-    put(r, "sys/class/hwmon/hwmon0/name", "cpu_thermal\n");
-    put(r, "sys/class/hwmon/hwmon0/temp1_input", "48312\n");
-    put(r, "sys/class/hwmon/hwmon1/name", "drivetemp\n");
-    put(r, "sys/class/hwmon/hwmon1/temp1_input", "35000\n");
+    put_file(r, &format!("{w1}/w1_bus_master1/therm_bulk_read"), "0\n");
+    put_file(r, "sys/class/thermal/thermal_zone0/temp", "48312\n");
+    put_file(r, "sys/class/thermal/thermal_zone0/type", "cpu-thermal\n");
+    put_file(r, "sys/class/hwmon/hwmon0/name", "cpu_thermal\n");
+    put_file(r, "sys/class/hwmon/hwmon0/temp1_input", "48312\n");
+    put_file(r, "sys/class/hwmon/hwmon1/name", "drivetemp\n");
+    put_file(r, "sys/class/hwmon/hwmon1/temp1_input", "35000\n");
     let iio = "sys/bus/iio/devices";
-    put(r, &format!("{iio}/iio:device0/name"), "bme280\n");
-    put(r, &format!("{iio}/iio:device0/in_temp_input"), "22870\n");
-    put(
+    put_file(r, &format!("{iio}/iio:device0/name"), "bme280\n");
+    put_file(r, &format!("{iio}/iio:device0/in_temp_input"), "22870\n");
+    put_file(
         r,
         &format!("{iio}/iio:device0/in_humidityrelative_input"),
         "45123\n",
     );
-    put(
+    put_file(
         r,
         &format!("{iio}/iio:device0/in_pressure_input"),
         "101.325000000\n",
     );
-    put(r, &format!("{iio}/iio:device1/name"), "dht11\n");
-    put(r, &format!("{iio}/iio:device1/in_temp_input"), "18400\n");
-    put(
+    put_file(r, &format!("{iio}/iio:device1/name"), "dht11\n");
+    put_file(r, &format!("{iio}/iio:device1/in_temp_input"), "18400\n");
+    put_file(
         r,
         &format!("{iio}/iio:device1/in_humidityrelative_input"),
         "61300\n",
@@ -167,7 +154,7 @@ fn real_drivers_read_a_fake_tree_and_follow_its_changes() {
     assert_eq!(bulk.trim(), "trigger", "bulk conversion requested");
 
     // The tree changes: a new value is read, an unplugged sensor goes not_present.
-    put(
+    put_file(
         tree.path(),
         &format!("sys/bus/w1/devices/{ROOM}/w1_slave"),
         &w1_slave(30_500, true),

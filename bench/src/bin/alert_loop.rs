@@ -13,15 +13,6 @@ use edgesense_tests::{alerting::FastStack, get_json, wait_until, Agent};
 
 const TOKEN: &str = "bench-token";
 
-fn set_room(agent: &Agent, celsius: f64) {
-    let r = agent.put(
-        "/api/v1/sim/sensors/room",
-        Some(TOKEN),
-        &format!("{{\"value\":{celsius}}}"),
-    );
-    assert_eq!(r.status, 200, "{}", r.body);
-}
-
 /// Agent-clock time from `t0` to the first write to the red pin with a duty that `want` accepts.
 fn time_to(agent: &Agent, t0: f64, want: impl Fn(f64) -> bool) -> Duration {
     let at = wait_until("red LED write", Duration::from_secs(120), || {
@@ -66,12 +57,12 @@ fn main() {
     let (mut fire, mut clear) = (Vec::new(), Vec::new());
     for round in 0..rounds {
         let t0 = agent.now_ms();
-        set_room(&agent, 40.0);
+        agent.set_sim("room", 40.0, Some(TOKEN));
         let f = time_to(&agent, t0, |d| d > 0.0);
         // Back below: the blink stops when the resolve arrives (seen through the LED API,
         // polled every 50 ms, so this figure is an upper bound).
         let t1 = agent.now_ms();
-        set_room(&agent, 20.0);
+        agent.set_sim("room", 20.0, Some(TOKEN));
         wait_until("red off", Duration::from_secs(120), || {
             (agent.led("red")["mode"] == "off").then_some(())
         });
