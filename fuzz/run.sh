@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Runs the cargo-fuzz targets, each for SECONDS (default 10), on its committed corpus:
 #   fuzz/run.sh [SECONDS] [TARGET...]
-# New interesting inputs are added to fuzz/corpus/TARGET; a crash is saved in
-# fuzz/artifacts/TARGET and fails the run (turn it into a regression test, then fix it).
+# Runs of a minute or more add new interesting inputs to fuzz/corpus/TARGET (minimise before
+# committing: cargo fuzz cmin -O TARGET corpus/TARGET); shorter runs (CI) keep new inputs in
+# fuzz/target/scratch-corpus so the tree stays clean. A crash is saved in fuzz/artifacts/TARGET
+# and fails the run (turn it into a regression test, then fix it).
 # Needs cargo-fuzz (installed if missing); nightly features through RUSTC_BOOTSTRAP=1.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")"
@@ -17,8 +19,13 @@ for t in "${targets[@]}"; do
     max_len=4096
     [ "$t" = boot_partition ] && max_len=65536
     mkdir -p "corpus/$t" "artifacts/$t"
-    echo "fuzz $t for ${secs}s"
-    cargo fuzz run -O "$t" "corpus/$t" -- -max_total_time="$secs" -max_len="$max_len" \
+    dirs=("corpus/$t")
+    if [ "$secs" -lt 60 ]; then
+        rm -rf "target/scratch-corpus/$t" && mkdir -p "target/scratch-corpus/$t"
+        dirs=("target/scratch-corpus/$t" "corpus/$t")
+    fi
+    echo "fuzz $t for ${secs}s on $(ls "corpus/$t" | wc -l) corpus inputs"
+    cargo fuzz run -O "$t" "${dirs[@]}" -- -max_total_time="$secs" -max_len="$max_len" \
         -artifact_prefix="artifacts/$t/" -print_final_stats=1 2>&1 | grep -E "^(stat::number_of_executed_units|stat::new_units_added|==|SUMMARY|thread)|panicked|Done" || true
     if ls "artifacts/$t"/crash-* >/dev/null 2>&1; then
         echo "error: fuzz target $t crashed; inputs in fuzz/artifacts/$t" >&2
