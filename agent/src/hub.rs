@@ -18,7 +18,7 @@ use crate::{
     alerts::{
         self,
         set::{AlertSet, Applied},
-        webhook::Alert,
+        webhook::{Alert, Status},
     },
     config::Severity,
     history::SharedHistory,
@@ -84,6 +84,9 @@ pub enum Msg {
     },
     /// Alertmanager alerts for this node (already filtered by `node` label), from one payload.
     Webhook {
+        /// The payload's `groupKey` and group status.
+        group: String,
+        status: Status,
         alerts: Vec<Alert>,
         reply: oneshot::Sender<Applied>,
     },
@@ -208,8 +211,13 @@ impl Hub {
                         let _ = reply.send(status);
                     }
                 }
-                Msg::Webhook { alerts, reply } => {
-                    let applied = self.webhook.apply(alerts, now_ms());
+                Msg::Webhook {
+                    group,
+                    status,
+                    alerts,
+                    reply,
+                } => {
+                    let applied = self.webhook.apply(&group, status, alerts, now_ms());
                     if applied.changed() {
                         self.sync_claims();
                         self.publish();

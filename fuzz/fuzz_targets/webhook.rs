@@ -8,9 +8,9 @@ fuzz_target!(|data: &[u8]| {
     let Ok(p) = webhook::parse(data) else { return };
     let mut set = AlertSet::default();
     let now = 1_795_600_800_000;
-    set.apply(p.alerts.clone(), now);
+    set.apply(&p.group_key, p.status, p.alerts.clone(), now);
     let before: Vec<String> = set.active().map(|a| a.fingerprint.clone()).collect();
-    let again = set.apply(p.alerts.clone(), now);
+    let again = set.apply(&p.group_key, p.status, p.alerts.clone(), now);
     let after: Vec<String> = set.active().map(|a| a.fingerprint.clone()).collect();
     assert_eq!(before, after, "a repeated payload changed the alert set");
     assert!(!again.changed() || before.is_empty() && after.is_empty(), "{again:?}");

@@ -137,9 +137,20 @@ fn threshold_to_led_through_real_prometheus_and_alertmanager() {
             (settled && agent.led("red")["mode"] == "off").then_some(())
         },
     );
-    wait_until("green on again", Duration::from_secs(10), || {
-        (agent.led("green")["mode"] == "on").then_some(())
-    });
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while agent.led("green")["mode"] != "on" {
+        assert!(
+            Instant::now() < deadline,
+            "green not on again 10 s after red went off: amber {}, green {}; agent log:\n{}",
+            agent.led("amber"),
+            agent.led("green"),
+            agent.log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // The warning twin too, even when Alertmanager notified it before the inhibition and muted
+    // its resolve (the group's `resolved` payload ends it).
+    assert_eq!(agent.led("amber")["mode"], "off", "{}", agent.led("amber"));
     let resolve_ms = agent.now_ms() - t1;
     eprintln!(
         "threshold → red LED: {fire_ms:.0} ms (wall {:.1} s incl. resolve); resolve seen after ≤ {resolve_ms:.0} ms",

@@ -46,7 +46,12 @@ pub async fn alertmanager(
     let ignored = total - own.len();
     let (reply, rx) = tokio::sync::oneshot::channel();
     st.hub
-        .send(Msg::Webhook { alerts: own, reply })
+        .send(Msg::Webhook {
+            group: payload.group_key.clone(),
+            status: payload.status,
+            alerts: own,
+            reply,
+        })
         .await
         .map_err(|_| ApiError::Unavailable)?;
     let applied = rx.await.map_err(|_| ApiError::Unavailable)?;
