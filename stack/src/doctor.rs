@@ -346,17 +346,32 @@ pub async fn docker_checks(docker: Result<Docker, String>, o: &DoctorOptions) ->
                 (true, "starting" | "no health check") => Status::Warn,
                 _ => Status::Fail,
             };
+            let start_error = st.error.filter(|e| !e.is_empty() && !running);
+            let fix = match &start_error {
+                Some(_) => Some(format!(
+                    "dockerd could not start it (after a dockerd restart this is moby/moby#32607): `docker start {c}`; the systemd unit {unit} that `edgesense node run` installs does this when docker starts",
+                    c = o.container,
+                    unit = crate::node::start_again_instance(&o.container)
+                )),
+                None => (status != Status::Pass).then(|| {
+                    format!(
+                        "`docker logs {}` shows why; `edgesense node run` replaces it",
+                        o.container
+                    )
+                }),
+            };
             out.push(check(
                 "agent container",
                 status,
                 format!(
-                    "{}: {}, {health}",
+                    "{}: {}, {health}{}",
                     o.container,
-                    st.status.map(|s| s.to_string()).unwrap_or_default()
+                    st.status.map(|s| s.to_string()).unwrap_or_default(),
+                    start_error
+                        .map(|e| format!(", start failed: {e}"))
+                        .unwrap_or_default()
                 ),
-                (status != Status::Pass).then_some(
-                    "`docker logs edgesense-agent` shows why; `edgesense node run` replaces it",
-                ),
+                fix.as_deref(),
             ));
         }
         Err(e) if is_not_found(&e) => out.push(check(

@@ -19,6 +19,10 @@ pub enum StackError {
     #[error("{0}")]
     Input(String),
 
+    /// A file or command on this host failed.
+    #[error("{0}")]
+    Io(String),
+
     /// Waiting for the stack to come up took too long.
     #[error("{0}")]
     Timeout(String),

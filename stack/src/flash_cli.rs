@@ -10,7 +10,7 @@ use std::{
 
 use anyhow::{bail, Context};
 use clap::Args;
-use edgesense::node::{docker_run_script, NodeOptions};
+use edgesense::node::{docker_run_script, start_again_install_script, NodeOptions};
 use edgesense_provision::{
     bootfiles::Overlays,
     secrets,
@@ -228,7 +228,11 @@ fn setup(a: &FlashArgs) -> anyhow::Result<Setup> {
                 .as_ref()
                 .map(|p| secret_file(p, "--agent-token-file"))
                 .transpose()?,
-            run: docker_run_script(&o),
+            run: format!(
+                "{}{}",
+                docker_run_script(&o),
+                start_again_install_script(&o.name)
+            ),
         })
     };
     let user_data = a

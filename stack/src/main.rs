@@ -228,6 +228,11 @@ enum NodeAction {
         publish: Option<String>,
         #[arg(long, default_value = plan::DEFAULT_NETWORK)]
         network: String,
+        /// Do not install the systemd unit that starts the agent again when dockerd could not
+        /// after its own restart (moby/moby#32607). It is installed only when this host runs
+        /// systemd and the Docker daemon is the local default one.
+        #[arg(long)]
+        no_systemd_unit: bool,
     },
     /// Stop and remove the agent container.
     Stop {
@@ -336,7 +341,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let host = docker::host(cli.docker_host.as_deref());
     match cli.command {
         Command::Stack { action } => stack(&host, action).await,
-        Command::Node { action } => node_cmd(&host, action).await,
+        Command::Node { action } => {
+            let local = cli.docker_host.is_none()
+                && std::env::var("DOCKER_HOST").map_or(true, |h| h.is_empty());
+            node_cmd(&host, local, action).await
+        }
         Command::Flash(args) => flash_cli::run(*args),
         Command::Dashboard {
             prometheus,
@@ -543,7 +552,7 @@ async fn stack(host: &str, action: StackAction) -> anyhow::Result<()> {
     }
 }
 
-async fn node_cmd(host: &str, action: NodeAction) -> anyhow::Result<()> {
+async fn node_cmd(host: &str, local: bool, action: NodeAction) -> anyhow::Result<()> {
     let docker = docker::connect(host).await?;
     match action {
         NodeAction::Run {
@@ -557,6 +566,7 @@ async fn node_cmd(host: &str, action: NodeAction) -> anyhow::Result<()> {
             publish,
             network,
             no_token,
+            no_systemd_unit,
         } => {
             if privileged {
                 eprintln!("WARNING: --privileged gives the agent container every device and capability of this host; use it only if the least-privilege default cannot reach your hardware");
@@ -594,6 +604,19 @@ async fn node_cmd(host: &str, action: NodeAction) -> anyhow::Result<()> {
                 if replaced { "replaced" } else { "started" },
                 image
             );
+            if local && !no_systemd_unit {
+                match node::install_start_again(std::path::Path::new("/"), &name) {
+                    Ok(true) => println!(
+                        "enabled systemd unit {} (starts the agent again if dockerd cannot after a restart: moby/moby#32607)",
+                        node::start_again_instance(&name)
+                    ),
+                    Ok(false) => {}
+                    Err(e) => eprintln!(
+                        "warning: could not install the systemd unit {}: {e}\n  after a dockerd restart, check that the agent runs (`edgesense doctor`)",
+                        node::start_again_instance(&name)
+                    ),
+                }
+            }
             Ok(())
         }
         NodeAction::Stop { name } => {

@@ -312,6 +312,70 @@ pub fn docker_run_script(o: &NodeOptions) -> String {
     s
 }
 
+/// The script that starts agent containers dockerd failed to start after its own restart
+/// (moby/moby#32607: a container on an attachable overlay network can lose the race with the
+/// swarm's cleanup of its old attachment, and its restart policy never retries).
+pub const START_AGAIN_SH: &str = include_str!("../assets/node/start-again.sh");
+/// The systemd template unit (`@NAME` = container name) that runs it whenever docker starts.
+pub const START_AGAIN_UNIT: &str =
+    include_str!("../assets/node/edgesense-agent-start-again@.service");
+/// Where the unit expects the script (its `ExecStart`).
+pub const START_AGAIN_PATH: &str = "/usr/local/lib/edgesense/start-again.sh";
+const START_AGAIN_UNIT_PATH: &str = "/etc/systemd/system/edgesense-agent-start-again@.service";
+
+/// The unit instance for container `name`.
+pub fn start_again_instance(name: &str) -> String {
+    format!("edgesense-agent-start-again@{name}.service")
+}
+
+/// Shell lines (for a first-boot script running as root) that install the script and the unit
+/// and enable it for container `name`.
+pub fn start_again_install_script(name: &str) -> String {
+    format!(
+        "mkdir -p {dir}\ncat >{START_AGAIN_PATH} <<'EDGESENSE_EOF'\n{START_AGAIN_SH}EDGESENSE_EOF\nchmod 755 {START_AGAIN_PATH}\ncat >{START_AGAIN_UNIT_PATH} <<'EDGESENSE_EOF'\n{START_AGAIN_UNIT}EDGESENSE_EOF\nsystemctl daemon-reload\nsystemctl enable --now {unit}\n",
+        dir = START_AGAIN_PATH.rsplit_once('/').map_or("/", |(d, _)| d),
+        unit = sh(&start_again_instance(name)),
+    )
+}
+
+/// Installs the script and the unit under `root` (`/` on a node) for container `name`; on `/`
+/// also enables and starts the unit with systemctl. Does nothing (`Ok(false)`) without systemd
+/// (no `run/systemd/system` under `root`).
+pub fn install_start_again(root: &Path, name: &str) -> Result<bool> {
+    use std::os::unix::fs::PermissionsExt;
+    if !root.join("run/systemd/system").is_dir() {
+        return Ok(false);
+    }
+    let write = |path: &str, text: &str, mode: u32| -> Result<()> {
+        let p = root.join(path.trim_start_matches('/'));
+        let io = |e: std::io::Error| StackError::Io(format!("{}: {e}", p.display()));
+        if let Some(dir) = p.parent() {
+            std::fs::create_dir_all(dir).map_err(io)?;
+        }
+        std::fs::write(&p, text).map_err(io)?;
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode)).map_err(io)
+    };
+    write(START_AGAIN_PATH, START_AGAIN_SH, 0o755)?;
+    write(START_AGAIN_UNIT_PATH, START_AGAIN_UNIT, 0o644)?;
+    if root == Path::new("/") {
+        let unit = start_again_instance(name);
+        for args in [&["daemon-reload"][..], &["enable", "--now", &unit][..]] {
+            let out = std::process::Command::new("systemctl")
+                .args(args)
+                .output()
+                .map_err(|e| StackError::Io(format!("systemctl: {e}")))?;
+            if !out.status.success() {
+                return Err(StackError::Io(format!(
+                    "systemctl {}: {}",
+                    args.join(" "),
+                    String::from_utf8_lossy(&out.stderr).trim()
+                )));
+            }
+        }
+    }
+    Ok(true)
+}
+
 /// Starts (or replaces) the agent container; returns the node name, whether an old container
 /// was replaced, and the image used.
 pub async fn run(docker: &Docker, o: &NodeOptions) -> Result<(String, bool, String)> {
@@ -530,6 +594,74 @@ mod tests {
             .status()
             .unwrap();
         assert!(check.success(), "{script}");
+    }
+
+    #[test]
+    fn start_again_unit_is_installed_only_with_systemd() {
+        use std::os::unix::fs::PermissionsExt;
+        let root = tempfile::tempdir().unwrap();
+        assert!(!install_start_again(root.path(), "edgesense-agent").unwrap());
+        assert_eq!(std::fs::read_dir(root.path()).unwrap().count(), 0);
+        std::fs::create_dir_all(root.path().join("run/systemd/system")).unwrap();
+        assert!(install_start_again(root.path(), "edgesense-agent").unwrap());
+        let script = root.path().join(START_AGAIN_PATH.trim_start_matches('/'));
+        assert_eq!(std::fs::read_to_string(&script).unwrap(), START_AGAIN_SH);
+        assert_eq!(
+            std::fs::metadata(&script).unwrap().permissions().mode() & 0o777,
+            0o755
+        );
+        let unit = std::fs::read_to_string(
+            root.path()
+                .join(START_AGAIN_UNIT_PATH.trim_start_matches('/')),
+        )
+        .unwrap();
+        assert!(
+            unit.contains(&format!("ExecStart={START_AGAIN_PATH} %i\n")),
+            "{unit}"
+        );
+        for line in [
+            "After=docker.service",
+            "PartOf=docker.service",
+            "WantedBy=docker.service",
+        ] {
+            assert!(unit.lines().any(|l| l == line), "{line}: {unit}");
+        }
+        assert_eq!(
+            start_again_instance("agent-a"),
+            "edgesense-agent-start-again@agent-a.service"
+        );
+    }
+
+    #[test]
+    fn first_boot_lines_write_the_shipped_files_and_enable_the_unit() {
+        let root = tempfile::tempdir().unwrap();
+        let r = root.path().display().to_string();
+        // The same lines with every absolute path moved under the temp root, and systemctl
+        // recorded instead of run.
+        let lines = start_again_install_script("edgesense-agent")
+            .replace(" /usr/local/lib/", &format!(" {r}/usr/local/lib/"))
+            .replace(">/usr/local/lib/", &format!(">{r}/usr/local/lib/"))
+            .replace(">/etc/systemd/", &format!(">{r}/etc/systemd/"));
+        std::fs::create_dir_all(root.path().join("etc/systemd/system")).unwrap();
+        let script = format!("systemctl() {{ echo \"systemctl $*\" >>{r}/log; }}\n{lines}");
+        let run = std::process::Command::new("bash")
+            .args(["-e", "-c", &script])
+            .output()
+            .unwrap();
+        assert!(run.status.success(), "{script}\n{run:?}");
+        let read = |p: &str| std::fs::read_to_string(root.path().join(p)).unwrap();
+        assert_eq!(
+            read("usr/local/lib/edgesense/start-again.sh"),
+            START_AGAIN_SH
+        );
+        assert_eq!(
+            read("etc/systemd/system/edgesense-agent-start-again@.service"),
+            START_AGAIN_UNIT
+        );
+        assert_eq!(
+            read("log"),
+            "systemctl daemon-reload\nsystemctl enable --now edgesense-agent-start-again@edgesense-agent.service\n"
+        );
     }
 
     #[test]

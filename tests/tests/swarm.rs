@@ -612,6 +612,23 @@ fn stack_and_agents_on_a_real_swarm() {
             (r.status == 200).then_some(())
         },
     );
+    // What the node's systemd unit edgesense-agent-start-again@ does when docker starts: an
+    // agent dockerd failed to start (moby/moby#32607, a race this test loses now and then) is
+    // started again; one that came back by its restart policy is left as it is.
+    let again = Command::new("sh")
+        .arg(edgesense_tests::workspace().join("stack/assets/node/start-again.sh"))
+        .args(["agent-a", "agent-b"])
+        .env("DOCKER_HOST", docker_host())
+        .env("START_AGAIN_WAIT", "120")
+        .output()
+        .unwrap();
+    let again_out = String::from_utf8_lossy(&again.stdout).into_owned();
+    eprintln!("start-again after the dockerd restart:\n{again_out}");
+    assert!(
+        again.status.success(),
+        "{again_out}{}",
+        String::from_utf8_lossy(&again.stderr)
+    );
     wait_until("agents back and scraped", Duration::from_secs(120), || {
         let a = edgesense_tests::try_request(
             ([127, 0, 0, 1], port_a).into(),
