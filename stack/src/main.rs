@@ -605,7 +605,7 @@ async fn node_cmd(host: &str, local: bool, action: NodeAction) -> anyhow::Result
                 image
             );
             if local && !no_systemd_unit {
-                match node::install_start_again(std::path::Path::new("/"), &name) {
+                match node::install_start_again(&name) {
                     Ok(true) => println!(
                         "enabled systemd unit {} (starts the agent again if dockerd cannot after a restart: moby/moby#32607)",
                         node::start_again_instance(&name)

@@ -338,40 +338,21 @@ pub fn start_again_install_script(name: &str) -> String {
     )
 }
 
-/// Installs the script and the unit under `root` (`/` on a node) for container `name`; on `/`
-/// also enables and starts the unit with systemctl. Does nothing (`Ok(false)`) without systemd
-/// (no `run/systemd/system` under `root`).
-pub fn install_start_again(root: &Path, name: &str) -> Result<bool> {
-    use std::os::unix::fs::PermissionsExt;
-    if !root.join("run/systemd/system").is_dir() {
+/// Installs the script and the unit on this host for container `name` with the same lines as the
+/// first boot ([`start_again_install_script`]), run by bash as root. Does nothing (`Ok(false)`)
+/// where systemd does not run (no `/run/systemd/system`, sd_booted(3)).
+pub fn install_start_again(name: &str) -> Result<bool> {
+    if !Path::new("/run/systemd/system").is_dir() {
         return Ok(false);
     }
-    let write = |path: &str, text: &str, mode: u32| -> Result<()> {
-        let p = root.join(path.trim_start_matches('/'));
-        let io = |e: std::io::Error| StackError::Io(format!("{}: {e}", p.display()));
-        if let Some(dir) = p.parent() {
-            std::fs::create_dir_all(dir).map_err(io)?;
-        }
-        std::fs::write(&p, text).map_err(io)?;
-        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode)).map_err(io)
-    };
-    write(START_AGAIN_PATH, START_AGAIN_SH, 0o755)?;
-    write(START_AGAIN_UNIT_PATH, START_AGAIN_UNIT, 0o644)?;
-    if root == Path::new("/") {
-        let unit = start_again_instance(name);
-        for args in [&["daemon-reload"][..], &["enable", "--now", &unit][..]] {
-            let out = std::process::Command::new("systemctl")
-                .args(args)
-                .output()
-                .map_err(|e| StackError::Io(format!("systemctl: {e}")))?;
-            if !out.status.success() {
-                return Err(StackError::Io(format!(
-                    "systemctl {}: {}",
-                    args.join(" "),
-                    String::from_utf8_lossy(&out.stderr).trim()
-                )));
-            }
-        }
+    let out = std::process::Command::new("bash")
+        .args(["-e", "-c", &start_again_install_script(name)])
+        .output()
+        .map_err(|e| StackError::Io(format!("bash: {e}")))?;
+    if !out.status.success() {
+        return Err(StackError::Io(
+            String::from_utf8_lossy(&out.stderr).trim().to_owned(),
+        ));
     }
     Ok(true)
 }
@@ -597,24 +578,8 @@ mod tests {
     }
 
     #[test]
-    fn start_again_unit_is_installed_only_with_systemd() {
-        use std::os::unix::fs::PermissionsExt;
-        let root = tempfile::tempdir().unwrap();
-        assert!(!install_start_again(root.path(), "edgesense-agent").unwrap());
-        assert_eq!(std::fs::read_dir(root.path()).unwrap().count(), 0);
-        std::fs::create_dir_all(root.path().join("run/systemd/system")).unwrap();
-        assert!(install_start_again(root.path(), "edgesense-agent").unwrap());
-        let script = root.path().join(START_AGAIN_PATH.trim_start_matches('/'));
-        assert_eq!(std::fs::read_to_string(&script).unwrap(), START_AGAIN_SH);
-        assert_eq!(
-            std::fs::metadata(&script).unwrap().permissions().mode() & 0o777,
-            0o755
-        );
-        let unit = std::fs::read_to_string(
-            root.path()
-                .join(START_AGAIN_UNIT_PATH.trim_start_matches('/')),
-        )
-        .unwrap();
+    fn start_again_unit_runs_the_installed_script_whenever_docker_starts() {
+        let unit = START_AGAIN_UNIT;
         assert!(
             unit.contains(&format!("ExecStart={START_AGAIN_PATH} %i\n")),
             "{unit}"
@@ -634,6 +599,7 @@ mod tests {
 
     #[test]
     fn first_boot_lines_write_the_shipped_files_and_enable_the_unit() {
+        use std::os::unix::fs::PermissionsExt;
         let root = tempfile::tempdir().unwrap();
         let r = root.path().display().to_string();
         // The same lines with every absolute path moved under the temp root, and systemctl
@@ -654,6 +620,9 @@ mod tests {
             read("usr/local/lib/edgesense/start-again.sh"),
             START_AGAIN_SH
         );
+        let installed = root.path().join("usr/local/lib/edgesense/start-again.sh");
+        let mode = std::fs::metadata(installed).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o755);
         assert_eq!(
             read("etc/systemd/system/edgesense-agent-start-again@.service"),
             START_AGAIN_UNIT
