@@ -3,6 +3,7 @@
 //! the wire).
 
 pub mod alerting;
+pub mod docker;
 
 use std::{
     io::{BufRead, BufReader, Read, Write},

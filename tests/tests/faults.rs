@@ -244,14 +244,7 @@ fn two_hundred_event_streams_and_scrapes_keep_memory_bounded_and_polls_going() {
         })
         .collect();
     for s in &mut streams {
-        let mut line = String::new();
-        loop {
-            line.clear();
-            s.read_line(&mut line).unwrap();
-            if line.starts_with("event: snapshot") {
-                break;
-            }
-        }
+        next_snapshot(s);
     }
     // Scrapes while the streams are open (and every poll sends each stream an event).
     let reads = |a: &Agent| -> f64 {
@@ -281,13 +274,18 @@ fn two_hundred_event_streams_and_scrapes_keep_memory_bounded_and_polls_going() {
     assert!(peak < 32 * 1024, "memory bounded: {peak} KiB");
     // The streams are still alive: each gets the next snapshot.
     for s in streams.iter_mut().take(20) {
-        let mut line = String::new();
-        loop {
-            line.clear();
-            s.read_line(&mut line).unwrap();
-            if line.starts_with("event: snapshot") {
-                break;
-            }
+        next_snapshot(s);
+    }
+}
+
+/// Reads an event stream up to its next `snapshot` event.
+fn next_snapshot(s: &mut BufReader<TcpStream>) {
+    let mut line = String::new();
+    loop {
+        line.clear();
+        assert!(s.read_line(&mut line).unwrap() > 0, "event stream closed");
+        if line.starts_with("event: snapshot") {
+            break;
         }
     }
 }

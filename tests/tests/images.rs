@@ -4,27 +4,10 @@
 
 use std::{net::SocketAddr, process::Command, time::Duration};
 
-use edgesense_tests::{free_port, which, workspace, Daemon};
-
-fn docker_host() -> String {
-    std::env::var("EDGESENSE_TEST_DOCKER_HOST").expect(
-        "EDGESENSE_TEST_DOCKER_HOST: run tests/run.sh, which starts an isolated dockerd (tests/dockerd.sh)",
-    )
-}
-
-fn docker(args: &[&str]) -> String {
-    let o = Command::new("docker")
-        .args(args)
-        .env("DOCKER_HOST", docker_host())
-        .output()
-        .expect("run docker");
-    assert!(
-        o.status.success(),
-        "docker {args:?}: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
+use edgesense_tests::{
+    docker::{docker, docker_host},
+    free_port, which, workspace, Daemon,
+};
 
 #[test]
 fn one_name_serves_every_platform_from_a_registry() {

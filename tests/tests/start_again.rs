@@ -15,31 +15,7 @@ use std::{
     time::Duration,
 };
 
-use edgesense_tests::workspace;
-
-fn docker_host() -> String {
-    std::env::var("EDGESENSE_TEST_DOCKER_HOST").expect(
-        "EDGESENSE_TEST_DOCKER_HOST: run tests/run.sh, which starts an isolated dockerd (tests/dockerd.sh)",
-    )
-}
-
-fn docker_out(args: &[&str]) -> std::process::Output {
-    Command::new("docker")
-        .args(args)
-        .env("DOCKER_HOST", docker_host())
-        .output()
-        .expect("run docker")
-}
-
-fn docker(args: &[&str]) -> String {
-    let o = docker_out(args);
-    assert!(
-        o.status.success(),
-        "docker {args:?}: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    String::from_utf8_lossy(&o.stdout).trim().to_owned()
-}
+use edgesense_tests::docker::{docker, docker_host, docker_output, start_again};
 
 fn state(name: &str) -> String {
     docker(&[
@@ -48,13 +24,8 @@ fn state(name: &str) -> String {
         "{{.State.Running}} {{.State.Error}}",
         name,
     ])
-}
-
-fn script() -> Command {
-    let mut c = Command::new("sh");
-    c.arg(workspace().join("stack/assets/node/start-again.sh"))
-        .env("DOCKER_HOST", docker_host());
-    c
+    .trim()
+    .to_owned()
 }
 
 /// Removes the test's containers and network, also when an assertion failed.
@@ -62,9 +33,9 @@ struct Cleanup(&'static str, [&'static str; 2]);
 impl Drop for Cleanup {
     fn drop(&mut self) {
         for c in self.1 {
-            let _ = docker_out(&["rm", "-f", c]);
+            let _ = docker_output(&["rm", "-f", c]);
         }
-        let _ = docker_out(&["network", "rm", self.0]);
+        let _ = docker_output(&["network", "rm", self.0]);
     }
 }
 
@@ -77,9 +48,9 @@ fn a_container_dockerd_failed_to_start_is_started_again_and_a_stopped_one_left_a
     );
     let _cleanup = Cleanup(net, [failed, stopped]);
     for c in [failed, stopped] {
-        let _ = docker_out(&["rm", "-f", c]);
+        let _ = docker_output(&["rm", "-f", c]);
     }
-    let _ = docker_out(&["network", "rm", net]);
+    let _ = docker_output(&["network", "rm", net]);
     docker(&["network", "create", net]);
     for c in [failed, stopped] {
         docker(&[
@@ -101,7 +72,7 @@ fn a_container_dockerd_failed_to_start_is_started_again_and_a_stopped_one_left_a
 
     // Stopped on purpose: no start error, so the script waits its time and leaves it stopped.
     assert_eq!(state(stopped), "false");
-    let out = script()
+    let out = start_again()
         .arg(stopped)
         .env("START_AGAIN_WAIT", "2")
         .output()
@@ -111,13 +82,13 @@ fn a_container_dockerd_failed_to_start_is_started_again_and_a_stopped_one_left_a
     assert!(text.contains("left stopped"), "{text}");
     assert_eq!(state(stopped), "false");
     // No container: nothing to do.
-    let out = script().arg("es-start-again-none").output().unwrap();
+    let out = start_again().arg("es-start-again-none").output().unwrap();
     assert!(out.status.success());
     assert!(String::from_utf8_lossy(&out.stdout).contains("no such container"));
 
     // A start that fails: the network is gone, dockerd records the error.
     docker(&["network", "rm", net]);
-    assert!(!docker_out(&["start", failed]).status.success());
+    assert!(!docker_output(&["start", failed]).status.success());
     let failed_state = state(failed);
     assert!(
         // "network … not found"; in swarm mode (another test may have initialised it) dockerd
@@ -155,7 +126,7 @@ fn a_container_dockerd_failed_to_start_is_started_again_and_a_stopped_one_left_a
     );
 
     // The script retries; once the network is back, its start succeeds.
-    let mut child = script()
+    let mut child = start_again()
         .arg(failed)
         .env("START_AGAIN_WAIT", "60")
         .stdout(Stdio::piped())
@@ -191,8 +162,8 @@ fn a_container_dockerd_failed_to_start_is_started_again_and_a_stopped_one_left_a
     // Still not startable within the wait: exit status 1 and says so.
     docker(&["stop", failed]);
     docker(&["network", "rm", net]);
-    assert!(!docker_out(&["start", failed]).status.success());
-    let out = script()
+    assert!(!docker_output(&["start", failed]).status.success());
+    let out = start_again()
         .arg(failed)
         .env("START_AGAIN_WAIT", "2")
         .output()

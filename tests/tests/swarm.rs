@@ -14,17 +14,13 @@ use std::{
 
 use edgesense_tests::{
     alerting::{assets, swap},
-    cli_bin, free_port, get_json, wait_until,
+    cli_bin,
+    docker::{docker, docker_host, start_again},
+    free_port, get_json, wait_until,
 };
 use serde_json::Value;
 
 const TOKEN: &str = "swarm-e2e-41c9";
-
-fn docker_host() -> String {
-    std::env::var("EDGESENSE_TEST_DOCKER_HOST").expect(
-        "EDGESENSE_TEST_DOCKER_HOST: run tests/run.sh, which starts an isolated dockerd (tests/dockerd.sh) and builds the local images",
-    )
-}
 
 fn out(o: &Output) -> (i32, String, String) {
     (
@@ -50,17 +46,6 @@ fn ok(args: &[&str]) -> String {
         "edgesense {args:?}\nstdout:\n{stdout}\nstderr:\n{stderr}"
     );
     format!("{stdout}{stderr}")
-}
-
-fn docker(args: &[&str]) -> String {
-    let o = Command::new("docker")
-        .args(args)
-        .env("DOCKER_HOST", docker_host())
-        .output()
-        .expect("run docker");
-    let (code, stdout, stderr) = out(&o);
-    assert_eq!(code, 0, "docker {args:?}: {stderr}");
-    stdout
 }
 
 fn stack_objects() -> (String, String, String) {
@@ -615,10 +600,8 @@ fn stack_and_agents_on_a_real_swarm() {
     // What the node's systemd unit edgesense-agent-start-again@ does when docker starts: an
     // agent dockerd failed to start (moby/moby#32607, a race this test loses now and then) is
     // started again; one that came back by its restart policy is left as it is.
-    let again = Command::new("sh")
-        .arg(edgesense_tests::workspace().join("stack/assets/node/start-again.sh"))
+    let again = start_again()
         .args(["agent-a", "agent-b"])
-        .env("DOCKER_HOST", docker_host())
         .env("START_AGAIN_WAIT", "120")
         .output()
         .unwrap();
@@ -629,24 +612,12 @@ fn stack_and_agents_on_a_real_swarm() {
         "{again_out}{}",
         String::from_utf8_lossy(&again.stderr)
     );
+    let healthy = |port: u16| {
+        edgesense_tests::try_request(([127, 0, 0, 1], port).into(), "GET", "/healthz", &[], "")
+            .is_ok_and(|r| r.status == 200)
+    };
     wait_until("agents back and scraped", Duration::from_secs(120), || {
-        let a = edgesense_tests::try_request(
-            ([127, 0, 0, 1], port_a).into(),
-            "GET",
-            "/healthz",
-            &[],
-            "",
-        )
-        .ok()?;
-        let b = edgesense_tests::try_request(
-            ([127, 0, 0, 1], port_b).into(),
-            "GET",
-            "/healthz",
-            &[],
-            "",
-        )
-        .ok()?;
-        (a.status == 200 && b.status == 200).then_some(())
+        (healthy(port_a) && healthy(port_b)).then_some(())
     });
     eprintln!(
         "back after the dockerd restart in {:.1} s",
