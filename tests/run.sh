@@ -33,6 +33,8 @@ declare -A PKG_FOR=(
     [chromium]=chromium
     [node]=nodejs
     [npm]=npm
+    [ip]=iproute2
+    [nsenter]=util-linux
 )
 missing=()
 for cmd in "${!PKG_FOR[@]}"; do
@@ -76,8 +78,16 @@ export EDGESENSE_BIN="$PWD/target/debug/edgesense"
 step "isolated dockerd (tests/dockerd.sh) and the local images (stack/images/build.sh)"
 export EDGESENSE_TEST_DOCKER_HOST
 EDGESENSE_TEST_DOCKER_HOST=$(tests/dockerd.sh start)
-trap 'tests/dockerd.sh stop' EXIT
+trap 'tests/fleet.sh stop; tests/dockerd.sh stop' EXIT
 DOCKER_HOST=$EDGESENSE_TEST_DOCKER_HOST stack/images/build.sh
+
+step "multi-node swarm (tests/fleet.sh): mgr, pi-a, pi-b, each a dockerd in its own namespaces"
+export EDGESENSE_FLEET_DIR=/tmp/edgesense-fleet
+images=$(mktemp /tmp/edgesense-images.XXXXXX.tar)
+DOCKER_HOST=$EDGESENSE_TEST_DOCKER_HOST docker save -o "$images" \
+    edgesense/agent:local edgesense/prometheus:local edgesense/alertmanager:local
+EDGESENSE_FLEET_IMAGES=$images tests/fleet.sh start mgr pi-a pi-b
+rm -f "$images"
 
 step "browser test driver (playwright-core from npm, Debian's Chromium)"
 (cd tests/browser && npm ci --no-audit --no-fund --loglevel=error)

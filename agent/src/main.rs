@@ -51,6 +51,11 @@ struct Args {
     #[arg(long, value_name = "URL", hide = true)]
     probe: Option<String>,
 
+    /// Print the device nodes under DIR that the agent opens (GPIO, I2C) as `NAME GID` lines,
+    /// then exit: how `edgesense node run` finds a node's devices, on that node, through Docker.
+    #[arg(long, value_name = "DIR", hide = true)]
+    list_devices: Option<PathBuf>,
+
     /// Print every supported sensor found on this node as [[sensor]] tables ready to paste into
     /// a config (each read once), then exit.
     #[arg(long)]
@@ -90,6 +95,12 @@ fn main() -> ExitCode {
     }
     if args.list_sensors {
         return list_sensors(&args);
+    }
+    if let Some(dir) = &args.list_devices {
+        for (name, gid) in edgesense_sensors::bus::device_nodes(dir) {
+            println!("{name} {gid}");
+        }
+        return ExitCode::SUCCESS;
     }
 
     let (node, token) = match load(&args) {

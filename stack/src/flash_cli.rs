@@ -10,7 +10,7 @@ use std::{
 
 use anyhow::{bail, Context};
 use clap::Args;
-use edgesense::node::{docker_run_script, start_again_install_script, NodeOptions};
+use edgesense::node::{first_boot_lines, start_again_install_script, NodeOptions};
 use edgesense_provision::{
     bootfiles::Overlays,
     secrets,
@@ -210,27 +210,32 @@ fn setup(a: &FlashArgs) -> anyhow::Result<Setup> {
     let agent = if a.no_agent {
         None
     } else {
+        let config = a
+            .agent_config
+            .as_ref()
+            .map(|p| {
+                std::fs::read_to_string(p)
+                    .with_context(|| format!("--agent-config {}", p.display()))
+            })
+            .transpose()?;
+        let token = a
+            .agent_token_file
+            .as_ref()
+            .map(|p| secret_file(p, "--agent-token-file"))
+            .transpose()?;
+        // The request names the files; first boot copies them from /etc/edgesense.
         let o = NodeOptions {
             image: a.agent_image.clone(),
+            config: config.as_ref().map(|_| String::new()),
+            token: token.as_ref().map(|_| String::new()),
             ..NodeOptions::new()
         };
         Some(Agent {
-            config: a
-                .agent_config
-                .as_ref()
-                .map(|p| {
-                    std::fs::read_to_string(p)
-                        .with_context(|| format!("--agent-config {}", p.display()))
-                })
-                .transpose()?,
-            token: a
-                .agent_token_file
-                .as_ref()
-                .map(|p| secret_file(p, "--agent-token-file"))
-                .transpose()?,
+            config,
+            token,
             run: format!(
                 "{}{}",
-                docker_run_script(&o),
+                first_boot_lines(&o)?,
                 start_again_install_script(&o.name)
             ),
         })

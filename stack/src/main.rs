@@ -177,10 +177,10 @@ enum StackAction {
         /// Machine-readable output.
         #[arg(long)]
         json: bool,
-        /// Prometheus URL [default: the Docker host, port 9090].
+        /// Prometheus URL [default: port 9090 of the node running Prometheus].
         #[arg(long, value_name = "URL")]
         prometheus: Option<String>,
-        /// Alertmanager URL [default: the Docker host, port 9093].
+        /// Alertmanager URL [default: port 9093 of the node running Alertmanager].
         #[arg(long, value_name = "URL")]
         alertmanager: Option<String>,
     },
@@ -207,11 +207,11 @@ enum NodeAction {
         /// Node name the agent reports [default: --name if given, else this host's name].
         #[arg(long)]
         node_name: Option<String>,
-        /// Agent config file (TOML), mounted read-only.
+        /// Agent config file (TOML), copied into the container (run `node run` again after editing it).
         #[arg(long, value_name = "FILE")]
         config: Option<PathBuf>,
-        /// Webhook token file (the stack's token), mounted read-only [default: generated once into
-        /// /var/lib/edgesense/<name>.token and printed].
+        /// Webhook token file (the stack's token), copied into the container [default: generated
+        /// once into /var/lib/edgesense/<name>.token on the machine running this command, and printed].
         #[arg(long, value_name = "FILE")]
         token_file: Option<PathBuf>,
         /// Run the agent without a token: anyone who reaches it can set its LEDs and post alerts.
@@ -401,6 +401,16 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
+/// Where a service's host-mode published ports listen: the node its task runs on (else the
+/// Docker host's name).
+async fn published_at(docker: &bollard::Docker, host: &str, service: String) -> String {
+    up::service_address(docker, &service)
+        .await
+        .ok()
+        .flatten()
+        .unwrap_or_else(|| docker::published_host(host))
+}
+
 async fn stack(host: &str, action: StackAction) -> anyhow::Result<()> {
     match action {
         StackAction::Up {
@@ -431,17 +441,10 @@ async fn stack(host: &str, action: StackAction) -> anyhow::Result<()> {
                 println!("Webhook token (shown once; give it to every agent with `edgesense node run --token-file FILE`):\n{t}");
             }
             if !no_wait {
-                let url = (opts.prometheus_port != 0).then(|| {
-                    format!(
-                        "http://{}:{}",
-                        docker::published_host(host),
-                        opts.prometheus_port
-                    )
-                });
-                up::wait_ready(
+                let url = up::wait_ready(
                     &docker,
                     &plan,
-                    url.as_deref(),
+                    opts.prometheus_port,
                     Duration::from_secs(timeout),
                     &mut progress,
                 )
@@ -451,17 +454,18 @@ async fn stack(host: &str, action: StackAction) -> anyhow::Result<()> {
                 } else {
                     println!("Prometheus and Alertmanager are reachable only on the overlay network; publish them with --prometheus-port 9090 --alertmanager-port 9093 (they have no authentication)");
                 }
+                let at = |service: String| published_at(&docker, host, service);
                 if opts.grafana.is_some() && opts.grafana_port != 0 {
                     println!(
                         "Grafana: http://{}:{} (dashboard \"edgesense\")",
-                        docker::published_host(host),
+                        at(format!("{}_grafana", opts.stack)).await,
                         opts.grafana_port
                     );
                 }
                 if opts.alertmanager_port != 0 {
                     println!(
                         "Alertmanager: http://{}:{}",
-                        docker::published_host(host),
+                        at(format!("{}_alertmanager", opts.stack)).await,
                         opts.alertmanager_port
                     );
                 }
@@ -505,9 +509,21 @@ async fn stack(host: &str, action: StackAction) -> anyhow::Result<()> {
         } => {
             let docker = docker::connect(host).await?;
             docker::ensure_manager(&docker).await?;
-            let h = docker::published_host(host);
-            let prometheus = prometheus.unwrap_or_else(|| format!("http://{h}:9090"));
-            let alertmanager = alertmanager.unwrap_or_else(|| format!("http://{h}:9093"));
+            let at = |service: String| published_at(&docker, host, service);
+            let prometheus = match prometheus {
+                Some(p) => p,
+                None => format!(
+                    "http://{}:9090",
+                    at(format!("{}_prometheus", name.stack)).await
+                ),
+            };
+            let alertmanager = match alertmanager {
+                Some(a) => a,
+                None => format!(
+                    "http://{}:9093",
+                    at(format!("{}_alertmanager", name.stack)).await
+                ),
+            };
             let v = status::collect(&docker, &name.stack, Some(&prometheus), Some(&alertmanager))
                 .await?;
             if json {
@@ -586,29 +602,57 @@ async fn node_cmd(host: &str, local: bool, action: NodeAction) -> anyhow::Result
                     Some(path)
                 }
             };
+            let config = config
+                .as_ref()
+                .map(|p| read_file(p, "--config"))
+                .transpose()?;
+            let token = token_file
+                .as_ref()
+                .map(|p| {
+                    let t = read_file(p, "--token-file")?;
+                    anyhow::ensure!(
+                        !t.trim().is_empty(),
+                        "--token-file {}: empty; put the token on its first line",
+                        p.display()
+                    );
+                    Ok(t)
+                })
+                .transpose()?;
             let o = node::NodeOptions {
                 image,
                 name: name.clone(),
                 node_name,
                 config,
-                token_file,
+                token,
                 simulate,
                 privileged,
                 network,
                 publish,
-                ..node::NodeOptions::new()
             };
-            let (node_name, replaced, image) = node::run(&docker, &o).await?;
+            let started = node::run(&docker, &o).await?;
             println!(
-                "{} agent container {name} (node \"{node_name}\", image {})",
-                if replaced { "replaced" } else { "started" },
-                image
+                "{} agent container {name} (node \"{}\", image {}{})",
+                if started.replaced {
+                    "replaced"
+                } else {
+                    "started"
+                },
+                started.node,
+                started.image,
+                if simulate || privileged {
+                    String::new()
+                } else if started.devices.is_empty() {
+                    ", no GPIO or I2C device on this node".into()
+                } else {
+                    format!(", devices {}", started.devices.join(" "))
+                }
             );
             if local && !no_systemd_unit {
                 match node::install_start_again(&name) {
                     Ok(true) => println!(
-                        "enabled systemd unit {} (starts the agent again if dockerd cannot after a restart: moby/moby#32607)",
-                        node::start_again_instance(&name)
+                        "enabled systemd units {} (starts the agent again if dockerd cannot after a restart: moby/moby#32607) and {} (every minute: running, and on its network after the node rejoined the swarm)",
+                        node::start_again_instance(&name),
+                        node::check_timer_instance(&name)
                     ),
                     Ok(false) => {}
                     Err(e) => eprintln!(

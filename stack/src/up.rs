@@ -326,16 +326,64 @@ fn with_ids(
     Ok(())
 }
 
-/// Waits until every service of `plan` has a running task and, when Prometheus is published,
-/// until it answers `/-/ready` at `prometheus_url`.
+/// The address of the node where `service`'s running task is: where its host-mode published
+/// ports listen. `None` while no task runs.
+///
+/// Swarm reports a node's `Status.Addr` as `0.0.0.0` on some managers (moby/moby#35437); the
+/// manager's own raft address says where it is then.
+pub async fn service_address(docker: &Docker, service: &str) -> Result<Option<String>> {
+    let tasks = docker
+        .list_tasks(Some(ListTasksOptions {
+            filters: Some(filters(&[
+                ("service", service.to_owned()),
+                ("desired-state", "running".into()),
+            ])),
+        }))
+        .await
+        .context(|| format!("list tasks of {service}"))?;
+    let Some(node_id) = tasks
+        .iter()
+        .filter(|t| {
+            t.status
+                .as_ref()
+                .and_then(|s| s.state.as_ref())
+                .is_some_and(|st| st.to_string() == "running")
+        })
+        .find_map(|t| t.node_id.clone())
+    else {
+        return Ok(None);
+    };
+    let node = docker
+        .inspect_node(&node_id)
+        .await
+        .context(|| format!("inspect node {node_id}"))?;
+    let addr = node
+        .status
+        .and_then(|s| s.addr)
+        .filter(|a| !a.is_empty() && a != "0.0.0.0");
+    let from_raft = || {
+        let raft = node.manager_status.as_ref()?.addr.clone()?;
+        raft.rsplit_once(':').map(|(h, _)| h.to_owned())
+    };
+    Ok(addr.or_else(from_raft))
+}
+
+/// Waits until every service of `plan` has a running task and, when Prometheus is published on
+/// `prometheus_port`, until it answers `/-/ready` on the node its task runs on (host-mode ports
+/// listen there, which need not be the machine this CLI runs on). Returns that URL.
 pub async fn wait_ready(
     docker: &Docker,
     plan: &Plan,
-    prometheus_url: Option<&str>,
+    prometheus_port: u16,
     limit: Duration,
     progress: &mut Progress,
-) -> Result<()> {
+) -> Result<Option<String>> {
     let started = Instant::now();
+    let prometheus = plan
+        .services
+        .first()
+        .and_then(|s| s.name.clone())
+        .unwrap_or_default();
     loop {
         let mut waiting = Vec::new();
         for s in &plan.services {
@@ -376,18 +424,30 @@ pub async fn wait_ready(
                 waiting.push(format!("{name} ({state})"));
             }
         }
+        let mut url = None;
         let ready = if !waiting.is_empty() {
             false
-        } else if let Some(url) = prometheus_url {
-            match http::get(&format!("{url}/-/ready"), Duration::from_secs(2)).await {
-                Ok((200, _)) => true,
-                Ok((status, _)) => {
-                    waiting.push(format!("Prometheus /-/ready answers {status}"));
+        } else if prometheus_port != 0 {
+            match service_address(docker, &prometheus).await? {
+                None => {
+                    waiting.push(format!("{prometheus} (no running task)"));
                     false
                 }
-                Err(e) => {
-                    waiting.push(format!("Prometheus not answering ({e})"));
-                    false
+                Some(addr) => {
+                    let u = format!("http://{addr}:{prometheus_port}");
+                    let answer = http::get(&format!("{u}/-/ready"), Duration::from_secs(2)).await;
+                    url = Some(u.clone());
+                    match answer {
+                        Ok((200, _)) => true,
+                        Ok((status, _)) => {
+                            waiting.push(format!("Prometheus at {u}/-/ready answers {status}"));
+                            false
+                        }
+                        Err(e) => {
+                            waiting.push(format!("Prometheus at {u} not answering ({e})"));
+                            false
+                        }
+                    }
                 }
             }
         } else {
@@ -396,7 +456,7 @@ pub async fn wait_ready(
         let elapsed = started.elapsed();
         if ready {
             progress.done(&format!("stack ready after {:.0} s", elapsed.as_secs_f64()));
-            return Ok(());
+            return Ok(url);
         }
         if elapsed > limit {
             return Err(StackError::Timeout(format!(

@@ -3,7 +3,9 @@
 //! the wire).
 
 pub mod alerting;
+pub mod browser;
 pub mod docker;
+pub mod fleet;
 
 use std::{
     io::{BufRead, BufReader, Read, Write},

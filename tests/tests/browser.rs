@@ -2,41 +2,10 @@
 //! (tests/browser/, installed by tests/run.sh with `npm ci`). Screenshots are kept in
 //! target/test-artifacts/.
 
-use std::{path::PathBuf, process::Command};
-
-use edgesense_tests::{workspace, Agent};
-
-/// Where screenshots go; kept after the run.
-fn artifacts() -> PathBuf {
-    let dir = workspace().join("target").join("test-artifacts");
-    std::fs::create_dir_all(&dir).expect("create target/test-artifacts");
-    dir
-}
-
-/// Runs `tests/browser/<script>` with `args`; panics with its output unless it passes.
-pub fn run_browser(script: &str, args: &[&str]) {
-    let dir = workspace().join("tests/browser");
-    assert!(
-        dir.join("node_modules/playwright-core").is_dir(),
-        "playwright-core missing: tests/run.sh runs `npm ci` in tests/browser"
-    );
-    let out = Command::new("node")
-        .arg(dir.join(script))
-        .args(args)
-        .current_dir(&dir)
-        .output()
-        .expect("node (Debian's nodejs)");
-    assert!(
-        out.status.success(),
-        "{script} failed:\n{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-fn png(p: &PathBuf) -> bool {
-    std::fs::read(p).is_ok_and(|b| b.starts_with(b"\x89PNG"))
-}
+use edgesense_tests::{
+    browser::{artifacts, dashboard, png, run_browser},
+    Agent,
+};
 
 #[test]
 fn node_page_shows_sensors_follows_changes_and_drives_leds() {
@@ -78,27 +47,6 @@ fn node_page_shows_sensors_follows_changes_and_drives_leds() {
 }
 
 /// Starts `edgesense dashboard` on a free loopback port; returns it and its URL.
-fn dashboard(prometheus: &str, alertmanager: &str) -> (edgesense_tests::Daemon, String) {
-    let port = edgesense_tests::free_port();
-    let mut cmd = Command::new(edgesense_tests::cli_bin());
-    cmd.args([
-        "dashboard",
-        "--prometheus",
-        prometheus,
-        "--alertmanager",
-        alertmanager,
-        "--listen",
-        &format!("127.0.0.1:{port}"),
-    ]);
-    let mut d = edgesense_tests::Daemon::start("edgesense dashboard", cmd);
-    d.wait_ready(
-        ([127, 0, 0, 1], port).into(),
-        "/",
-        std::time::Duration::from_secs(20),
-    );
-    (d, format!("http://127.0.0.1:{port}/"))
-}
-
 #[test]
 fn cluster_page_shows_two_agents_from_prometheus_and_silences_an_alert() {
     use edgesense_tests::{alerting::FastStack, get_json, wait_until};

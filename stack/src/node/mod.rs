@@ -1,0 +1,426 @@
+//! `edgesense node run|stop`: the agent container on a node, started like `docker run` (it
+//! needs device access that swarm services cannot be given) and joined to the overlay network
+//! with the alias every agent shares.
+//!
+//! Everything about the node comes from the node's own Docker daemon, so the command works the
+//! same run on the node and from another machine with `--docker-host`: the node name is the
+//! daemon's host name, the devices are those the agent image lists on that node, and the config
+//! and token are copied into the container rather than bind-mounted from the CLI's machine.
+
+mod container;
+mod script;
+mod start_again;
+
+use std::path::{Path, PathBuf};
+
+use bollard::{
+    query_parameters::{
+        CreateContainerOptions, LogsOptions, RemoveContainerOptions, StopContainerOptions,
+        UploadToContainerOptions, WaitContainerOptions,
+    },
+    Docker,
+};
+use futures_util::StreamExt;
+
+pub use container::{container, files_tar, parse_devices, probe, Device, CONFIG_IN, TOKEN_IN};
+pub use script::{docker_args, first_boot_lines, DockerArgs};
+pub use start_again::{
+    check_timer_instance, install_start_again, start_again_install_script, start_again_instance,
+    START_AGAIN_PATH, START_AGAIN_SH, START_AGAIN_UNIT,
+};
+
+use crate::{
+    error::{is_not_found, Context, Result, StackError},
+    plan::DEFAULT_NETWORK,
+};
+
+/// The alias every agent has on the network: Prometheus discovers agents by its A records,
+/// Alertmanager posts to it, agents relay to it.
+pub const AGENT_ALIAS: &str = "edgesense-agent";
+pub const DEFAULT_IMAGE: &str = "edgesense/agent:local";
+pub const DEFAULT_NAME: &str = "edgesense-agent";
+/// `agent` on every agent container (what `node stop` and the launcher may touch).
+pub const LABEL_ROLE: &str = "com.edgesense.role";
+/// The node name the agent reports.
+pub const LABEL_NODE: &str = "com.edgesense.node";
+/// The overlay network the agent belongs on (start-again.sh attaches it again after the node
+/// left and rejoined the swarm).
+pub const LABEL_NETWORK: &str = "com.edgesense.network";
+/// A hash of the whole container request and the files copied in.
+pub const LABEL_SPEC: &str = "com.edgesense.spec-hash";
+
+#[derive(Clone, Debug, Default)]
+pub struct NodeOptions {
+    pub image: String,
+    pub name: String,
+    /// The agent's node name (default: `--name` when given, else the Docker host's name).
+    pub node_name: Option<String>,
+    /// The agent config (TOML text), copied into the container.
+    pub config: Option<String>,
+    /// The webhook token (the file's text), copied into the container.
+    pub token: Option<String>,
+    pub simulate: bool,
+    pub privileged: bool,
+    pub network: String,
+    /// Publish the agent's port on the host: `127.0.0.1:9842`, `9842`.
+    pub publish: Option<String>,
+}
+
+impl NodeOptions {
+    pub fn new() -> NodeOptions {
+        NodeOptions {
+            image: DEFAULT_IMAGE.into(),
+            name: DEFAULT_NAME.into(),
+            network: DEFAULT_NETWORK.into(),
+            ..NodeOptions::default()
+        }
+    }
+}
+
+/// What [`run`] did.
+#[derive(Debug)]
+pub struct Started {
+    pub node: String,
+    pub replaced: bool,
+    pub image: String,
+    /// The device nodes passed (names under `/dev`).
+    pub devices: Vec<String>,
+}
+
+/// Where `node run` keeps a generated token.
+pub const STATE_DIR: &str = "/var/lib/edgesense";
+
+/// The token file for agent `name` under `dir`, created (0600, 32 random hex digits) if it does
+/// not exist; returns its path and, when created now, the token to show once.
+pub fn default_token(dir: &Path, name: &str) -> Result<(PathBuf, Option<String>)> {
+    use std::{io::Read, os::unix::fs::OpenOptionsExt};
+    let path = dir.join(format!("{name}.token"));
+    if path.exists() {
+        return Ok((path, None));
+    }
+    let err = |e: std::io::Error| StackError::Input(format!("{}: {e}", path.display()));
+    std::fs::create_dir_all(dir).map_err(err)?;
+    let mut raw = [0u8; 16];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut raw))
+        .map_err(err)?;
+    let token: String = raw.iter().map(|b| format!("{b:02x}")).collect();
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&path)
+        .map_err(err)?;
+    std::io::Write::write_all(&mut f, format!("{token}\n").as_bytes()).map_err(err)?;
+    Ok((path, Some(token)))
+}
+
+/// Where first boot installs the agent's config and token (`edgesense flash`).
+pub const HOST_DIR: &str = "/etc/edgesense";
+pub const HOST_CONFIG: &str = "/etc/edgesense/agent.toml";
+pub const HOST_TOKEN: &str = "/etc/edgesense/token";
+
+/// Checks that the agent can join `network` on this node. A swarm-scoped network shows up on a
+/// worker only once a container there is attached to it, so a worker that does not list it yet
+/// is fine (Docker asks a manager when the container starts); a manager that does not list it
+/// has no stack yet.
+async fn check_network(docker: &Docker, network: &str) -> Result<()> {
+    match docker.inspect_network(network, None).await {
+        Ok(n) => {
+            let driver = n.driver.unwrap_or_default();
+            if driver != "overlay" || n.attachable != Some(true) {
+                return Err(StackError::BadNetwork {
+                    name: network.into(),
+                    what: format!(
+                        "a \"{driver}\" network{}",
+                        if n.attachable == Some(true) {
+                            ""
+                        } else {
+                            " that is not attachable"
+                        }
+                    ),
+                });
+            }
+            Ok(())
+        }
+        Err(e) if is_not_found(&e) => {
+            let info = docker.info().await.context(|| "docker info".into())?;
+            let swarm = info.swarm.unwrap_or_default();
+            let state = swarm
+                .local_node_state
+                .map(|s| s.to_string())
+                .unwrap_or_default();
+            if state != "active" {
+                return Err(StackError::Input(format!(
+                    "this node is not in a swarm (state \"{state}\"), so network \"{network}\" cannot be joined.\n  Join it: docker swarm join --token <token> <manager>:2377 (`docker swarm join-token worker` on the manager prints it)"
+                )));
+            }
+            if swarm.control_available == Some(true) {
+                return Err(StackError::Input(format!(
+                    "network \"{network}\" does not exist: run `edgesense stack up` on a manager first"
+                )));
+            }
+            Ok(())
+        }
+        Err(e) => Err(e).context(|| format!("inspect network {network}")),
+    }
+}
+
+/// Docker's answer when a worker asks the managers for a network that does not exist.
+fn network_missing(e: &bollard::errors::Error, network: &str) -> bool {
+    let msg = e.to_string();
+    msg.contains(network) && (msg.contains("not found") || msg.contains("No such network"))
+}
+
+/// The devices of the node, listed by the agent image itself on that node (a short-lived
+/// container with the node's `/dev` read-only): the CLI may run elsewhere, and the agent is what
+/// knows which device nodes it opens.
+pub async fn node_devices(docker: &Docker, image: &str) -> Result<Vec<Device>> {
+    let name = format!(
+        "edgesense-device-probe-{}",
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos())
+    );
+    docker
+        .create_container(
+            Some(CreateContainerOptions {
+                name: Some(name.clone()),
+                ..Default::default()
+            }),
+            probe(image),
+        )
+        .await
+        .context(|| format!("create the device probe from {image}"))?;
+    let listed = async {
+        docker
+            .start_container(&name, None)
+            .await
+            .context(|| "start the device probe".into())?;
+        let mut wait = docker.wait_container(&name, None::<WaitContainerOptions>);
+        let mut code = 0;
+        while let Some(r) = wait.next().await {
+            match r {
+                Ok(w) => code = w.status_code,
+                // bollard reports a non-zero exit as an error carrying the code.
+                Err(bollard::errors::Error::DockerContainerWaitError { code: c, .. }) => code = c,
+                Err(e) => return Err(e).context(|| "wait for the device probe".into()),
+            }
+        }
+        let mut logs = docker.logs(
+            &name,
+            Some(LogsOptions {
+                stdout: true,
+                stderr: true,
+                ..Default::default()
+            }),
+        );
+        let (mut out, mut err) = (String::new(), String::new());
+        while let Some(chunk) = logs.next().await {
+            match chunk.context(|| "device probe output".into())? {
+                bollard::container::LogOutput::StdOut { message } => {
+                    out.push_str(&String::from_utf8_lossy(&message))
+                }
+                other => err.push_str(&other.to_string()),
+            }
+        }
+        if code != 0 {
+            return Err(StackError::Io(format!(
+                "the device probe ({image} --list-devices) exited with {code}: {}\n  is {image} an edgesense agent image of this version?",
+                err.trim()
+            )));
+        }
+        Ok(parse_devices(&out))
+    }
+    .await;
+    let _ = docker
+        .remove_container(
+            &name,
+            Some(RemoveContainerOptions {
+                force: true,
+                ..Default::default()
+            }),
+        )
+        .await;
+    listed
+}
+
+/// Starts (or replaces) the agent container.
+pub async fn run(docker: &Docker, o: &NodeOptions) -> Result<Started> {
+    check_network(docker, &o.network).await?;
+    let image = pick_image(docker, &o.image).await?;
+    let o = &NodeOptions { image, ..o.clone() };
+    let node = match &o.node_name {
+        Some(n) => n.clone(),
+        None if o.name != DEFAULT_NAME => o.name.clone(),
+        None => crate::docker::daemon_hostname(docker).await?,
+    };
+    let devices = if o.simulate || o.privileged {
+        Vec::new()
+    } else {
+        node_devices(docker, &o.image).await?
+    };
+    let body = container(o, &node, &devices)?;
+    let files = files_tar(o)?;
+    let replaced = remove(docker, &o.name).await?;
+    docker
+        .create_container(
+            Some(CreateContainerOptions {
+                name: Some(o.name.clone()),
+                ..Default::default()
+            }),
+            body,
+        )
+        .await
+        .map_err(|e| {
+            if network_missing(&e, &o.network) {
+                StackError::Input(format!(
+                    "network \"{}\" does not exist in this swarm: run `edgesense stack up` on a manager first",
+                    o.network
+                ))
+            } else {
+                StackError::Docker {
+                    context: format!("create container {}", o.name),
+                    source: e,
+                }
+            }
+        })?;
+    let started = async {
+        if let Some(tar) = files {
+            docker
+                .upload_to_container(
+                    &o.name,
+                    Some(UploadToContainerOptions {
+                        path: container::FILES_DIR.into(),
+                        ..Default::default()
+                    }),
+                    bollard::body_full(tar.into()),
+                )
+                .await
+                .context(|| format!("copy the config and token into {}", o.name))?;
+        }
+        docker.start_container(&o.name, None).await.map_err(|e| {
+            if network_missing(&e, &o.network) {
+                StackError::Input(format!(
+                    "network \"{}\" does not exist in this swarm: run `edgesense stack up` on a manager first",
+                    o.network
+                ))
+            } else {
+                StackError::Docker {
+                    context: format!("start container {}", o.name),
+                    source: e,
+                }
+            }
+        })
+    }
+    .await;
+    if let Err(e) = started {
+        // Nothing half-made stays behind.
+        let _ = remove(docker, &o.name).await;
+        return Err(e);
+    }
+    Ok(Started {
+        node,
+        replaced,
+        image: o.image.clone(),
+        devices: devices.into_iter().map(|d| d.name).collect(),
+    })
+}
+
+/// The image suffix for a daemon's `Architecture` (`uname -m`), as
+/// stack/images/build-multiarch.sh tags per-arch images.
+pub fn arch_suffix(machine: &str) -> Option<&'static str> {
+    match machine {
+        "x86_64" | "amd64" => Some("amd64"),
+        "aarch64" | "arm64" => Some("arm64"),
+        "armv7l" | "armv8l" => Some("armv7"),
+        "armv6l" => Some("armv6"),
+        _ => None,
+    }
+}
+
+/// `image` if the node has it (a plain or multi-platform image), else the node's per-arch tag
+/// `image-<arch>` (stack/images/build-multiarch.sh without a registry makes those).
+pub async fn pick_image(docker: &Docker, image: &str) -> Result<String> {
+    match docker.inspect_image(image).await {
+        Ok(_) => return Ok(image.to_owned()),
+        Err(e) if !is_not_found(&e) => return Err(e).context(|| format!("inspect image {image}")),
+        Err(_) => {}
+    }
+    let info = docker.info().await.context(|| "docker info".into())?;
+    let machine = info.architecture.unwrap_or_default();
+    if let Some(arch) = arch_suffix(&machine) {
+        let per_arch = format!("{image}-{arch}");
+        if docker.inspect_image(&per_arch).await.is_ok() {
+            return Ok(per_arch);
+        }
+    }
+    let host = info.name.unwrap_or_default();
+    Err(StackError::Input(format!(
+        "image {image} (or {image}-<arch> for this {machine} node) is not on {host}: build it with stack/images/build.sh or build-multiarch.sh, or `docker pull` it there"
+    )))
+}
+
+/// Stops and removes container `name` and its volume of copied files; false if there was none.
+pub async fn remove(docker: &Docker, name: &str) -> Result<bool> {
+    match docker
+        .stop_container(
+            name,
+            Some(StopContainerOptions {
+                t: Some(5),
+                ..Default::default()
+            }),
+        )
+        .await
+    {
+        Ok(()) => {}
+        Err(e) if is_not_found(&e) => return Ok(false),
+        // Already stopped (304) or stopping: removal below settles it.
+        Err(_) => {}
+    }
+    match docker
+        .remove_container(
+            name,
+            Some(RemoveContainerOptions {
+                force: true,
+                v: true,
+                ..Default::default()
+            }),
+        )
+        .await
+    {
+        Ok(()) => Ok(true),
+        Err(e) if is_not_found(&e) => Ok(false),
+        Err(e) => Err(e).context(|| format!("remove container {name}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_token_is_generated_once_and_kept() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let (path, first) = default_token(dir.path(), "agent-a").unwrap();
+        let first = first.expect("created now");
+        assert_eq!(first.len(), 32);
+        assert_eq!(std::fs::read_to_string(&path).unwrap().trim(), first);
+        assert_eq!(
+            std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+        let (again, second) = default_token(dir.path(), "agent-a").unwrap();
+        assert_eq!((again, second), (path, None), "kept, not rotated");
+    }
+
+    #[test]
+    fn node_architectures_map_to_image_suffixes() {
+        assert_eq!(arch_suffix("aarch64"), Some("arm64"));
+        assert_eq!(arch_suffix("armv7l"), Some("armv7"));
+        assert_eq!(arch_suffix("armv6l"), Some("armv6"));
+        assert_eq!(arch_suffix("x86_64"), Some("amd64"));
+        assert_eq!(arch_suffix("riscv64"), None);
+    }
+}

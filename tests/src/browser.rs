@@ -1,0 +1,61 @@
+//! Headless Chromium driven by playwright-core (tests/browser/, installed by tests/run.sh with
+//! `npm ci`), and the cluster dashboard it looks at. Screenshots are kept in
+//! target/test-artifacts/.
+
+use std::{path::PathBuf, process::Command};
+
+use crate::{cli_bin, free_port, workspace, Daemon};
+
+/// Where screenshots go; kept after the run.
+pub fn artifacts() -> PathBuf {
+    let dir = workspace().join("target").join("test-artifacts");
+    std::fs::create_dir_all(&dir).expect("create target/test-artifacts");
+    dir
+}
+
+/// Runs `tests/browser/<script>` with `args`; panics with its output unless it passes.
+pub fn run_browser(script: &str, args: &[&str]) {
+    let dir = workspace().join("tests/browser");
+    assert!(
+        dir.join("node_modules/playwright-core").is_dir(),
+        "playwright-core missing: tests/run.sh runs `npm ci` in tests/browser"
+    );
+    let out = Command::new("node")
+        .arg(dir.join(script))
+        .args(args)
+        .current_dir(&dir)
+        .output()
+        .expect("node (Debian's nodejs)");
+    assert!(
+        out.status.success(),
+        "{script} failed:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+pub fn png(p: &PathBuf) -> bool {
+    std::fs::read(p).is_ok_and(|b| b.starts_with(b"\x89PNG"))
+}
+
+/// `edgesense dashboard` over `prometheus` and `alertmanager` on a free loopback port; its URL.
+pub fn dashboard(prometheus: &str, alertmanager: &str) -> (Daemon, String) {
+    let port = free_port();
+    let mut cmd = Command::new(cli_bin());
+    cmd.args([
+        "dashboard",
+        "--prometheus",
+        prometheus,
+        "--alertmanager",
+        alertmanager,
+        "--listen",
+        &format!("127.0.0.1:{port}"),
+    ]);
+    let mut d = Daemon::start("edgesense dashboard", cmd);
+    d.wait_ready(
+        ([127, 0, 0, 1], port).into(),
+        "/",
+        std::time::Duration::from_secs(20),
+    );
+    (d, format!("http://127.0.0.1:{port}/"))
+}

@@ -1,0 +1,580 @@
+//! The test of record for everything swarm-related: a real three-node swarm (tests/fleet.sh:
+//! `mgr`, `pi-a`, `pi-b`, each its own Docker host in its own network and UTS namespace, the
+//! overlay carried between them over VXLAN), with the local Prometheus and Alertmanager images
+//! and simulated agents, driven as an operator would: the CLI run on the node it concerns, and
+//! from the manager with `--docker-host` pointing at a worker.
+
+use std::time::{Duration, Instant};
+
+use edgesense_tests::{
+    alerting::{assets, swap},
+    browser::{artifacts, dashboard, png, run_browser},
+    fleet::{Fleet, Node},
+    get_json, request, try_request, wait_until,
+};
+use serde_json::Value;
+
+const STACK_IMAGES: [&str; 4] = [
+    "--prometheus-image",
+    "edgesense/prometheus:local",
+    "--alertmanager-image",
+    "edgesense/alertmanager:local",
+];
+
+/// Everything of edgesense off every node: agent containers, the stack, its volumes.
+fn clean(fleet: &Fleet) {
+    for n in &fleet.nodes {
+        let ids = n.docker(&["ps", "-aq", "--filter", "label=com.edgesense.role"]);
+        for id in ids.split_whitespace() {
+            n.docker(&["rm", "-f", "-v", id]);
+        }
+    }
+    let m = fleet.manager();
+    m.edgesense_ok(&["stack", "down", "--volumes"]);
+}
+
+/// The LED `led` of the agent published on port 9842 of `node`, asked inside the node (works
+/// while the node is cut off).
+fn led(node: &Node, led: &str) -> Option<Value> {
+    let r = node
+        .local_request(9842, "GET", "/api/v1/leds", &[], "")
+        .ok()?;
+    (r.status == 200).then_some(())?;
+    r.json()["leds"]
+        .as_array()?
+        .iter()
+        .find(|l| l["name"] == led)
+        .cloned()
+}
+
+fn led_mode(node: &Node, name: &str) -> String {
+    led(node, name)
+        .and_then(|l| l["mode"].as_str().map(str::to_owned))
+        .unwrap_or_default()
+}
+
+fn put_sim(node: &Node, token: &str, sensor: &str, value: f64) {
+    let r = node
+        .local_request(
+            9842,
+            "PUT",
+            &format!("/api/v1/sim/sensors/{sensor}"),
+            &[&format!("Authorization: Bearer {token}")],
+            &format!("{{\"value\":{value}}}"),
+        )
+        .expect("agent answers");
+    assert_eq!(r.status, 200, "{}", r.body);
+}
+
+/// The node names Prometheus has `edgesense_node_info` for, with `up` 1.
+fn scraped_nodes(prom: std::net::SocketAddr) -> Vec<String> {
+    let q = "/api/v1/query?query=edgesense_node_info%20and%20on(instance)%20(up%3D%3D1)";
+    let v = get_json(prom, q);
+    let mut n: Vec<String> = v["data"]["result"]
+        .as_array()
+        .map(|r| {
+            r.iter()
+                .filter_map(|x| x["metric"]["node"].as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default();
+    n.sort();
+    n
+}
+
+/// An Alertmanager webhook payload (v4) with one alert, `firing` or `resolved`.
+fn webhook(alertname: &str, labels: &str, status: &str) -> String {
+    let ends = if status == "firing" {
+        "0001-01-01T00:00:00Z"
+    } else {
+        "2026-01-01T00:01:00Z"
+    };
+    format!(
+        r#"{{"version":"4","groupKey":"{{}}:{{alertname=\"{alertname}\"}}","status":"{status}","receiver":"edgesense-agents","groupLabels":{{"alertname":"{alertname}"}},"commonLabels":{{}},"commonAnnotations":{{}},"externalURL":"http://alertmanager:9093","truncatedAlerts":0,"alerts":[{{"status":"{status}","labels":{{"alertname":"{alertname}"{labels}}},"annotations":{{}},"startsAt":"2026-01-01T00:00:00Z","endsAt":"{ends}","generatorURL":"","fingerprint":"{fp}"}}]}}"#,
+        fp = &format!("{:016x}", alertname.len() * 7919 + labels.len())
+    )
+}
+
+#[test]
+fn a_three_node_fleet_operated_on_each_node_and_remotely() {
+    let started = Instant::now();
+    let fleet = Fleet::lock();
+    let (mgr, pi_a, pi_b) = (fleet.node("mgr"), fleet.node("pi-a"), fleet.node("pi-b"));
+    clean(&fleet);
+
+    // --- A worker before the stack exists: a clear refusal, nothing left behind.
+    let (code, _, err) = pi_a.edgesense(&["node", "run", "--simulate", "--no-token"]);
+    assert_ne!(code, 0, "{err}");
+    assert!(
+        err.contains("core-infra") && err.contains("stack up"),
+        "says what to do first: {err}"
+    );
+    assert!(
+        pi_a.docker(&["ps", "-aq", "--filter", "label=com.edgesense.role"])
+            .trim()
+            .is_empty(),
+        "no container left behind"
+    );
+
+    // --- stack up, run on the manager itself (its own socket), with fast rules.
+    let rules = std::fs::read_to_string(assets().join("rules/edgesense.yml")).unwrap();
+    let rules = swap(&rules, "for: 1m", "for: 0s").replace("for: 2m", "for: 0s");
+    std::fs::write(mgr.etc_dir().join("fast-rules.yml"), rules).unwrap();
+    let mut up: Vec<&str> = vec![
+        "stack",
+        "up",
+        "--prometheus-port",
+        "9090",
+        "--alertmanager-port",
+        "9093",
+        "--scrape-interval",
+        "1s",
+        "--rules",
+        "/etc/edgesense/fast-rules.yml",
+        "--timeout",
+        "180",
+    ];
+    up.extend(STACK_IMAGES);
+    let t = Instant::now();
+    let out = mgr.edgesense_ok(&up);
+    eprintln!(
+        "stack up on the manager: {:.1} s",
+        t.elapsed().as_secs_f64()
+    );
+    let token = out
+        .lines()
+        .skip_while(|l| !l.starts_with("Webhook token"))
+        .nth(1)
+        .expect("stack up prints the token it generated")
+        .trim()
+        .to_owned();
+    assert_eq!(token.len(), 32, "{out}");
+    assert!(
+        out.contains(&format!("Prometheus: http://{}:9090", mgr.addr)),
+        "{out}"
+    );
+    // The operator keeps the token in a file on the manager.
+    std::fs::write(mgr.etc_dir().join("stack.token"), format!("{token}\n")).unwrap();
+
+    // The same stack up from another machine (this host) through the manager's TCP endpoint:
+    // nothing changes, and readiness is asked of the manager, not of this machine's loopback.
+    let mgr_tcp = mgr.tcp_host();
+    let mut remote: Vec<&str> = vec!["--docker-host", &mgr_tcp];
+    remote.extend(up.iter().copied());
+    remote.retain(|a| *a != "--rules" && *a != "/etc/edgesense/fast-rules.yml");
+    let fast_rules_host = mgr.etc_dir().join("fast-rules.yml");
+    let fast_rules_host = fast_rules_host.to_str().unwrap();
+    remote.extend(["--rules", fast_rules_host, "--token-file"]);
+    let token_host = mgr.etc_dir().join("stack.token");
+    let token_host = token_host.to_str().unwrap();
+    remote.push(token_host);
+    let t = Instant::now();
+    let o = std::process::Command::new(edgesense_tests::cli_bin())
+        .args(&remote)
+        .env_remove("DOCKER_HOST")
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(o.status.success(), "{text}");
+    assert!(text.contains("nothing changed"), "{text}");
+    assert!(
+        text.contains(&format!("http://{}:9090", mgr.addr)),
+        "{text}"
+    );
+    assert!(
+        t.elapsed() < Duration::from_secs(60),
+        "answered by the manager at once, not after a timeout: {text}"
+    );
+
+    // --- pi-a: `node run` on the node itself with every default but --simulate: the token is
+    // generated into the node's /var/lib/edgesense (root, 0600) and the agent (nobody) reads it.
+    let out = pi_a.edgesense_ok(&["node", "run", "--simulate", "--publish", "9842"]);
+    assert!(
+        out.contains("node \"pi-a\""),
+        "node name from the Docker host: {out}"
+    );
+    let generated = std::fs::read_to_string(pi_a.state_dir().join("edgesense-agent.token"))
+        .expect("token generated on pi-a");
+    let generated = generated.trim().to_owned();
+    assert!(out.contains(&generated), "shown once: {out}");
+    wait_until("pi-a's agent healthy", Duration::from_secs(60), || {
+        let h = pi_a.docker(&[
+            "inspect",
+            "edgesense-agent",
+            "--format",
+            "{{.State.Health.Status}} {{.RestartCount}}",
+        ]);
+        (h.trim() == "healthy 0").then_some(())
+    });
+    let put = |token: &str| {
+        pi_a.local_request(
+            9842,
+            "PUT",
+            "/api/v1/leds/amber",
+            &[&format!("Authorization: Bearer {token}")],
+            r#"{"mode":"on"}"#,
+        )
+        .unwrap()
+        .status
+    };
+    assert_eq!(put("wrong"), 401);
+    assert_eq!(put(&generated), 200, "the generated token works");
+    // Then with the stack's token (copied to the node by the operator): replaced.
+    std::fs::write(pi_a.etc_dir().join("stack.token"), format!("{token}\n")).unwrap();
+    let out = pi_a.edgesense_ok(&[
+        "node",
+        "run",
+        "--simulate",
+        "--publish",
+        "9842",
+        "--token-file",
+        "/etc/edgesense/stack.token",
+    ]);
+    assert!(
+        out.contains("replaced agent container edgesense-agent"),
+        "{out}"
+    );
+
+    // --- pi-b: from the manager, through pi-b's Docker endpoint; the token file is the
+    // manager's, and the node name is pi-b's, not the manager's.
+    let out = mgr.edgesense_ok(&[
+        "--docker-host",
+        &pi_b.tcp_host(),
+        "node",
+        "run",
+        "--simulate",
+        "--publish",
+        "9842",
+        "--token-file",
+        "/etc/edgesense/stack.token",
+    ]);
+    assert!(out.contains("node \"pi-b\""), "{out}");
+    assert!(
+        !out.contains("systemd"),
+        "no systemd unit installed on the manager for pi-b's agent: {out}"
+    );
+
+    // --- Prometheus on the manager discovers both remote agents through the alias.
+    let prom = mgr.at(9090);
+    let t = Instant::now();
+    wait_until(
+        "both workers' agents scraped by Prometheus on the manager",
+        Duration::from_secs(120),
+        || (scraped_nodes(prom) == ["pi-a", "pi-b"]).then_some(()),
+    );
+    eprintln!(
+        "remote agents discovered and scraped after {:.1} s",
+        t.elapsed().as_secs_f64()
+    );
+    let (code, status, err) = mgr.edgesense(&["stack", "status", "--json"]);
+    assert_eq!(code, 0, "{err}");
+    let v: Value = serde_json::from_str(&status).unwrap_or_else(|e| panic!("{e}: {status}"));
+    let mut nodes: Vec<String> = v["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| {
+            format!(
+                "{}={}",
+                n["hostname"].as_str().unwrap_or("?"),
+                n["role"].as_str().unwrap_or("?")
+            )
+        })
+        .collect();
+    nodes.sort();
+    assert_eq!(nodes, ["mgr=manager", "pi-a=worker", "pi-b=worker"], "{v}");
+    let mut agents: Vec<String> = v["agents"]
+        .as_array()
+        .unwrap_or_else(|| panic!("agents: {v}"))
+        .iter()
+        .map(|a| {
+            format!(
+                "{}={}",
+                a["node"].as_str().unwrap_or("?"),
+                a["health"].as_str().unwrap_or("?")
+            )
+        })
+        .collect();
+    agents.sort();
+    assert_eq!(agents, ["pi-a=up", "pi-b=up"], "{v}");
+
+    // The cluster dashboard (here on the operator's machine) shows both nodes.
+    let (_dash, url) = dashboard(
+        &format!("http://{}", mgr.at(9090)),
+        &format!("http://{}", mgr.at(9093)),
+    );
+    let shot = artifacts().join("fleet-cluster-page.png");
+    let _ = std::fs::remove_file(&shot);
+    run_browser(
+        "fleet-page.mjs",
+        &[&url, "pi-a,pi-b", shot.to_str().unwrap()],
+    );
+    assert!(png(&shot));
+
+    // --- An alert for pi-b lights pi-b's LED and leaves pi-a's alone, through Prometheus,
+    // Alertmanager and whichever agent Alertmanager reached.
+    assert_eq!(led_mode(pi_b, "red"), "off");
+    put_sim(pi_b, &token, "room", 40.0);
+    let t = Instant::now();
+    wait_until("pi-b's red LED blinking", Duration::from_secs(120), || {
+        let red = led(pi_b, "red")?;
+        (red["mode"] == "blink" && red["source"]["name"] == "EdgesenseTemperatureHigh")
+            .then_some(())
+    });
+    eprintln!(
+        "threshold → pi-b's LED across the fleet: {:.1} s",
+        t.elapsed().as_secs_f64()
+    );
+    assert_eq!(led_mode(pi_a, "red"), "off", "pi-a is not the alert's node");
+    assert_eq!(led_mode(pi_a, "green"), "on");
+    put_sim(pi_b, &token, "room", 21.0);
+
+    // The relay across nodes, each way: a payload posted to one node's agent for the other's
+    // node lights the other's LED.
+    for (to, other) in [(pi_a, pi_b), (pi_b, pi_a)] {
+        let name = format!("RelayTo{}", other.name.replace('-', ""));
+        let labels = format!(r#","node":"{}","severity":"warning""#, other.name);
+        let post = |status: &str| {
+            let r = request(
+                to.at(9842),
+                "POST",
+                "/api/v1/alertmanager",
+                &[
+                    &format!("Authorization: Bearer {token}"),
+                    "Content-Type: application/json",
+                ],
+                &webhook(&name, &labels, status),
+            );
+            assert_eq!(r.status, 200, "{}", r.body);
+        };
+        post("firing");
+        wait_until(
+            &format!("{} relayed from {} lights amber", other.name, to.name),
+            Duration::from_secs(30),
+            || {
+                let amber = led(other, "amber")?;
+                (amber["source"]["name"] == name.as_str()).then_some(())
+            },
+        );
+        assert_ne!(
+            led(to, "amber").map(|l| l["source"]["name"].clone()),
+            Some(Value::String(name.clone())),
+            "{} keeps its own LEDs",
+            to.name
+        );
+        post("resolved");
+        wait_until(
+            &format!("the resolve relayed to {}", other.name),
+            Duration::from_secs(30),
+            || (led_mode(other, "amber") == "off").then_some(()),
+        );
+    }
+
+    // A cluster-wide alert (no node label), posted to Alertmanager: both light.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let am = mgr.at(9093);
+    let alert = |ends_in: i64| {
+        let end = now as i64 + ends_in;
+        format!(
+            r#"[{{"labels":{{"alertname":"FleetWide","severity":"critical"}},"startsAt":"{}","endsAt":"{}"}}]"#,
+            rfc3339(now as i64 - 5),
+            rfc3339(end)
+        )
+    };
+    let r = request(
+        am,
+        "POST",
+        "/api/v2/alerts",
+        &["Content-Type: application/json"],
+        &alert(600),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    wait_until(
+        "both nodes blink red for the cluster-wide alert",
+        Duration::from_secs(90),
+        || {
+            [pi_a, pi_b]
+                .iter()
+                .all(|n| {
+                    led(n, "red")
+                        .is_some_and(|l| l["mode"] == "blink" && l["source"]["name"] == "FleetWide")
+                })
+                .then_some(())
+        },
+    );
+    let r = request(
+        am,
+        "POST",
+        "/api/v2/alerts",
+        &["Content-Type: application/json"],
+        &alert(-1),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    wait_until("the resolve reaches both", Duration::from_secs(120), || {
+        [pi_a, pi_b]
+            .iter()
+            .all(|n| led(n, "red").is_some_and(|l| l["mode"] == "off"))
+            .then_some(())
+    });
+
+    // --- Faults. pi-a cut off the network: seen down, and its AgentDown reaches pi-b's LEDs,
+    // while pi-a's own edge rule still works; the link back heals everything by itself.
+    pi_a.link(false);
+    let t = Instant::now();
+    wait_until(
+        "EdgesenseAgentDown for pi-a lighting pi-b's amber",
+        Duration::from_secs(180),
+        || {
+            let amber = led(pi_b, "amber")?;
+            (amber["source"]["name"] == "EdgesenseAgentDown").then_some(())
+        },
+    );
+    eprintln!(
+        "pi-a cut off → pi-b's amber for EdgesenseAgentDown: {:.1} s",
+        t.elapsed().as_secs_f64()
+    );
+    put_sim(pi_a, &token, "room", 40.0);
+    wait_until(
+        "pi-a's edge rule blinking red while it is cut off",
+        Duration::from_secs(40),
+        || {
+            let red = led(pi_a, "red")?;
+            (red["mode"] == "blink" && red["source"]["name"] == "room-hot").then_some(())
+        },
+    );
+    put_sim(pi_a, &token, "room", 21.0);
+    pi_a.link(true);
+    let t = Instant::now();
+    wait_until(
+        "pi-a scraped again and pi-b's amber back to idle",
+        Duration::from_secs(240),
+        || {
+            (scraped_nodes(prom) == ["pi-a", "pi-b"] && led_mode(pi_b, "amber") == "off")
+                .then_some(())
+        },
+    );
+    eprintln!(
+        "healed after the link came back: {:.1} s",
+        t.elapsed().as_secs_f64()
+    );
+
+    // pi-a's dockerd restarted: its agent comes back (restart policy; the node's
+    // start-again unit for moby/moby#32607, which the test runs as systemd would).
+    pi_a.restart_dockerd();
+    let again = pi_a
+        .on("sh")
+        .arg(edgesense_tests::workspace().join("stack/assets/node/start-again.sh"))
+        .env("START_AGAIN_WAIT", "120")
+        .output()
+        .unwrap();
+    assert!(
+        again.status.success(),
+        "{}",
+        String::from_utf8_lossy(&again.stdout)
+    );
+    wait_until(
+        "pi-a's agent back after its dockerd restart",
+        Duration::from_secs(120),
+        || {
+            (scraped_nodes(prom) == ["pi-a", "pi-b"]
+                && try_request(pi_a.at(9842), "GET", "/healthz", &[], "")
+                    .is_ok_and(|r| r.status == 200))
+            .then_some(())
+        },
+    );
+
+    // pi-b leaves the swarm and joins again: Docker drops the agent's overlay attachment for
+    // good; the node's timer runs start-again.sh --no-wait, which attaches it again.
+    pi_b.docker(&["swarm", "leave"]);
+    mgr.docker(&["node", "rm", "--force", "pi-b"]);
+    pi_b.join(mgr);
+    pi_b.wait_ready_in(mgr, Duration::from_secs(60));
+    let again = pi_b
+        .on("sh")
+        .arg(edgesense_tests::workspace().join("stack/assets/node/start-again.sh"))
+        .args(["--no-wait", "edgesense-agent"])
+        .output()
+        .unwrap();
+    let again_out = String::from_utf8_lossy(&again.stdout).into_owned();
+    assert!(
+        again.status.success(),
+        "{again_out}{}",
+        String::from_utf8_lossy(&again.stderr)
+    );
+    assert!(
+        again_out.contains("attached it to core-infra again"),
+        "{again_out}"
+    );
+    wait_until(
+        "pi-b scraped again after rejoining",
+        Duration::from_secs(120),
+        || (scraped_nodes(prom) == ["pi-a", "pi-b"]).then_some(()),
+    );
+
+    // The manager's dockerd restarted: Prometheus keeps its data.
+    let before = now - 5;
+    mgr.restart_dockerd();
+    wait_until(
+        "Prometheus back on the manager",
+        Duration::from_secs(180),
+        || {
+            let r = try_request(prom, "GET", "/-/ready", &[], "").ok()?;
+            (r.status == 200).then_some(())
+        },
+    );
+    let old = get_json(
+        prom,
+        &format!("/api/v1/query?query=edgesense_node_info%7Bnode%3D%22pi-b%22%7D&time={before}"),
+    );
+    assert_eq!(
+        old["data"]["result"].as_array().map(Vec::len),
+        Some(1),
+        "a series from before the restart is still there: {old}"
+    );
+
+    // --- stack down on the manager, the agents stopped: no stack object on any node.
+    for n in [pi_a, pi_b] {
+        assert!(n
+            .edgesense_ok(&["node", "stop"])
+            .contains("stopped and removed"));
+    }
+    mgr.edgesense_ok(&["stack", "down", "--volumes"]);
+    wait_until(
+        "no stack object on any node",
+        Duration::from_secs(60),
+        || {
+            fleet
+                .nodes
+                .iter()
+                .all(|n| {
+                    let ps = n.docker(&["ps", "-aq"]);
+                    let nets = n.docker(&["network", "ls", "--format", "{{.Name}}"]);
+                    ps.trim().is_empty() && !nets.lines().any(|l| l == "core-infra")
+                })
+                .then_some(())
+        },
+    );
+    for what in ["service", "config", "secret"] {
+        assert!(
+            mgr.docker(&[what, "ls", "-q"]).trim().is_empty(),
+            "{what}s left on the manager"
+        );
+    }
+    eprintln!("fleet end-to-end: {:.1} s", started.elapsed().as_secs_f64());
+}
+
+/// Seconds since the epoch as RFC 3339 (UTC), for Alertmanager's API.
+fn rfc3339(secs: i64) -> String {
+    let o = std::process::Command::new("date")
+        .args(["-u", "-d", &format!("@{secs}"), "+%Y-%m-%dT%H:%M:%SZ"])
+        .output()
+        .expect("date");
+    String::from_utf8_lossy(&o.stdout).trim().to_owned()
+}
