@@ -149,6 +149,12 @@ if command -v prometheus >/dev/null && command -v prometheus-alertmanager >/dev/
 else
     R[loop.p50]="n/a (no prometheus/alertmanager)"
 fi
+fleet_rows=""
+if [ $quick = 0 ] && command -v dockerd >/dev/null && [ "$(id -u)" = 0 ]; then
+    echo "measuring alerts across the 3-node swarm (bench/fleet.sh)" >&2
+    fleet_rows=$(bench/fleet.sh --rounds "$ROUNDS" 2>>"$log") \
+        || fleet_rows="| alerts across the 3-node swarm | failed: bench/out/fleet.log |  |  |  |  |"
+fi
 w1=$("$B/w1-bulk" --conversion-ms "$CONV_MS" --sensors 1,10,50)
 echo "$w1" >>"$log"
 
@@ -182,6 +188,7 @@ us() { local v=$1; case "$v" in *us) echo "${v%us}";; *ms) echo "scale=1; ${v%ms
     row "agent image (bytes)" "${R[agent.image]}" "" "" "" "≤ 5 MB"
     row "webhook post → LED pin write p50 / p99, $POSTS posts" "${R[webhook.p50]} / ${R[webhook.p99]}" "" "" "" "p99 < 1 ms"
     row "threshold → LED via Prometheus + Alertmanager (1 s scrape/eval), median of $ROUNDS" "${R[loop.p50]}" "" "" "" ""
+    [ -z "$fleet_rows" ] || echo "$fleet_rows"
     echo
     echo "node_exporter minimal: \`--collector.disable-defaults --collector.hwmon --collector.thermal_zone --collector.textfile\`."
     echo "The agent runs the built-in simulated node (4 sensors, 3 LEDs); its scrapes serve the exposition rendered at the last change."

@@ -42,7 +42,13 @@ pub struct AssetOptions {
     /// Replaces the shipped rules file entirely (thresholds then do not apply).
     pub rules: Option<String>,
     pub scrape_interval: Duration,
+    /// How long Alertmanager waits before the first notification of a new group (shipped: 10 s;
+    /// `for:` in the rules already debounces, so 0 is fine for LEDs that must react at once).
+    pub group_wait: Duration,
 }
+
+/// The shipped `group_wait`.
+pub const GROUP_WAIT: Duration = Duration::from_secs(10);
 
 impl Default for AssetOptions {
     fn default() -> Self {
@@ -50,6 +56,7 @@ impl Default for AssetOptions {
             thresholds: Thresholds::default(),
             rules: None,
             scrape_interval: Duration::from_secs(15),
+            group_wait: GROUP_WAIT,
         }
     }
 }
@@ -191,10 +198,19 @@ pub fn render(opts: &AssetOptions) -> Result<Rendered> {
             1,
         )?;
     }
+    let mut alertmanager_yml = ALERTMANAGER_YML.to_owned();
+    if opts.group_wait != GROUP_WAIT {
+        alertmanager_yml = replace_n(
+            &alertmanager_yml,
+            "group_wait: 10s",
+            &format!("group_wait: {}", prom_duration(opts.group_wait)),
+            1,
+        )?;
+    }
     Ok(Rendered {
         prometheus_yml,
         rules_yml,
-        alertmanager_yml: ALERTMANAGER_YML.to_owned(),
+        alertmanager_yml,
     })
 }
 
@@ -243,6 +259,18 @@ mod tests {
             short_hash(r.rules_yml.as_bytes()),
             short_hash(RULES_YML.as_bytes())
         );
+    }
+
+    #[test]
+    fn group_wait_is_set_in_alertmanager_yml_only() {
+        let r = render(&AssetOptions {
+            group_wait: Duration::ZERO,
+            ..AssetOptions::default()
+        })
+        .unwrap();
+        assert!(r.alertmanager_yml.contains("\n  group_wait: 0s\n"), "{}", r.alertmanager_yml);
+        assert!(!r.alertmanager_yml.contains("group_wait: 10s"));
+        assert_eq!(r.prometheus_yml, PROMETHEUS_YML);
     }
 
     #[test]

@@ -117,6 +117,10 @@ struct StackContent {
     /// Prometheus scrape and rule evaluation interval, e.g. 15s, 5s, 1m.
     #[arg(long, value_name = "DURATION", default_value = "15s", value_parser = parse_duration)]
     scrape_interval: Duration,
+    /// Alertmanager's wait before it notifies a new alert group, e.g. 10s, 0s (rules' `for:`
+    /// already debounces; 0s lights LEDs as soon as Prometheus fires).
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
+    group_wait: Duration,
     /// Your own rules file instead of the shipped one (the thresholds then do not apply).
     #[arg(long, value_name = "FILE")]
     rules: Option<PathBuf>,
@@ -295,6 +299,7 @@ impl StackContent {
             },
             rules,
             scrape_interval: self.scrape_interval,
+            group_wait: self.group_wait,
         })?)
     }
 

@@ -4,6 +4,7 @@
 
 pub mod alerting;
 pub mod browser;
+pub mod card;
 pub mod docker;
 pub mod fleet;
 

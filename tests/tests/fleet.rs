@@ -21,9 +21,15 @@ const STACK_IMAGES: [&str; 4] = [
     "edgesense/alertmanager:local",
 ];
 
-/// Everything of edgesense off every node: agent containers, the stack, its volumes.
+/// Everything of edgesense off every node: agent containers, the stack, its volumes, the
+/// node's /var/lib/edgesense and /etc/edgesense.
 fn clean(fleet: &Fleet) {
     for n in &fleet.nodes {
+        for dir in [n.state_dir(), n.etc_dir()] {
+            for e in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
         let ids = n.docker(&["ps", "-aq", "--filter", "label=com.edgesense.role"]);
         for id in ids.split_whitespace() {
             n.docker(&["rm", "-f", "-v", id]);
@@ -577,4 +583,174 @@ fn rfc3339(secs: i64) -> String {
         .output()
         .expect("date");
     String::from_utf8_lossy(&o.stdout).trim().to_owned()
+}
+
+/// A card flashed by `edgesense flash` boots into the fleet: its first-boot script, read off
+/// the card with mtools, runs for real on a new node (`pi-c`: its own hostname, dockerd,
+/// /etc/edgesense), in a private mount namespace holding the boot partition's files, with
+/// fakes only for what a container host lacks (systemctl, usermod, apt-get). It joins the swarm
+/// with the real token, and the agent it starts runs as nobody, reads the root-only token, and
+/// is scraped by Prometheus on the manager.
+#[test]
+fn a_flashed_card_boots_into_the_fleet() {
+    use edgesense_tests::card::{build_image, sh, BOOT_OFFSET};
+    let mut fleet = Fleet::lock();
+    clean(&fleet);
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let mgr = fleet.manager().clone();
+    std::fs::write(mgr.etc_dir().join("stack.token"), "flash-fleet-token-5150\n").unwrap();
+    let mut up = vec![
+        "stack",
+        "up",
+        "--prometheus-port",
+        "9090",
+        "--scrape-interval",
+        "1s",
+        "--token-file",
+        "/etc/edgesense/stack.token",
+    ];
+    up.extend(STACK_IMAGES);
+    mgr.edgesense_ok(&up);
+
+    // The card, flashed as the README says, on the operator's machine.
+    let img = build_image(d, "raspios.img", true);
+    let card = d.join("card.img");
+    let swarm_token = d.join("swarm.token");
+    std::fs::write(
+        &swarm_token,
+        mgr.docker(&["swarm", "join-token", "-q", "worker"]),
+    )
+    .unwrap();
+    let agent_token = d.join("webhook.token");
+    std::fs::write(&agent_token, "flash-fleet-token-5150\n").unwrap();
+    let cfg = d.join("pi-c.toml");
+    std::fs::write(&cfg, "simulate = true\npoll_interval = \"1s\"\n").unwrap();
+    let key = d.join("id.pub");
+    std::fs::write(&key, "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIFleetTestKey pi@laptop\n").unwrap();
+    let manager = format!("{}:2377", mgr.addr);
+    let o = std::process::Command::new(edgesense_tests::cli_bin())
+        .args([
+            "flash",
+            img.to_str().unwrap(),
+            "--to",
+            card.to_str().unwrap(),
+            "--hostname",
+            "pi-c",
+            "--user",
+            "pi",
+            "--ssh-key",
+            key.to_str().unwrap(),
+            "--swarm-join",
+            &manager,
+            "--swarm-token-file",
+            swarm_token.to_str().unwrap(),
+            "--agent-config",
+            cfg.to_str().unwrap(),
+            "--agent-token-file",
+            agent_token.to_str().unwrap(),
+            "--agent-image",
+            "edgesense/agent:local",
+        ])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let boot = d.join("boot");
+    std::fs::create_dir_all(&boot).unwrap();
+    sh(&format!(
+        "mcopy -s -n -i '{}@@{BOOT_OFFSET}' ::edgesense '{}/'",
+        card.display(),
+        boot.display()
+    ));
+
+    // The new Pi, and what it lacks as a container host.
+    let pi_c = fleet.add("pi-c");
+    let fakes = d.join("fakes");
+    std::fs::create_dir_all(&fakes).unwrap();
+    for cmd in ["systemctl", "usermod", "apt-get"] {
+        let f = fakes.join(cmd);
+        std::fs::write(
+            &f,
+            format!("#!/bin/sh\necho \"{cmd} $*\" >>{}/calls\n", d.display()),
+        )
+        .unwrap();
+        sh(&format!("chmod 755 '{}'", f.display()));
+    }
+    // First boot as the image's cloud-init runcmd runs it: bash, as root, on the node.
+    let first_boot = format!(
+        r#"set -e
+mount -t tmpfs tmpfs /boot && mkdir -p /boot/firmware && cp -r '{boot}/edgesense' /boot/firmware/
+mkdir -p /usr/local/lib/edgesense && mount -t tmpfs tmpfs /usr/local/lib/edgesense
+mount -t tmpfs tmpfs /etc/systemd/system
+mount -t tmpfs tmpfs /var/log
+PATH='{fakes}':$PATH bash /boot/firmware/edgesense/firstboot.sh
+cat /var/log/edgesense-firstboot.log
+ls /boot/firmware/edgesense
+ls /etc/systemd/system /usr/local/lib/edgesense
+"#,
+        boot = boot.display(),
+        fakes = fakes.display()
+    );
+    let t = Instant::now();
+    let run = pi_c
+        .on("unshare")
+        .args(["-m", "--propagation", "private", "bash", "-c", &first_boot])
+        .output()
+        .unwrap();
+    let log = String::from_utf8_lossy(&run.stdout).into_owned();
+    assert!(
+        run.status.success(),
+        "{log}{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    eprintln!("first boot ran in {:.1} s:\n{log}", t.elapsed().as_secs_f64());
+    assert!(log.contains("== edgesense first boot done"), "{log}");
+    for unit in [
+        "edgesense-agent-start-again@.service",
+        "edgesense-agent-check@.timer",
+        "start-again.sh",
+    ] {
+        assert!(log.contains(unit), "{unit} installed: {log}");
+    }
+    let calls = std::fs::read_to_string(d.join("calls")).unwrap_or_default();
+    assert!(calls.contains("systemctl enable --now docker"), "{calls}");
+    assert!(
+        calls.contains("systemctl enable --now edgesense-agent-start-again@edgesense-agent.service edgesense-agent-check@edgesense-agent.timer"),
+        "{calls}"
+    );
+
+    // In the swarm, the secrets moved to root-only files and off the boot partition.
+    pi_c.wait_ready_in(&mgr, Duration::from_secs(60));
+    assert!(!log.contains("\ntoken\n") && !log.contains("swarm-token\n"), "{log}");
+    let mode = sh(&format!("stat -c '%a %u' '{}/token'", pi_c.etc_dir().display()));
+    assert_eq!(mode.trim(), "600 0", "the token on the Pi is root's alone");
+
+    // The agent: nobody, the token read (auth on), healthy without restarts, scraped.
+    wait_until("pi-c's agent healthy", Duration::from_secs(60), || {
+        let h = pi_c.docker(&[
+            "inspect",
+            "edgesense-agent",
+            "--format",
+            "{{.Config.User}} {{.State.Health.Status}} {{.RestartCount}}",
+        ]);
+        (h.trim() == "65534:65534 healthy 0").then_some(())
+    });
+    let logs = pi_c.docker_output(&["logs", "edgesense-agent"]);
+    let logs = String::from_utf8_lossy(&logs.stderr);
+    assert!(logs.contains("node=pi-c") && logs.contains("auth=true"), "{logs}");
+    wait_until(
+        "Prometheus on the manager scraping pi-c",
+        Duration::from_secs(120),
+        || (scraped_nodes(mgr.at(9090)) == ["pi-c"]).then_some(()),
+    );
+
+    pi_c.docker(&["rm", "-f", "-v", "edgesense-agent"]);
+    fleet.remove("pi-c");
+    mgr.edgesense_ok(&["stack", "down", "--volumes"]);
 }

@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Alerts to LEDs across a real multi-node swarm (tests/fleet.sh: mgr, pi-a, pi-b), figures only:
+#   bench/fleet.sh [--rounds N]   markdown rows on stdout (bench/run.sh puts them in RESULTS.md)
+# Builds the local images on an isolated dockerd (tests/dockerd.sh), loads them on every node,
+# runs target/release/fleet-alerts, and stops everything again, also on failure.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+rounds=10
+[ "${1:-}" = --rounds ] && rounds=$2
+export EDGESENSE_FLEET_DIR=${EDGESENSE_FLEET_DIR:-/tmp/edgesense-fleet-bench}
+export EDGESENSE_FLEET_PREFIX=${EDGESENSE_FLEET_PREFIX:-esb}
+export EDGESENSE_FLEET_SUBNET=${EDGESENSE_FLEET_SUBNET:-192.168.232}
+export EDGESENSE_DOCKERD_DIR=${EDGESENSE_DOCKERD_DIR:-/tmp/edgesense-dockerd-bench}
+log=bench/out/fleet.log
+mkdir -p bench/out
+: >"$log"
+trap 'tests/fleet.sh stop >>"$log" 2>&1; tests/dockerd.sh stop >>"$log" 2>&1' EXIT
+cargo build --locked -q -p edgesense --bin edgesense
+cargo build --release --locked -q -p edgesense-bench --bin fleet-alerts
+dh=$(tests/dockerd.sh start)
+DOCKER_HOST=$dh stack/images/build.sh agent prometheus alertmanager >>"$log" 2>&1
+images=$(mktemp /tmp/edgesense-bench-images.XXXXXX.tar)
+DOCKER_HOST=$dh docker save -o "$images" \
+    edgesense/agent:local edgesense/prometheus:local edgesense/alertmanager:local
+tests/dockerd.sh stop >>"$log" 2>&1
+EDGESENSE_FLEET_IMAGES=$images tests/fleet.sh start mgr pi-a pi-b >>"$log" 2>&1
+rm -f "$images"
+EDGESENSE_BIN=$PWD/target/debug/edgesense target/release/fleet-alerts --rounds "$rounds" 2>>"$log"

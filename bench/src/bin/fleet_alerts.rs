@@ -1,0 +1,268 @@
+//! Alerts to LEDs across the multi-node swarm (tests/fleet.sh: `mgr`, `pi-a`, `pi-b`): the stack
+//! on the manager (1 s scrape and evaluation, `for: 0s`, `group_wait: 0s`) and 30 simulated
+//! agents, 15 on each worker (`node run --name`).
+//!
+//! - Threshold → LED on a remote worker: a round holds one agent's `room` at 40 °C and times
+//!   its red pin's first write (the agent's own mock GPIO record, on the agent's clock) through
+//!   Prometheus, Alertmanager and the relay. Each round uses another agent, so each alert is a
+//!   new group and `group_wait` applies (a group's second alert waits `group_interval`).
+//! - A cluster-wide alert to 30 agents: one webhook posted to one agent (as Alertmanager
+//!   does), then the time until the last of the 30 red pins is written, each agent's record
+//!   put on this machine's clock by a (host time, agent clock) pair taken just before.
+//!
+//! Prints markdown rows. Run by bench/fleet.sh, which starts the fleet.
+
+use std::time::{Duration, Instant};
+
+use edgesense_bench::{arg, quantile};
+use edgesense_tests::{
+    alerting::{assets, swap},
+    fleet::{Fleet, Node},
+    try_request, wait_until,
+};
+use serde_json::Value;
+
+const TOKEN: &str = "fleet-bench-token";
+const PER_WORKER: u16 = 15;
+
+struct Remote {
+    node: Node,
+    name: String,
+    port: u16,
+}
+
+impl Remote {
+    fn get(&self, path: &str) -> Option<Value> {
+        let r = try_request(self.node.at(self.port), "GET", path, &[], "").ok()?;
+        (r.status == 200).then(|| r.json())
+    }
+
+    fn send(&self, method: &str, path: &str, body: &str) -> u16 {
+        let auth = format!("Authorization: Bearer {TOKEN}");
+        try_request(
+            self.node.at(self.port),
+            method,
+            path,
+            &[&auth, "Content-Type: application/json"],
+            body,
+        )
+        .map_or(0, |r| r.status)
+    }
+
+    /// The agent's clock (ms since it started).
+    fn now_ms(&self) -> Option<f64> {
+        self.get("/api/v1/sim/gpio?since_ms=1e300")?["now_ms"].as_f64()
+    }
+
+    /// Agent-clock time of the first write with duty > 0 to the red pin (17) after `since`.
+    fn red_on_after(&self, since: f64) -> Option<f64> {
+        let v = self.get(&format!("/api/v1/sim/gpio?since_ms={since}"))?;
+        v["writes"]
+            .as_array()?
+            .iter()
+            .find(|w| w["pin"] == 17 && w["duty"].as_f64().is_some_and(|d| d > 0.0))
+            .and_then(|w| w["at_ms"].as_f64())
+    }
+}
+
+fn edgesense(node: &Node, args: &[&str]) -> String {
+    node.edgesense_ok(args)
+}
+
+fn webhook(alertname: &str, status: &str) -> String {
+    let ends = if status == "firing" {
+        "0001-01-01T00:00:00Z"
+    } else {
+        "2026-01-01T00:01:00Z"
+    };
+    format!(
+        r#"{{"version":"4","groupKey":"{{}}:{{alertname=\"{alertname}\"}}","status":"{status}","receiver":"edgesense-agents","groupLabels":{{"alertname":"{alertname}"}},"commonLabels":{{}},"commonAnnotations":{{}},"externalURL":"http://alertmanager:9093","truncatedAlerts":0,"alerts":[{{"status":"{status}","labels":{{"alertname":"{alertname}","severity":"critical"}},"annotations":{{}},"startsAt":"2026-01-01T00:00:00Z","endsAt":"{ends}","generatorURL":"","fingerprint":"{:016x}"}}]}}"#,
+        alertname.len() * 104_729
+    )
+}
+
+fn main() {
+    let rounds: usize = arg("--rounds").and_then(|s| s.parse().ok()).unwrap_or(10);
+    let wide_rounds: usize = arg("--wide-rounds")
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(5);
+    let fleet = Fleet::lock();
+    let mgr = fleet.manager().clone();
+    for n in &fleet.nodes {
+        let ids = n.docker(&["ps", "-aq", "--filter", "label=com.edgesense.role"]);
+        for id in ids.split_whitespace() {
+            n.docker(&["rm", "-f", "-v", id]);
+        }
+    }
+    edgesense(&mgr, &["stack", "down", "--volumes"]);
+    let rules = std::fs::read_to_string(assets().join("rules/edgesense.yml")).expect("rules");
+    let rules = swap(&rules, "for: 1m", "for: 0s").replace("for: 2m", "for: 0s");
+    std::fs::write(mgr.etc_dir().join("bench-rules.yml"), rules).expect("rules file");
+    std::fs::write(mgr.etc_dir().join("bench.token"), format!("{TOKEN}\n")).expect("token");
+    edgesense(
+        &mgr,
+        &[
+            "stack",
+            "up",
+            "--prometheus-image",
+            "edgesense/prometheus:local",
+            "--alertmanager-image",
+            "edgesense/alertmanager:local",
+            "--prometheus-port",
+            "9090",
+            "--scrape-interval",
+            "1s",
+            "--group-wait",
+            "0s",
+            "--rules",
+            "/etc/edgesense/bench-rules.yml",
+            "--token-file",
+            "/etc/edgesense/bench.token",
+        ],
+    );
+    // The built-in node without its edge rule, so the LED can only come through the stack.
+    let cfg = "simulate = true\npoll_interval = \"250ms\"\n[[sensor]]\nname = \"room\"\nkind = \"ds18b20\"\n[[led]]\nname = \"red\"\npin = 17\n[[alert]]\nmatch = { severity = \"critical\" }\nled = \"red\"\nmode = \"blink\"\nperiod_ms = 250\n";
+    let mut agents = Vec::new();
+    for w in ["pi-a", "pi-b"] {
+        let node = fleet.node(w).clone();
+        std::fs::write(node.etc_dir().join("bench.toml"), cfg).expect("config");
+        std::fs::write(node.etc_dir().join("bench.token"), format!("{TOKEN}\n")).expect("token");
+        for i in 0..PER_WORKER {
+            let name = format!("{w}-{i:02}");
+            let port = 19842 + i;
+            edgesense(
+                &node,
+                &[
+                    "node",
+                    "run",
+                    "--simulate",
+                    "--name",
+                    &name,
+                    "--config",
+                    "/etc/edgesense/bench.toml",
+                    "--token-file",
+                    "/etc/edgesense/bench.token",
+                    "--publish",
+                    &port.to_string(),
+                    "--no-systemd-unit",
+                ],
+            );
+            agents.push(Remote {
+                node: node.clone(),
+                name,
+                port,
+            });
+        }
+    }
+    let prom = mgr.at(9090);
+    let t = Instant::now();
+    wait_until(
+        "all 30 agents scraped",
+        Duration::from_secs(300),
+        || {
+            let r = try_request(
+                prom,
+                "GET",
+                "/api/v1/query?query=count(up%7Bjob%3D%22edgesense%22%7D%3D%3D1)",
+                &[],
+                "",
+            )
+            .ok()?;
+            let v = r.json();
+            (v["data"]["result"][0]["value"][1] == "30").then_some(())
+        },
+    );
+    eprintln!(
+        "30 agents scraped {:.1} s after the last node run",
+        t.elapsed().as_secs_f64()
+    );
+
+    let mut fire = Vec::new();
+    for round in 0..rounds {
+        let a = &agents[(round * 7) % agents.len()];
+        let t0 = a.now_ms().expect("agent clock");
+        assert_eq!(
+            a.send("PUT", "/api/v1/sim/sensors/room", r#"{"value":40}"#),
+            200
+        );
+        let at = wait_until("red through the stack", Duration::from_secs(60), || {
+            a.red_on_after(t0)
+        });
+        let d = Duration::from_secs_f64((at - t0).max(0.0) / 1e3);
+        eprintln!(
+            "round {}: {} threshold → red {:.0} ms",
+            round + 1,
+            a.name,
+            d.as_secs_f64() * 1e3
+        );
+        fire.push(d);
+        assert_eq!(
+            a.send("PUT", "/api/v1/sim/sensors/room", r#"{"value":20}"#),
+            200
+        );
+    }
+    fire.sort();
+
+    let mut wide = Vec::new();
+    for round in 0..wide_rounds {
+        let alertname = format!("FleetWide{round}");
+        // (host time, agent clock) for each agent, just before the post.
+        let clocks: Vec<(Instant, f64)> = agents
+            .iter()
+            .map(|a| {
+                let before = Instant::now();
+                let now = a.now_ms().expect("agent clock");
+                (before + (Instant::now() - before) / 2, now)
+            })
+            .collect();
+        let posted = Instant::now();
+        assert_eq!(
+            agents[0].send("POST", "/api/v1/alertmanager", &webhook(&alertname, "firing")),
+            200
+        );
+        let mut last = Duration::ZERO;
+        for (a, (host, agent_now)) in agents.iter().zip(&clocks) {
+            let at = wait_until("red on every agent", Duration::from_secs(60), || {
+                a.red_on_after(*agent_now)
+            });
+            let written = *host + Duration::from_secs_f64((at - agent_now).max(0.0) / 1e3);
+            last = last.max(written.saturating_duration_since(posted));
+        }
+        eprintln!(
+            "cluster-wide round {}: webhook → last of 30 LEDs {:.0} ms",
+            round + 1,
+            last.as_secs_f64() * 1e3
+        );
+        wide.push(last);
+        assert_eq!(
+            agents[0].send("POST", "/api/v1/alertmanager", &webhook(&alertname, "resolved")),
+            200
+        );
+        // Every LED off again before the next round.
+        for a in &agents {
+            wait_until("red off", Duration::from_secs(60), || {
+                let leds = a.get("/api/v1/leds")?;
+                let red = leds["leds"].as_array()?.iter().find(|l| l["name"] == "red")?.clone();
+                (red["mode"] == "off").then_some(())
+            });
+        }
+    }
+    wide.sort();
+
+    for a in &agents {
+        edgesense(&a.node, &["node", "stop", "--name", &a.name]);
+    }
+    edgesense(&mgr, &["stack", "down", "--volumes"]);
+
+    let s = |d: Duration| format!("{:.2}s", d.as_secs_f64());
+    println!(
+        "| threshold → LED on a remote worker via Prometheus + Alertmanager + relay (3-node swarm, 1 s scrape/eval, group_wait 0), median of {rounds} | {} (max {}) |  |  |  |  |",
+        s(quantile(&fire, 0.5)),
+        s(quantile(&fire, 1.0))
+    );
+    println!(
+        "| cluster-wide alert, webhook → last LED of 30 agents on 2 workers (relay), median of {wide_rounds} | {} (max {}) |  |  |  |  |",
+        s(quantile(&wide, 0.5)),
+        s(quantile(&wide, 1.0))
+    );
+}
