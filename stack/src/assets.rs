@@ -268,7 +268,11 @@ mod tests {
             ..AssetOptions::default()
         })
         .unwrap();
-        assert!(r.alertmanager_yml.contains("\n  group_wait: 0s\n"), "{}", r.alertmanager_yml);
+        assert!(
+            r.alertmanager_yml.contains("\n  group_wait: 0s\n"),
+            "{}",
+            r.alertmanager_yml
+        );
         assert!(!r.alertmanager_yml.contains("group_wait: 10s"));
         assert_eq!(r.prometheus_yml, PROMETHEUS_YML);
     }

@@ -73,7 +73,6 @@ fn refused(args: &[&str], why: &str) {
     );
 }
 
-
 /// Debian's Python (with python3-yaml from cloud-init's dependencies, and crypt).
 fn python(script: &str) -> String {
     let out = Command::new("/usr/bin/python3")

@@ -599,7 +599,11 @@ fn a_flashed_card_boots_into_the_fleet() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let mgr = fleet.manager().clone();
-    std::fs::write(mgr.etc_dir().join("stack.token"), "flash-fleet-token-5150\n").unwrap();
+    std::fs::write(
+        mgr.etc_dir().join("stack.token"),
+        "flash-fleet-token-5150\n",
+    )
+    .unwrap();
     let mut up = vec![
         "stack",
         "up",
@@ -627,7 +631,11 @@ fn a_flashed_card_boots_into_the_fleet() {
     let cfg = d.join("pi-c.toml");
     std::fs::write(&cfg, "simulate = true\npoll_interval = \"1s\"\n").unwrap();
     let key = d.join("id.pub");
-    std::fs::write(&key, "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIFleetTestKey pi@laptop\n").unwrap();
+    std::fs::write(
+        &key,
+        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIFleetTestKey pi@laptop\n",
+    )
+    .unwrap();
     let manager = format!("{}:2377", mgr.addr);
     let o = std::process::Command::new(edgesense_tests::cli_bin())
         .args([
@@ -709,7 +717,10 @@ ls /etc/systemd/system /usr/local/lib/edgesense
         "{log}{}",
         String::from_utf8_lossy(&run.stderr)
     );
-    eprintln!("first boot ran in {:.1} s:\n{log}", t.elapsed().as_secs_f64());
+    eprintln!(
+        "first boot ran in {:.1} s:\n{log}",
+        t.elapsed().as_secs_f64()
+    );
     assert!(log.contains("== edgesense first boot done"), "{log}");
     for unit in [
         "edgesense-agent-start-again@.service",
@@ -727,8 +738,14 @@ ls /etc/systemd/system /usr/local/lib/edgesense
 
     // In the swarm, the secrets moved to root-only files and off the boot partition.
     pi_c.wait_ready_in(&mgr, Duration::from_secs(60));
-    assert!(!log.contains("\ntoken\n") && !log.contains("swarm-token\n"), "{log}");
-    let mode = sh(&format!("stat -c '%a %u' '{}/token'", pi_c.etc_dir().display()));
+    assert!(
+        !log.contains("\ntoken\n") && !log.contains("swarm-token\n"),
+        "{log}"
+    );
+    let mode = sh(&format!(
+        "stat -c '%a %u' '{}/token'",
+        pi_c.etc_dir().display()
+    ));
     assert_eq!(mode.trim(), "600 0", "the token on the Pi is root's alone");
 
     // The agent: nobody, the token read (auth on), healthy without restarts, scraped.
@@ -743,7 +760,10 @@ ls /etc/systemd/system /usr/local/lib/edgesense
     });
     let logs = pi_c.docker_output(&["logs", "edgesense-agent"]);
     let logs = String::from_utf8_lossy(&logs.stderr);
-    assert!(logs.contains("node=pi-c") && logs.contains("auth=true"), "{logs}");
+    assert!(
+        logs.contains("node=pi-c") && logs.contains("auth=true"),
+        "{logs}"
+    );
     wait_until(
         "Prometheus on the manager scraping pi-c",
         Duration::from_secs(120),

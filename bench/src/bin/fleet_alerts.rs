@@ -156,22 +156,18 @@ fn main() {
     }
     let prom = mgr.at(9090);
     let t = Instant::now();
-    wait_until(
-        "all 30 agents scraped",
-        Duration::from_secs(300),
-        || {
-            let r = try_request(
-                prom,
-                "GET",
-                "/api/v1/query?query=count(up%7Bjob%3D%22edgesense%22%7D%3D%3D1)",
-                &[],
-                "",
-            )
-            .ok()?;
-            let v = r.json();
-            (v["data"]["result"][0]["value"][1] == "30").then_some(())
-        },
-    );
+    wait_until("all 30 agents scraped", Duration::from_secs(300), || {
+        let r = try_request(
+            prom,
+            "GET",
+            "/api/v1/query?query=count(up%7Bjob%3D%22edgesense%22%7D%3D%3D1)",
+            &[],
+            "",
+        )
+        .ok()?;
+        let v = r.json();
+        (v["data"]["result"][0]["value"][1] == "30").then_some(())
+    });
     eprintln!(
         "30 agents scraped {:.1} s after the last node run",
         t.elapsed().as_secs_f64()
@@ -217,7 +213,11 @@ fn main() {
             .collect();
         let posted = Instant::now();
         assert_eq!(
-            agents[0].send("POST", "/api/v1/alertmanager", &webhook(&alertname, "firing")),
+            agents[0].send(
+                "POST",
+                "/api/v1/alertmanager",
+                &webhook(&alertname, "firing")
+            ),
             200
         );
         let mut last = Duration::ZERO;
@@ -235,14 +235,22 @@ fn main() {
         );
         wide.push(last);
         assert_eq!(
-            agents[0].send("POST", "/api/v1/alertmanager", &webhook(&alertname, "resolved")),
+            agents[0].send(
+                "POST",
+                "/api/v1/alertmanager",
+                &webhook(&alertname, "resolved")
+            ),
             200
         );
         // Every LED off again before the next round.
         for a in &agents {
             wait_until("red off", Duration::from_secs(60), || {
                 let leds = a.get("/api/v1/leds")?;
-                let red = leds["leds"].as_array()?.iter().find(|l| l["name"] == "red")?.clone();
+                let red = leds["leds"]
+                    .as_array()?
+                    .iter()
+                    .find(|l| l["name"] == "red")?
+                    .clone();
                 (red["mode"] == "off").then_some(())
             });
         }
