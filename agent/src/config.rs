@@ -92,14 +92,16 @@ pub struct SensorConfig {
     pub id: Option<Spanned<String>>,
     /// thermal: the zone number (default 0, the SoC on every Pi).
     pub zone: Option<Spanned<u32>>,
-    /// hwmon: the chip's `name` (`cpu_thermal`, `drivetemp`, …).
+    /// hwmon: the chip's `name` (`cpu_thermal`, `drivetemp`, `lm75`, …), or `hwmon<N>` for a
+    /// chip without one.
     pub chip: Option<Spanned<String>>,
     /// hwmon: the input (default `temp1`).
     pub input: Option<Spanned<String>>,
     /// bme280 / bmp280: `"iio"` (kernel driver, the default) or `"i2c"` (direct).
     pub bus: Option<Spanned<String>>,
     /// bme280 / bmp280 on IIO, dht22: the IIO directory (`iio:device0`); default the first
-    /// device of the kernel driver.
+    /// device of the kernel driver. hwmon: the chip's device, the last part of where
+    /// `hwmon<N>/device` points (`1-0048`, `coretemp.1`), needed when two chips share a name.
     pub device: Option<Spanned<String>>,
     /// bme280 / bmp280 on I2C: the bus number (default 1, `/dev/i2c-1`).
     pub i2c_bus: Option<Spanned<u8>>,

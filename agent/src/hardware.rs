@@ -148,8 +148,8 @@ pub fn open_sensor(
         (SensorKind::Thermal, Device::Thermal { zone }) => {
             Box::new(Thermal::new(&s.name, *zone, sysfs))
         }
-        (SensorKind::Hwmon, Device::Hwmon { chip, input }) => {
-            Box::new(Hwmon::new(&s.name, chip, input, sysfs))
+        (SensorKind::Hwmon, Device::Hwmon(selector)) => {
+            Box::new(Hwmon::select(&s.name, selector.clone(), sysfs))
         }
         (SensorKind::Bme280 | SensorKind::Bmp280, Device::Iio { device }) => {
             Box::new(Bme280Iio::new(&s.name, s.kind, sysfs, device.as_deref()))

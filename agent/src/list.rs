@@ -118,13 +118,14 @@ pub fn render(
             Device::Thermal { zone } => {
                 let _ = writeln!(out, "zone = {zone}");
             }
-            Device::Hwmon { chip, input } => {
-                let _ = writeln!(
-                    out,
-                    "chip = {}\ninput = {}",
-                    toml_str(chip),
-                    toml_str(input)
-                );
+            Device::Hwmon(h) => {
+                if let Some(chip) = &h.chip {
+                    let _ = writeln!(out, "chip = {}", toml_str(chip));
+                }
+                if let Some(device) = &h.device {
+                    let _ = writeln!(out, "device = {}", toml_str(device));
+                }
+                let _ = writeln!(out, "input = {}", toml_str(&h.input));
             }
             Device::Iio { device } => {
                 if let Some(d) = device {
@@ -146,7 +147,7 @@ pub fn render(
 mod tests {
     use super::*;
     use crate::{config, spec};
-    use edgesense_sensors::{Quantity, SensorKind};
+    use edgesense_sensors::{hwmon::Selector, Quantity, SensorKind};
     use std::time::SystemTime;
 
     #[test]
@@ -162,10 +163,11 @@ mod tests {
             },
             Found {
                 kind: SensorKind::Hwmon,
-                device: Device::Hwmon {
-                    chip: "drive\"temp".into(),
+                device: Device::Hwmon(Selector {
+                    chip: Some("drive\"temp".into()),
+                    device: Some("0:0:0:0".into()),
                     input: "temp2".into(),
-                },
+                }),
                 name: "drivetemp-temp2".into(),
                 note: "SSD".into(),
             },
@@ -209,6 +211,74 @@ mod tests {
         assert_eq!(devices, expected);
         let names: Vec<_> = n.sensors.iter().map(|s| s.name.as_str()).collect();
         assert_eq!(names[0], "ds18b20-0316a2795bff");
+    }
+
+    /// node_exporter's hwmon fixture: two `coretemp` chips, a chip without `name`, three wifi
+    /// chips on one device. Every input gets its own table, and the tables select what was read.
+    #[test]
+    fn every_hwmon_input_gets_a_table_that_selects_it() {
+        let tree = crate::devices::node_exporter::tree();
+        let found = crate::devices::detect(tree.path());
+        let reads = read_each(tree.path(), &found);
+        assert!(reads.iter().all(|r| r.is_ok()), "{reads:?}");
+        let text = render(tree.path(), &found, &reads);
+        let blocks: Vec<&str> = text.split("[[sensor]]\n").skip(1).collect();
+        assert_eq!(blocks.len(), crate::devices::node_exporter::TEMPERATURES);
+        let keys: std::collections::HashSet<String> = blocks
+            .iter()
+            .map(|b| {
+                b.lines()
+                    .filter(|l| !l.starts_with("name") && !l.starts_with('#'))
+                    .collect()
+            })
+            .collect();
+        assert_eq!(keys.len(), blocks.len(), "{text}");
+        assert!(
+            text.contains("chip = \"coretemp\"\ndevice = \"coretemp.1\"\ninput = \"temp1\"\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("chip = \"hwmon4\"\ninput = \"temp2\"\n"),
+            "{text}"
+        );
+        let loaded = config::parse(Path::new("listed.toml"), text).unwrap();
+        let flags = spec::Overrides {
+            sysfs_root: Some(tree.path().to_owned()),
+            ..spec::Overrides::default()
+        };
+        let n = spec::resolve(&loaded, &flags).unwrap();
+        let devices: Vec<_> = n
+            .sensors
+            .iter()
+            .map(|s| s.device.clone().unwrap())
+            .collect();
+        let expected: Vec<_> = found.iter().map(|f| f.device.clone()).collect();
+        assert_eq!(devices, expected);
+        let sysfs: Arc<dyn SysfsBus> = Arc::new(Sysfs::new(tree.path()));
+        let paths: std::collections::HashSet<String> = n
+            .sensors
+            .iter()
+            .map(|s| match &s.device {
+                Some(Device::Hwmon(h)) => edgesense_sensors::hwmon::find(&*sysfs, h).unwrap().path,
+                other => panic!("not hwmon: {other:?}"),
+            })
+            .collect();
+        assert_eq!(
+            paths.len(),
+            n.sensors.len(),
+            "each table reads its own input"
+        );
+        let mut bulk = Default::default();
+        for (s, listed) in n.sensors.iter().zip(&reads) {
+            let now = hardware::open_sensor(s, &sysfs, &mut bulk).read().unwrap();
+            let listed = listed.as_ref().unwrap();
+            assert_eq!(
+                now.get(Quantity::Temperature),
+                listed.get(Quantity::Temperature),
+                "{}",
+                s.name
+            );
+        }
     }
 
     #[test]

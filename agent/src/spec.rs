@@ -3,7 +3,7 @@
 
 use std::{collections::HashSet, net::SocketAddr, path::Path, path::PathBuf, time::Duration};
 
-use edgesense_sensors::{detect::Device, led::LedMode, Quantity, SensorKind};
+use edgesense_sensors::{bus::sysfs::Sysfs, detect::Device, led::LedMode, Quantity, SensorKind};
 
 use crate::{
     alerts::{self, AlertRoute, RelaySpec},
@@ -162,6 +162,7 @@ pub fn resolve(loaded: &Loaded, flags: &Overrides) -> Result<NodeSpec, ConfigErr
         None => dur(&hw.poll_interval, DEFAULT_POLL_INTERVAL, "poll_interval")?,
     };
 
+    let sysfs = Sysfs::new(&sysfs_root);
     let mut names = HashSet::new();
     let mut sensors = Vec::with_capacity(hw.sensors.len());
     for s in &hw.sensors {
@@ -179,7 +180,7 @@ pub fn resolve(loaded: &Loaded, flags: &Overrides) -> Result<NodeSpec, ConfigErr
             name: name.clone(),
             kind: s.kind.get_ref().0,
             interval: dur(&s.interval, poll_interval, "interval")?,
-            device: devices::device_of(hw_loaded, s, simulate)?,
+            device: devices::device_of(hw_loaded, s, simulate, &sysfs)?,
         });
     }
     if let Some(auto) = &hw.sensors_auto {
@@ -190,7 +191,7 @@ pub fn resolve(loaded: &Loaded, flags: &Overrides) -> Result<NodeSpec, ConfigErr
             ));
         }
         let found = devices::detect(&sysfs_root);
-        devices::add_detected(&mut sensors, found, poll_interval);
+        devices::add_detected(&mut sensors, found, poll_interval, &sysfs);
     }
 
     let mut led_names = HashSet::new();

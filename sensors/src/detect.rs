@@ -23,9 +23,9 @@ pub enum Device {
     W1 { id: String },
     /// `thermal_zone<zone>`.
     Thermal { zone: u32 },
-    /// A hwmon input by chip name (`name`) and input (`temp1`): hwmon numbers change between
-    /// boots, chip names do not.
-    Hwmon { chip: String, input: String },
+    /// A hwmon input by chip name (`name`), the chip's device when two chips share the name,
+    /// and input (`temp1`): hwmon numbers change between boots, names and devices do not.
+    Hwmon(hwmon::Selector),
     /// An IIO device by directory (`iio:device0`), or `None` for the first one whose `name`
     /// matches the kind's driver (IIO numbers follow probe order, so `None` is the robust choice
     /// when there is only one).
@@ -71,6 +71,17 @@ fn clean(s: &str) -> String {
     }
 }
 
+/// `<chip>-<input>`; with a device, `<chip>-<device>-<input>`, or `<device>-<input>` when the
+/// device already says the chip (`coretemp.1-temp2`).
+fn hwmon_name(s: &hwmon::Selector) -> String {
+    match (&s.chip, &s.device) {
+        (Some(c), Some(d)) if !d.starts_with(c.as_str()) => format!("{c}-{d}-{}", s.input),
+        (_, Some(d)) => format!("{d}-{}", s.input),
+        (Some(c), None) => format!("{c}-{}", s.input),
+        (None, None) => s.input.clone(),
+    }
+}
+
 /// Every sensor under `sysfs`, in a stable order: 1-Wire, thermal zones, hwmon, IIO.
 pub fn discover(sysfs: &dyn SysfsBus) -> Vec<Found> {
     let mut out = Vec::new();
@@ -94,17 +105,18 @@ pub fn discover(sysfs: &dyn SysfsBus) -> Vec<Found> {
     }
     let zone_types: Vec<String> = zones.into_iter().map(|(_, t)| t).collect();
     for h in hwmon::discover(sysfs) {
-        if duplicate_hwmon(&h.chip, &zone_types) {
+        if h.selector
+            .chip
+            .as_deref()
+            .is_some_and(|c| duplicate_hwmon(c, &zone_types))
+        {
             continue;
         }
         out.push(Found {
             kind: SensorKind::Hwmon,
-            name: clean(&format!("{}-{}", h.chip, h.input)),
+            name: clean(&hwmon_name(&h.selector)),
             note: h.label.clone().unwrap_or_default(),
-            device: Device::Hwmon {
-                chip: h.chip,
-                input: h.input,
-            },
+            device: Device::Hwmon(h.selector),
         });
     }
     let iio_kinds = [
@@ -240,10 +252,11 @@ mod tests {
                 (
                     SensorKind::Hwmon,
                     "drivetemp-temp1",
-                    &Device::Hwmon {
-                        chip: "drivetemp".into(),
+                    &Device::Hwmon(hwmon::Selector {
+                        chip: Some("drivetemp".into()),
+                        device: None,
                         input: "temp1".into()
-                    }
+                    })
                 ),
                 (
                     SensorKind::Bme280,
@@ -270,6 +283,49 @@ mod tests {
                 device: Some("iio:device3".into())
             }
         );
+    }
+
+    #[test]
+    fn chips_of_one_name_get_one_entry_each_named_by_device() {
+        let tree = hwmon::node_exporter::tree();
+        let found = discover(&crate::bus::sysfs::Sysfs::new(tree.path()));
+        assert_eq!(found.len(), hwmon::node_exporter::TEMPERATURES);
+        let names: Vec<&str> = found.iter().map(|f| f.name.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "coretemp.0-temp1",
+                "coretemp.0-temp2",
+                "coretemp.0-temp3",
+                "coretemp.0-temp4",
+                "coretemp.0-temp5",
+                "coretemp.1-temp1",
+                "coretemp.1-temp2",
+                "coretemp.1-temp3",
+                "coretemp.1-temp4",
+                "coretemp.1-temp5",
+                "hwmon4-temp1",
+                "hwmon4-temp2",
+                "mt7996_phy0_0-temp1",
+                "mt7996_phy0_1-temp1",
+                "mt7996_phy0_2-temp1",
+            ]
+        );
+        let devices: std::collections::HashSet<&Device> = found.iter().map(|f| &f.device).collect();
+        assert_eq!(devices.len(), found.len());
+        assert_eq!(found[5].note, "Physical id 0");
+
+        let f = FakeSysfs::new();
+        for (n, addr) in [(3, "0048"), (4, "0049")] {
+            f.set(&format!("sys/class/hwmon/hwmon{n}/name"), "lm75\n");
+            f.set(&format!("sys/class/hwmon/hwmon{n}/temp1_input"), "21000\n");
+            f.set_link(
+                &format!("sys/class/hwmon/hwmon{n}/device"),
+                &format!("sys/devices/platform/soc/fe804000.i2c/i2c-1/1-{addr}"),
+            );
+        }
+        let names: Vec<String> = discover(&f).into_iter().map(|f| f.name).collect();
+        assert_eq!(names, ["lm75-1-0048-temp1", "lm75-1-0049-temp1"]);
     }
 
     #[test]

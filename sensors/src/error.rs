@@ -16,6 +16,13 @@ pub enum SensorError {
     #[error("{what} not present")]
     NotPresent { what: String },
 
+    /// More than one device fits the sensor's config (two hwmon chips with one `name` and no
+    /// `device` to tell them apart), so none is read rather than perhaps the wrong one. Add one
+    /// of the `choices` to the sensor's table; `edgesense-agent --list-sensors` prints a table
+    /// per device. Counted as `not_present`: the configured device cannot be found as one.
+    #[error("{what} matches more than one device; choose one: {choices}")]
+    Ambiguous { what: String, choices: String },
+
     /// The device answered but its checksum did not match (1-Wire `crc=.. NO`, DHT22 parity).
     /// Usually a long cable, a missing 4.7 kΩ pull-up or electrical noise; occasional ones are
     /// normal and the next read usually succeeds.
@@ -57,7 +64,9 @@ impl SensorError {
     /// The metric label for this error.
     pub fn reason(&self) -> ErrorReason {
         match self {
-            SensorError::NotPresent { .. } => ErrorReason::NotPresent,
+            SensorError::NotPresent { .. } | SensorError::Ambiguous { .. } => {
+                ErrorReason::NotPresent
+            }
             SensorError::Crc { .. } => ErrorReason::Crc,
             SensorError::Parse { .. } => ErrorReason::Parse,
             SensorError::OutOfRange { .. } => ErrorReason::OutOfRange,

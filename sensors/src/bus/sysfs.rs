@@ -24,6 +24,10 @@ pub trait SysfsBus: Send + Sync {
     fn list(&self, dir: &str) -> io::Result<Vec<String>>;
     /// True if `path` exists.
     fn exists(&self, path: &str) -> bool;
+    /// What `path` is once every symlink in it is followed and `..` resolved (realpath(3)),
+    /// relative to the root when it stays inside it. sysfs ties a class device to its parent
+    /// this way: `class/hwmon/hwmon0/device` → `../../../1-0048`.
+    fn real_path(&self, path: &str) -> io::Result<String>;
 }
 
 impl std::fmt::Debug for dyn SysfsBus {
@@ -77,6 +81,13 @@ impl SysfsBus for Sysfs {
     fn exists(&self, path: &str) -> bool {
         self.path(path).exists()
     }
+
+    fn real_path(&self, path: &str) -> io::Result<String> {
+        let real = std::fs::canonicalize(self.path(path))?;
+        let root = std::fs::canonicalize(&self.root)?;
+        let shown = real.strip_prefix(&root).unwrap_or(&real);
+        Ok(shown.to_string_lossy().into_owned())
+    }
 }
 
 /// What a fake attribute returns when read.
@@ -92,6 +103,8 @@ enum FakeAttr {
 #[derive(Debug, Default)]
 struct FakeState {
     attrs: BTreeMap<String, FakeAttr>,
+    /// Symlinks, by path, to where they resolve (relative to the root).
+    links: BTreeMap<String, String>,
     /// Attributes whose reads take time (a DS18B20 conversion), and how long.
     delays: BTreeMap<String, Duration>,
     writes: Vec<(String, String)>,
@@ -133,6 +146,15 @@ impl FakeSysfs {
             .insert(path.to_owned(), FakeAttr::Fixed(content.into()));
     }
 
+    /// Makes `path` a symlink that resolves to `target` (a path relative to the root, as
+    /// [`SysfsBus::real_path`] returns it). Only `real_path` follows it: files under `target` are
+    /// not visible under `path`, give them their own paths if a test reads them there.
+    pub fn set_link(&self, path: &str, target: &str) {
+        self.lock()
+            .links
+            .insert(path.to_owned(), target.trim_end_matches('/').to_owned());
+    }
+
     /// Makes successive reads of `path` return `results` in turn (the last repeats).
     pub fn set_sequence(&self, path: &str, results: Vec<Result<String, i32>>) {
         self.lock()
@@ -156,9 +178,9 @@ impl FakeSysfs {
     /// Removes `path` and everything under it (a device unplugged).
     pub fn remove(&self, path: &str) {
         let prefix = format!("{}/", path.trim_end_matches('/'));
-        self.lock()
-            .attrs
-            .retain(|k, _| k != path && !k.starts_with(&prefix));
+        let mut st = self.lock();
+        st.attrs.retain(|k, _| k != path && !k.starts_with(&prefix));
+        st.links.retain(|k, _| k != path && !k.starts_with(&prefix));
     }
 
     /// Every write so far, oldest first.
@@ -260,7 +282,20 @@ impl SysfsBus for FakeSysfs {
     fn exists(&self, path: &str) -> bool {
         let prefix = format!("{}/", path.trim_end_matches('/'));
         let st = self.lock();
-        st.attrs.contains_key(path) || st.attrs.keys().any(|k| k.starts_with(&prefix))
+        st.links.contains_key(path)
+            || st.attrs.contains_key(path)
+            || st.attrs.keys().any(|k| k.starts_with(&prefix))
+    }
+
+    fn real_path(&self, path: &str) -> io::Result<String> {
+        if let Some(target) = self.lock().links.get(path) {
+            return Ok(target.clone());
+        }
+        if self.exists(path) {
+            Ok(path.to_owned())
+        } else {
+            Err(io::ErrorKind::NotFound.into())
+        }
     }
 }
 
@@ -339,6 +374,37 @@ mod tests {
                 io::ErrorKind::NotFound
             );
         }
+    }
+
+    #[test]
+    fn real_path_follows_device_links_like_the_kernel_tree() {
+        let dir = tempfile::tempdir().unwrap();
+        let hwmon = dir
+            .path()
+            .join("sys/devices/platform/soc/phy0/hwmon/hwmon8");
+        std::fs::create_dir_all(&hwmon).unwrap();
+        std::os::unix::fs::symlink("../..", hwmon.join("device")).unwrap();
+        std::fs::create_dir_all(dir.path().join("sys/class/hwmon")).unwrap();
+        std::os::unix::fs::symlink(
+            "../../devices/platform/soc/phy0/hwmon/hwmon8",
+            dir.path().join("sys/class/hwmon/hwmon8"),
+        )
+        .unwrap();
+        let real = Sysfs::new(dir.path());
+        let fake = FakeSysfs::new();
+        fake.set_link(
+            "sys/class/hwmon/hwmon8/device",
+            "sys/devices/platform/soc/phy0",
+        );
+        for bus in [&real as &dyn SysfsBus, &fake] {
+            assert_eq!(
+                bus.real_path("sys/class/hwmon/hwmon8/device").unwrap(),
+                "sys/devices/platform/soc/phy0"
+            );
+            assert!(bus.real_path("sys/class/hwmon/hwmon9/device").is_err());
+        }
+        fake.remove("sys/class/hwmon/hwmon8");
+        assert!(!fake.exists("sys/class/hwmon/hwmon8/device"));
     }
 
     #[test]
