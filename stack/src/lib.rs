@@ -8,6 +8,7 @@
 //! | [`plan`] | the stack as data: configs by content hash, secret, volumes, service specs |
 //! | [`up`], [`down`], [`status`], [`render`] | the `stack` subcommands |
 //! | [`node`] | `node run` / `node stop`: the agent container, least privilege |
+//! | [`launcher`] | `edgesense launcher`: the global service that keeps each node's agent in the desired state |
 //! | [`docker`] | connecting, API version negotiation, swarm manager check |
 //! | [`doctor`] | `edgesense doctor`: host, Docker and stack checks with fixes |
 //! | [`dashboard`] | `edgesense dashboard`: the cluster page over Prometheus and Alertmanager |
@@ -19,6 +20,7 @@ pub mod doctor;
 pub mod down;
 pub mod error;
 pub mod http;
+pub mod launcher;
 pub mod node;
 pub mod plan;
 pub mod progress;

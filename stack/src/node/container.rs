@@ -19,7 +19,9 @@ use bollard::models::{
     PortBinding, RestartPolicy, RestartPolicyNameEnum,
 };
 
-use super::{NodeOptions, AGENT_ALIAS, LABEL_NETWORK, LABEL_NODE, LABEL_ROLE, LABEL_SPEC};
+use super::{
+    NodeOptions, AGENT_ALIAS, LABEL_LAUNCHER, LABEL_NETWORK, LABEL_NODE, LABEL_ROLE, LABEL_SPEC,
+};
 use crate::error::{Result, StackError};
 
 /// Where the config and token are copied in the container (an anonymous volume).
@@ -195,6 +197,9 @@ pub fn container(o: &NodeOptions, node: &str, devices: &[Device]) -> Result<Cont
         }),
         ..Default::default()
     };
+    if let (Some(stack), Some(l)) = (&o.launcher, body.labels.as_mut()) {
+        l.insert(LABEL_LAUNCHER.to_owned(), stack.clone());
+    }
     let hash = spec_hash(&body, o);
     if let Some(l) = body.labels.as_mut() {
         l.insert(LABEL_SPEC.to_owned(), hash);

@@ -46,6 +46,8 @@ pub const LABEL_NODE: &str = "com.edgesense.node";
 /// The overlay network the agent belongs on (start-again.sh attaches it again after the node
 /// left and rejoined the swarm).
 pub const LABEL_NETWORK: &str = "com.edgesense.network";
+/// On agents a launcher made: its stack's name (the launcher touches only those).
+pub const LABEL_LAUNCHER: &str = "com.edgesense.launcher";
 /// A hash of the whole container request and the files copied in.
 pub const LABEL_SPEC: &str = "com.edgesense.spec-hash";
 
@@ -64,6 +66,8 @@ pub struct NodeOptions {
     pub network: String,
     /// Publish the agent's port on the host: `127.0.0.1:9842`, `9842`.
     pub publish: Option<String>,
+    /// Made by the launcher of this stack (a label on the container).
+    pub launcher: Option<String>,
 }
 
 impl NodeOptions {
@@ -124,7 +128,7 @@ pub const HOST_TOKEN: &str = "/etc/edgesense/token";
 /// worker only once a container there is attached to it, so a worker that does not list it yet
 /// is fine (Docker asks a manager when the container starts); a manager that does not list it
 /// has no stack yet.
-async fn check_network(docker: &Docker, network: &str) -> Result<()> {
+pub async fn check_network(docker: &Docker, network: &str) -> Result<()> {
     match docker.inspect_network(network, None).await {
         Ok(n) => {
             let driver = n.driver.unwrap_or_default();
@@ -245,24 +249,45 @@ pub async fn node_devices(docker: &Docker, image: &str) -> Result<Vec<Device>> {
     listed
 }
 
-/// Starts (or replaces) the agent container.
-pub async fn run(docker: &Docker, o: &NodeOptions) -> Result<Started> {
-    check_network(docker, &o.network).await?;
-    let image = pick_image(docker, &o.image).await?;
-    let o = &NodeOptions { image, ..o.clone() };
-    let node = match &o.node_name {
-        Some(n) => n.clone(),
-        None if o.name != DEFAULT_NAME => o.name.clone(),
-        None => crate::docker::daemon_hostname(docker).await?,
-    };
-    let devices = if o.simulate || o.privileged {
-        Vec::new()
+/// The node name for `o` on the daemon `docker` talks to.
+pub async fn node_name(docker: &Docker, o: &NodeOptions) -> Result<String> {
+    match &o.node_name {
+        Some(n) => Ok(n.clone()),
+        None if o.name != DEFAULT_NAME => Ok(o.name.clone()),
+        None => crate::docker::daemon_hostname(docker).await,
+    }
+}
+
+/// The agent's devices on this node for `o` (none for a simulated or privileged agent).
+pub async fn devices_for(docker: &Docker, o: &NodeOptions) -> Result<Vec<Device>> {
+    if o.simulate || o.privileged {
+        Ok(Vec::new())
     } else {
-        node_devices(docker, &o.image).await?
-    };
-    let body = container(o, &node, &devices)?;
+        node_devices(docker, &o.image).await
+    }
+}
+
+fn missing_network(e: bollard::errors::Error, network: &str, what: String) -> StackError {
+    if network_missing(&e, network) {
+        StackError::Input(format!(
+            "network \"{network}\" does not exist in this swarm: run `edgesense stack up` on a manager first"
+        ))
+    } else {
+        StackError::Docker {
+            context: what,
+            source: e,
+        }
+    }
+}
+
+/// Creates container `o.name` from `body`, copies `o`'s files in and starts it; whatever was
+/// made is removed again on failure.
+pub async fn create_and_start(
+    docker: &Docker,
+    o: &NodeOptions,
+    body: bollard::models::ContainerCreateBody,
+) -> Result<()> {
     let files = files_tar(o)?;
-    let replaced = remove(docker, &o.name).await?;
     docker
         .create_container(
             Some(CreateContainerOptions {
@@ -272,19 +297,7 @@ pub async fn run(docker: &Docker, o: &NodeOptions) -> Result<Started> {
             body,
         )
         .await
-        .map_err(|e| {
-            if network_missing(&e, &o.network) {
-                StackError::Input(format!(
-                    "network \"{}\" does not exist in this swarm: run `edgesense stack up` on a manager first",
-                    o.network
-                ))
-            } else {
-                StackError::Docker {
-                    context: format!("create container {}", o.name),
-                    source: e,
-                }
-            }
-        })?;
+        .map_err(|e| missing_network(e, &o.network, format!("create container {}", o.name)))?;
     let started = async {
         if let Some(tar) = files {
             docker
@@ -299,26 +312,29 @@ pub async fn run(docker: &Docker, o: &NodeOptions) -> Result<Started> {
                 .await
                 .context(|| format!("copy the config and token into {}", o.name))?;
         }
-        docker.start_container(&o.name, None).await.map_err(|e| {
-            if network_missing(&e, &o.network) {
-                StackError::Input(format!(
-                    "network \"{}\" does not exist in this swarm: run `edgesense stack up` on a manager first",
-                    o.network
-                ))
-            } else {
-                StackError::Docker {
-                    context: format!("start container {}", o.name),
-                    source: e,
-                }
-            }
-        })
+        docker
+            .start_container(&o.name, None)
+            .await
+            .map_err(|e| missing_network(e, &o.network, format!("start container {}", o.name)))
     }
     .await;
     if let Err(e) = started {
-        // Nothing half-made stays behind.
         let _ = remove(docker, &o.name).await;
         return Err(e);
     }
+    Ok(())
+}
+
+/// Starts (or replaces) the agent container.
+pub async fn run(docker: &Docker, o: &NodeOptions) -> Result<Started> {
+    check_network(docker, &o.network).await?;
+    let image = pick_image(docker, &o.image).await?;
+    let o = &NodeOptions { image, ..o.clone() };
+    let node = node_name(docker, o).await?;
+    let devices = devices_for(docker, o).await?;
+    let body = container(o, &node, &devices)?;
+    let replaced = remove(docker, &o.name).await?;
+    create_and_start(docker, o, body).await?;
     Ok(Started {
         node,
         replaced,

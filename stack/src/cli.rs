@@ -1,0 +1,316 @@
+//! The CLI's flags (clap): every subcommand and its options, and what they turn into.
+
+use std::{path::PathBuf, time::Duration};
+
+use anyhow::Context as _;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use edgesense::{
+    assets::{self, AssetOptions, Thresholds},
+    node,
+    plan::{self, Healthcheck, StackOptions},
+};
+
+use crate::flash_cli;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "edgesense",
+    version,
+    about = "Operate an edgesense fleet: deploy the swarm stack, run node agents, flash SD cards, show dashboards"
+)]
+pub struct Cli {
+    /// Docker endpoint (unix:///path or tcp://host:port) [default: $DOCKER_HOST, else the local socket]
+    #[arg(long, global = true, value_name = "URL")]
+    pub docker_host: Option<String>,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Deploy, inspect or remove the Prometheus + Alertmanager swarm stack.
+    Stack {
+        #[command(subcommand)]
+        action: StackAction,
+    },
+    /// Start or stop the agent container on this node.
+    Node {
+        #[command(subcommand)]
+        action: NodeAction,
+    },
+    /// Serve the cluster dashboard: nodes, history, alerts (with silencing), from Prometheus
+    /// and Alertmanager.
+    Dashboard {
+        /// Prometheus URL.
+        #[arg(long, value_name = "URL", default_value = "http://127.0.0.1:9090")]
+        prometheus: String,
+        /// Alertmanager URL.
+        #[arg(long, value_name = "URL", default_value = "http://127.0.0.1:9093")]
+        alertmanager: String,
+        /// Address to serve on (the page can silence alerts: keep it on loopback unless the
+        /// network is trusted).
+        #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:9843")]
+        listen: std::net::SocketAddr,
+    },
+    /// Write a Raspberry Pi OS image to an SD card and prepare it to join the swarm.
+    Flash(Box<flash_cli::FlashArgs>),
+    /// Check this node: Pi, overlays, devices, Docker, swarm, network, agent container,
+    /// Prometheus scraping it, Alertmanager reachable from it. Exit status 1 if any check fails.
+    Doctor {
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+        /// Where the host's /proc, /sys, /boot and /dev are.
+        #[arg(long, value_name = "DIR", default_value = "/")]
+        root: PathBuf,
+        /// The agent container to check.
+        #[arg(long, default_value = node::DEFAULT_NAME)]
+        container: String,
+        /// Prometheus URL, to ask whether it scrapes this agent.
+        #[arg(long, value_name = "URL")]
+        prometheus: Option<String>,
+        #[arg(long, default_value = plan::DEFAULT_NETWORK)]
+        network: String,
+    },
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct StackName {
+    /// Stack name: services are <stack>_prometheus and <stack>_alertmanager.
+    #[arg(long, default_value = "edgesense")]
+    pub stack: String,
+    /// The attachable overlay network shared with the agent containers.
+    #[arg(long, default_value = plan::DEFAULT_NETWORK)]
+    pub network: String,
+}
+
+/// What the deployed files and services look like (`stack up` and `stack render`).
+#[derive(Args, Debug, Clone)]
+pub struct StackContent {
+    #[command(flatten)]
+    pub name: StackName,
+    /// Prometheus image (pinned upstream; offline: edgesense/prometheus:local from stack/images/build.sh).
+    #[arg(long, value_name = "IMAGE", default_value = plan::PROMETHEUS_IMAGE)]
+    pub prometheus_image: String,
+    /// Alertmanager image (pinned upstream; offline: edgesense/alertmanager:local).
+    #[arg(long, value_name = "IMAGE", default_value = plan::ALERTMANAGER_IMAGE)]
+    pub alertmanager_image: String,
+    /// File with the webhook token [default: keep the stack's secret, or generate one and print it once].
+    #[arg(long, value_name = "FILE")]
+    pub token_file: Option<PathBuf>,
+    /// Air temperature warning threshold, °C.
+    #[arg(long, value_name = "°C", default_value_t = 30.0)]
+    pub warn_celsius: f64,
+    /// Air temperature critical threshold, °C.
+    #[arg(long, value_name = "°C", default_value_t = 35.0)]
+    pub crit_celsius: f64,
+    /// SoC temperature warning threshold, °C.
+    #[arg(long, value_name = "°C", default_value_t = 75.0)]
+    pub soc_warn_celsius: f64,
+    /// SoC temperature critical threshold, °C (the firmware throttles from 80).
+    #[arg(long, value_name = "°C", default_value_t = 80.0)]
+    pub soc_crit_celsius: f64,
+    /// Prometheus scrape and rule evaluation interval, e.g. 15s, 5s, 1m.
+    #[arg(long, value_name = "DURATION", default_value = "15s", value_parser = parse_duration)]
+    pub scrape_interval: Duration,
+    /// Alertmanager's wait before it notifies a new alert group, e.g. 10s, 0s (rules' `for:`
+    /// already debounces; 0s lights LEDs as soon as Prometheus fires).
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
+    pub group_wait: Duration,
+    /// Your own rules file instead of the shipped one (the thresholds then do not apply).
+    #[arg(long, value_name = "FILE")]
+    pub rules: Option<PathBuf>,
+    /// Publish Prometheus on this host port of the node running it (default: not published, only
+    /// on the overlay network; Prometheus has no authentication).
+    #[arg(long, value_name = "PORT", default_value_t = 0)]
+    pub prometheus_port: u16,
+    /// Publish Alertmanager on this host port (default: not published; no authentication).
+    #[arg(long, value_name = "PORT", default_value_t = 0)]
+    pub alertmanager_port: u16,
+    /// Add Grafana (this image) with the edgesense dashboard and Prometheus data source provisioned.
+    #[arg(long, value_name = "IMAGE")]
+    pub grafana: Option<String>,
+    /// Host port for Grafana (0: not published).
+    #[arg(long, value_name = "PORT", default_value_t = 3000)]
+    pub grafana_port: u16,
+    /// Service health checks: `probe` (edgesense/* local images), `wget` (upstream images), `auto` picks by image.
+    #[arg(long, value_enum, default_value_t = HealthcheckArg::Auto)]
+    pub healthcheck: HealthcheckArg,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum HealthcheckArg {
+    Auto,
+    Probe,
+    Wget,
+    None,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum StackAction {
+    /// Create or update the stack; running it again with the same flags changes nothing.
+    Up {
+        #[command(flatten)]
+        content: StackContent,
+        /// How long to wait for the services and Prometheus to be ready, in seconds.
+        #[arg(long, value_name = "SECONDS", default_value_t = 180)]
+        timeout: u64,
+        /// Return once the services are created, without waiting.
+        #[arg(long)]
+        no_wait: bool,
+    },
+    /// Remove the stack's services, configs and secrets (volumes with --volumes; the network if unused).
+    Down {
+        #[command(flatten)]
+        name: StackName,
+        /// Also remove the Prometheus and Alertmanager data volumes.
+        #[arg(long)]
+        volumes: bool,
+        /// How long to wait for tasks to stop, in seconds.
+        #[arg(long, value_name = "SECONDS", default_value_t = 60)]
+        timeout: u64,
+    },
+    /// Show services, tasks, nodes, discovered agents and active alerts.
+    Status {
+        #[command(flatten)]
+        name: StackName,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+        /// Prometheus URL [default: port 9090 of the node running Prometheus].
+        #[arg(long, value_name = "URL")]
+        prometheus: Option<String>,
+        /// Alertmanager URL [default: port 9093 of the node running Alertmanager].
+        #[arg(long, value_name = "URL")]
+        alertmanager: Option<String>,
+    },
+    /// Write docker-stack.yml and its files for `docker stack deploy`.
+    Render {
+        #[command(flatten)]
+        content: StackContent,
+        /// Output directory.
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum NodeAction {
+    /// Start (or replace) the agent container on this node.
+    Run {
+        /// Agent image.
+        #[arg(long, default_value = node::DEFAULT_IMAGE)]
+        image: String,
+        /// Container name; give each agent its own to run several on one host.
+        #[arg(long, default_value = node::DEFAULT_NAME)]
+        name: String,
+        /// Node name the agent reports [default: --name if given, else this host's name].
+        #[arg(long)]
+        node_name: Option<String>,
+        /// Agent config file (TOML), copied into the container (run `node run` again after editing it).
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+        /// Webhook token file (the stack's token), copied into the container [default: generated
+        /// once into /var/lib/edgesense/<name>.token on the machine running this command, and printed].
+        #[arg(long, value_name = "FILE")]
+        token_file: Option<PathBuf>,
+        /// Run the agent without a token: anyone who reaches it can set its LEDs and post alerts.
+        #[arg(long, conflicts_with = "token_file")]
+        no_token: bool,
+        /// Simulated hardware: try the stack without a Pi.
+        #[arg(long)]
+        simulate: bool,
+        /// Run privileged (all devices, all capabilities): only if least privilege does not work.
+        #[arg(long)]
+        privileged: bool,
+        /// Publish the agent on the host: PORT or HOST:PORT.
+        #[arg(long, value_name = "ADDR")]
+        publish: Option<String>,
+        #[arg(long, default_value = plan::DEFAULT_NETWORK)]
+        network: String,
+        /// Do not install the systemd unit that starts the agent again when dockerd could not
+        /// after its own restart (moby/moby#32607). It is installed only when this host runs
+        /// systemd and the Docker daemon is the local default one.
+        #[arg(long)]
+        no_systemd_unit: bool,
+    },
+    /// Stop and remove the agent container.
+    Stop {
+        #[arg(long, default_value = node::DEFAULT_NAME)]
+        name: String,
+    },
+}
+
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (n, unit) = s.split_at(split);
+    let n: u64 = n
+        .parse()
+        .map_err(|_| format!("\"{s}\": write e.g. 15s, 500ms or 1m"))?;
+    match unit {
+        "ms" => Ok(Duration::from_millis(n)),
+        "s" | "" => Ok(Duration::from_secs(n)),
+        "m" => Ok(Duration::from_secs(n * 60)),
+        _ => Err(format!("\"{s}\": unit must be ms, s or m")),
+    }
+}
+
+pub fn read_file(p: &PathBuf, what: &str) -> anyhow::Result<String> {
+    std::fs::read_to_string(p).with_context(|| format!("{what} {}", p.display()))
+}
+
+impl StackContent {
+    pub fn options(&self) -> StackOptions {
+        StackOptions {
+            stack: self.name.stack.clone(),
+            network: self.name.network.clone(),
+            prometheus_image: self.prometheus_image.clone(),
+            alertmanager_image: self.alertmanager_image.clone(),
+            prometheus_port: self.prometheus_port,
+            alertmanager_port: self.alertmanager_port,
+            grafana: self.grafana.clone(),
+            grafana_port: self.grafana_port,
+            healthcheck: match self.healthcheck {
+                HealthcheckArg::Auto => Healthcheck::Auto,
+                HealthcheckArg::Probe => Healthcheck::Probe,
+                HealthcheckArg::Wget => Healthcheck::Wget,
+                HealthcheckArg::None => Healthcheck::None,
+            },
+        }
+    }
+
+    pub fn files(&self) -> anyhow::Result<assets::Rendered> {
+        let rules = self
+            .rules
+            .as_ref()
+            .map(|p| read_file(p, "--rules"))
+            .transpose()?;
+        Ok(assets::render(&AssetOptions {
+            thresholds: Thresholds {
+                warn_celsius: self.warn_celsius,
+                crit_celsius: self.crit_celsius,
+                soc_warn_celsius: self.soc_warn_celsius,
+                soc_crit_celsius: self.soc_crit_celsius,
+            },
+            rules,
+            scrape_interval: self.scrape_interval,
+            group_wait: self.group_wait,
+        })?)
+    }
+
+    pub fn token(&self) -> anyhow::Result<Option<String>> {
+        let Some(p) = &self.token_file else {
+            return Ok(None);
+        };
+        let t = read_file(p, "--token-file")?;
+        let t = t.lines().next().unwrap_or("").trim().to_owned();
+        anyhow::ensure!(
+            !t.is_empty(),
+            "--token-file {}: empty; put the token on its first line",
+            p.display()
+        );
+        Ok(Some(t))
+    }
+}
