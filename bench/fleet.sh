@@ -18,10 +18,10 @@ trap 'tests/fleet.sh stop >>"$log" 2>&1; tests/dockerd.sh stop >>"$log" 2>&1' EX
 cargo build --locked -q -p edgesense --bin edgesense
 cargo build --release --locked -q -p edgesense-bench --bin fleet-alerts
 dh=$(tests/dockerd.sh start)
-DOCKER_HOST=$dh stack/images/build.sh agent prometheus alertmanager >>"$log" 2>&1
+DOCKER_HOST=$dh stack/images/build.sh >>"$log" 2>&1
 images=$(mktemp /tmp/edgesense-bench-images.XXXXXX.tar)
 DOCKER_HOST=$dh docker save -o "$images" \
-    edgesense/agent:local edgesense/prometheus:local edgesense/alertmanager:local
+    edgesense/agent:local edgesense/prometheus:local edgesense/alertmanager:local edgesense/launcher:local
 tests/dockerd.sh stop >>"$log" 2>&1
 EDGESENSE_FLEET_IMAGES=$images tests/fleet.sh start mgr pi-a pi-b >>"$log" 2>&1
 rm -f "$images"

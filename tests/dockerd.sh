@@ -55,7 +55,8 @@ stop() {
 case "${1:-}" in
     start)
         stop
-        : >"$dir/dockerd.log" 2>/dev/null || true
+        mkdir -p "$dir"
+        : >"$dir/dockerd.log"
         launch
         ;;
     restart)

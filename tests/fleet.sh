@@ -17,6 +17,9 @@
 #   tests/fleet.sh pid NODE          the node's dockerd pid (nsenter -t PID -n -u -m: "on the node")
 #   tests/fleet.sh stop              everything down: dockerds, mounts, namespaces, bridge
 #
+# Several fleets can run side by side: give each its own EDGESENSE_FLEET_DIR, _PREFIX (up to 4
+# letters: interface names are at most 15 bytes) and _SUBNET (a /24, as 192.168.231).
+#
 # Layout: the bridge lives in a namespace of its own ("$PREFIX-lan"), so the host's iptables
 # (another dockerd may have set FORWARD to DROP) never see the nodes' traffic. The host reaches
 # the subnet through one more veth ($SUBNET.1). Node i gets $SUBNET.(10+i), a dockerd listening
@@ -31,6 +34,11 @@
 # DOCKER_SERVICE_PREFER_OFFLINE_IMAGE=1 keeps swarm tasks on the images loaded locally.
 set -euo pipefail
 DIR=${EDGESENSE_FLEET_DIR:-/tmp/edgesense-fleet}
+# A started fleet remembers its prefix and subnet: later calls need only the directory.
+if [ "${1:-}" != start ] && [ -f "$DIR/env" ]; then
+    # shellcheck source=/dev/null
+    . "$DIR/env"
+fi
 PREFIX=${EDGESENSE_FLEET_PREFIX:-esf}
 SUBNET=${EDGESENSE_FLEET_SUBNET:-192.168.231}
 LAN="$PREFIX-lan"
@@ -210,6 +218,7 @@ start_all() {
     t0=$(date +%s%N)
     stop_all
     mkdir -p "$DIR"
+    printf 'EDGESENSE_FLEET_PREFIX=%s\nEDGESENSE_FLEET_SUBNET=%s\n' "$PREFIX" "$SUBNET" >"$DIR/env"
     : >"$DIR/nodes"
     lan_up
     for n in "${nodes[@]}"; do

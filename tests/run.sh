@@ -78,16 +78,24 @@ export EDGESENSE_BIN="$PWD/target/debug/edgesense"
 step "isolated dockerd (tests/dockerd.sh) and the local images (stack/images/build.sh)"
 export EDGESENSE_TEST_DOCKER_HOST
 EDGESENSE_TEST_DOCKER_HOST=$(tests/dockerd.sh start)
-trap 'tests/fleet.sh stop; tests/dockerd.sh stop' EXIT
+fleets=(/tmp/edgesense-fleet /tmp/edgesense-fleet2)
+stop_all() {
+    for f in "${fleets[@]}"; do EDGESENSE_FLEET_DIR=$f tests/fleet.sh stop || true; done
+    tests/dockerd.sh stop
+}
+trap stop_all EXIT
 DOCKER_HOST=$EDGESENSE_TEST_DOCKER_HOST stack/images/build.sh
 
-step "multi-node swarm (tests/fleet.sh): mgr, pi-a, pi-b, each a dockerd in its own namespaces"
-export EDGESENSE_FLEET_DIR=/tmp/edgesense-fleet
+step "two multi-node swarms (tests/fleet.sh): mgr, pi-a, pi-b, each a dockerd in its own namespaces"
 images=$(mktemp /tmp/edgesense-images.XXXXXX.tar)
 DOCKER_HOST=$EDGESENSE_TEST_DOCKER_HOST docker save -o "$images" \
-    edgesense/agent:local edgesense/prometheus:local edgesense/alertmanager:local
-EDGESENSE_FLEET_IMAGES=$images tests/fleet.sh start mgr pi-a pi-b
+    edgesense/agent:local edgesense/prometheus:local edgesense/alertmanager:local edgesense/launcher:local
+EDGESENSE_FLEET_DIR=${fleets[0]} EDGESENSE_FLEET_PREFIX=esf EDGESENSE_FLEET_SUBNET=192.168.231 \
+    EDGESENSE_FLEET_IMAGES=$images tests/fleet.sh start mgr pi-a pi-b
+EDGESENSE_FLEET_DIR=${fleets[1]} EDGESENSE_FLEET_PREFIX=esg EDGESENSE_FLEET_SUBNET=192.168.233 \
+    EDGESENSE_FLEET_IMAGES=$images tests/fleet.sh start mgr pi-a pi-b
 rm -f "$images"
+export EDGESENSE_FLEET_DIRS="${fleets[0]}:${fleets[1]}"
 
 step "browser test driver (playwright-core from npm, Debian's Chromium)"
 (cd tests/browser && npm ci --no-audit --no-fund --loglevel=error)

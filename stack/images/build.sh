@@ -4,16 +4,19 @@
 #   edgesense/agent:local         FROM scratch, the static musl agent
 #   edgesense/prometheus:local    FROM scratch, Debian's prometheus + its libraries
 #   edgesense/alertmanager:local  FROM scratch, Debian's prometheus-alertmanager + its libraries
+#   edgesense/launcher:local      FROM scratch, the static musl `edgesense` CLI (stack up --agents)
 # Needs: docker (client; DOCKER_HOST honoured), rustup/cargo, Debian's prometheus and
-# prometheus-alertmanager packages. Usage: stack/images/build.sh [agent|prometheus|alertmanager]...
+# prometheus-alertmanager packages.
+# Usage: stack/images/build.sh [agent|prometheus|alertmanager|launcher]...
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(agent prometheus alertmanager)
+[ ${#targets[@]} -gt 0 ] || targets=(agent prometheus alertmanager launcher)
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
-musl_agent() {
+# Builds package $1 (binary $2) static for this machine's musl target; prints its path.
+musl_bin() {
     local target=x86_64-unknown-linux-musl
     case "$(uname -m)" in
         aarch64) target=aarch64-unknown-linux-musl ;;
@@ -21,8 +24,8 @@ musl_agent() {
     if ! rustup target list --installed | grep -qx "$target"; then
         rustup target add "$target" >&2
     fi
-    cargo build --release --locked -p edgesense-agent --target "$target" >&2
-    echo "target/$target/release/edgesense-agent"
+    cargo build --release --locked -p "$1" --bin "$2" --target "$target" >&2
+    echo "target/$target/release/$2"
 }
 
 # Copies binary $1 and the libraries ldd lists for it into rootfs $2 (same paths).
@@ -55,7 +58,7 @@ build_debian() {
     echo "built edgesense/$name:local ($("$binary" --version 2>&1 | head -1))"
 }
 
-agent=$(musl_agent)
+agent=$(musl_bin edgesense-agent edgesense-agent)
 if ldd "$agent" >/dev/null 2>&1 && ! ldd "$agent" 2>&1 | grep -q 'statically linked'; then
     echo "error: $agent is not static" >&2; exit 1
 fi
@@ -70,6 +73,14 @@ for t in "${targets[@]}"; do
             ;;
         prometheus) build_debian prometheus prometheus /prometheus "$agent" prometheus ;;
         alertmanager) build_debian alertmanager prometheus-alertmanager /alertmanager "$agent" prometheus-alertmanager ;;
-        *) echo "error: unknown image $t (agent, prometheus, alertmanager)" >&2; exit 2 ;;
+        launcher)
+            cli=$(musl_bin edgesense edgesense)
+            mkdir -p "$work/launcher"
+            cp "$cli" "$work/launcher/edgesense"
+            cp stack/images/Dockerfile.launcher "$work/launcher/Dockerfile"
+            docker build -q -t edgesense/launcher:local "$work/launcher" >/dev/null
+            echo "built edgesense/launcher:local ($(stat -c %s "$cli") bytes)"
+            ;;
+        *) echo "error: unknown image $t (agent, prometheus, alertmanager, launcher)" >&2; exit 2 ;;
     esac
 done

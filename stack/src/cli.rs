@@ -55,6 +55,9 @@ pub enum Command {
     },
     /// Write a Raspberry Pi OS image to an SD card and prepare it to join the swarm.
     Flash(Box<flash_cli::FlashArgs>),
+    /// Keep this node's agent container in the desired state: what each task of the stack's
+    /// launcher service (`stack up --agents`) runs, with its node's Docker socket.
+    Launcher(LauncherArgs),
     /// Check this node: Pi, overlays, devices, Docker, swarm, network, agent container,
     /// Prometheus scraping it, Alertmanager reachable from it. Exit status 1 if any check fails.
     Doctor {
@@ -73,6 +76,44 @@ pub enum Command {
         #[arg(long, default_value = plan::DEFAULT_NETWORK)]
         network: String,
     },
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct LauncherArgs {
+    #[command(flatten)]
+    pub name: StackName,
+    /// The agent image to run.
+    #[arg(long, value_name = "IMAGE", default_value = node::DEFAULT_IMAGE)]
+    pub agent_image: String,
+    /// The agent config (the launcher service mounts a swarm config here).
+    #[arg(long, value_name = "FILE", default_value = "/etc/edgesense/agent.toml")]
+    pub config: PathBuf,
+    /// The webhook token (the stack's swarm secret).
+    #[arg(
+        long,
+        value_name = "FILE",
+        default_value = "/run/secrets/edgesense_token"
+    )]
+    pub token_file: PathBuf,
+    /// Node name [default: $EDGESENSE_NODE (the service sets it to the swarm node's hostname),
+    /// else the Docker host's name].
+    #[arg(long, value_name = "NAME")]
+    pub node_name: Option<String>,
+    /// Seconds between reconcile passes.
+    #[arg(long, value_name = "SECONDS", default_value_t = 10)]
+    pub interval: u64,
+    /// Keep this node free of the stack's agent (nodes labelled edgesense.agent=false).
+    #[arg(long)]
+    pub absent: bool,
+    /// One pass, then exit (non-zero if it failed): `stack down --agents` runs this.
+    #[arg(long)]
+    pub once: bool,
+    /// Exit 0 if the last pass is recent and found the agent healthy: the task's health check.
+    #[arg(long)]
+    pub probe: bool,
+    /// Where each pass's status goes (and --probe reads it).
+    #[arg(long, value_name = "FILE", default_value = edgesense::launcher::STATUS_FILE)]
+    pub status_file: PathBuf,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -134,6 +175,21 @@ pub struct StackContent {
     /// Host port for Grafana (0: not published).
     #[arg(long, value_name = "PORT", default_value_t = 3000)]
     pub grafana_port: u16,
+    /// Run the agent on every node, declaratively: a global launcher service keeps each node's
+    /// agent container in the desired state (it holds each node's Docker socket: SECURITY.md).
+    #[arg(long)]
+    pub agents: bool,
+    /// The agents' image (with --agents).
+    #[arg(long, value_name = "IMAGE", default_value = node::DEFAULT_IMAGE)]
+    pub agent_image: String,
+    /// The agents' config (with --agents): FILE for every node, NAME=FILE for the nodes labelled
+    /// edgesense.config=NAME (`docker node update --label-add edgesense.config=NAME NODE`);
+    /// repeatable. `simulate = true` in it gives simulated agents.
+    #[arg(long, value_name = "[NAME=]FILE")]
+    pub agent_config: Vec<String>,
+    /// The launcher's image (with --agents): FROM scratch with this CLI, from stack/images/build.sh.
+    #[arg(long, value_name = "IMAGE", default_value = plan::launcher::DEFAULT_LAUNCHER_IMAGE)]
+    pub launcher_image: String,
     /// Service health checks: `probe` (edgesense/* local images), `wget` (upstream images), `auto` picks by image.
     #[arg(long, value_enum, default_value_t = HealthcheckArg::Auto)]
     pub healthcheck: HealthcheckArg,
@@ -167,6 +223,13 @@ pub enum StackAction {
         /// Also remove the Prometheus and Alertmanager data volumes.
         #[arg(long)]
         volumes: bool,
+        /// Also remove, on every node, the agent containers the launchers made (and nothing
+        /// else; `node run` agents stay). Without it the agents keep running.
+        #[arg(long)]
+        agents: bool,
+        /// The image that removes them, if the stack has no launcher left to take it from.
+        #[arg(long, value_name = "IMAGE", default_value = plan::launcher::DEFAULT_LAUNCHER_IMAGE)]
+        launcher_image: String,
         /// How long to wait for tasks to stop, in seconds.
         #[arg(long, value_name = "SECONDS", default_value_t = 60)]
         timeout: u64,
@@ -262,6 +325,53 @@ pub fn read_file(p: &PathBuf, what: &str) -> anyhow::Result<String> {
 }
 
 impl StackContent {
+    /// The launchers' part of the stack (`--agents`), with the config files read.
+    pub fn agents(&self) -> anyhow::Result<Option<plan::Agents>> {
+        if !self.agents {
+            anyhow::ensure!(
+                self.agent_config.is_empty(),
+                "--agent-config needs --agents"
+            );
+            return Ok(None);
+        }
+        let mut config = None;
+        let mut named: Vec<(String, String)> = Vec::new();
+        for spec in &self.agent_config {
+            match spec.split_once('=') {
+                Some((name, file)) => {
+                    anyhow::ensure!(
+                        !name.is_empty()
+                            && name
+                                .chars()
+                                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'),
+                        "--agent-config {spec}: NAME is letters, digits, - and _ (the value of the node label edgesense.config)"
+                    );
+                    anyhow::ensure!(
+                        !named.iter().any(|(n, _)| n == name),
+                        "--agent-config {name}=…: given twice"
+                    );
+                    named.push((
+                        name.to_owned(),
+                        read_file(&PathBuf::from(file), "--agent-config")?,
+                    ));
+                }
+                None => {
+                    anyhow::ensure!(
+                        config.is_none(),
+                        "--agent-config {spec}: a default config is given twice (NAME=FILE for labelled nodes)"
+                    );
+                    config = Some(read_file(&PathBuf::from(spec), "--agent-config")?);
+                }
+            }
+        }
+        Ok(Some(plan::Agents {
+            agent_image: self.agent_image.clone(),
+            launcher_image: self.launcher_image.clone(),
+            config,
+            named,
+        }))
+    }
+
     pub fn options(&self) -> StackOptions {
         StackOptions {
             stack: self.name.stack.clone(),
@@ -278,6 +388,7 @@ impl StackContent {
                 HealthcheckArg::Wget => Healthcheck::Wget,
                 HealthcheckArg::None => Healthcheck::None,
             },
+            agents: None,
         }
     }
 

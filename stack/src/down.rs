@@ -23,7 +23,143 @@ pub struct DownOptions<'a> {
     pub stack: &'a str,
     pub network: &'a str,
     pub volumes: bool,
+    /// Also remove the agent containers the stack's launchers made, on every node.
+    pub agents: bool,
+    /// The image for that (the launchers' own, else this one).
+    pub launcher_image: &'a str,
     pub timeout: Duration,
+}
+
+/// Removes the launchers' agents on every node: a global job (one task per node, to
+/// completion) runs `edgesense launcher --absent --once` with each node's socket, since a
+/// manager's Docker API cannot reach containers on other nodes. Returns how many nodes did.
+async fn remove_agents(
+    docker: &Docker,
+    o: &DownOptions<'_>,
+    services: &[bollard::models::Service],
+    progress: &mut Progress,
+) -> Result<usize> {
+    use crate::plan::launcher::{self, Agents, Which};
+    // The launchers' image, so the job needs nothing the nodes do not have.
+    let image = services
+        .iter()
+        .filter_map(|s| s.spec.as_ref())
+        .filter(|s| {
+            s.labels
+                .as_ref()
+                .and_then(|l| l.get(crate::plan::ROLE))
+                .is_some_and(|r| r == "launcher")
+        })
+        .find_map(|s| {
+            s.task_template
+                .as_ref()?
+                .container_spec
+                .as_ref()?
+                .image
+                .clone()
+        })
+        .map(|i| i.split('@').next().unwrap_or("").to_owned())
+        .unwrap_or_else(|| o.launcher_image.to_owned());
+    let opts = crate::plan::StackOptions {
+        stack: o.stack.to_owned(),
+        network: o.network.to_owned(),
+        ..Default::default()
+    };
+    let a = Agents {
+        agent_image: String::new(),
+        launcher_image: image,
+        config: None,
+        named: Vec::new(),
+    };
+    let mut spec = launcher::service(&opts, &a, Which::Off, None, "");
+    let name = format!("{}_agents-down", o.stack);
+    spec.name = Some(name.clone());
+    if let Some(t) = spec.task_template.as_mut() {
+        t.placement = None;
+        t.restart_policy = Some(bollard::models::TaskSpecRestartPolicy {
+            condition: Some(bollard::models::TaskSpecRestartPolicyConditionEnum::NONE),
+            ..Default::default()
+        });
+        if let Some(c) = t.container_spec.as_mut() {
+            c.args = Some(
+                [
+                    "launcher",
+                    "--stack",
+                    o.stack,
+                    "--network",
+                    o.network,
+                    "--absent",
+                    "--once",
+                ]
+                .iter()
+                .map(|s| (*s).to_owned())
+                .collect(),
+            );
+            c.health_check = None;
+        }
+    }
+    spec.mode = Some(bollard::models::ServiceSpecMode {
+        global_job: Some(Default::default()),
+        ..Default::default()
+    });
+    spec.update_config = None;
+    let _ = docker.delete_service(&name).await;
+    docker
+        .create_service(spec, None)
+        .await
+        .context(|| format!("create service {name}"))?;
+    let started = Instant::now();
+    let result = loop {
+        let tasks = docker
+            .list_tasks(Some(ListTasksOptions {
+                filters: Some(filters(&[("service", name.clone())])),
+            }))
+            .await
+            .context(|| format!("list tasks of {name}"))?;
+        let state = |t: &bollard::models::Task| {
+            t.status
+                .as_ref()
+                .and_then(|s| s.state.as_ref())
+                .map(|s| s.to_string())
+                .unwrap_or_default()
+        };
+        let done = tasks.iter().filter(|t| state(t) == "complete").count();
+        let failed: Vec<String> = tasks
+            .iter()
+            .filter(|t| ["failed", "rejected"].contains(&state(t).as_str()))
+            .map(|t| {
+                t.status
+                    .as_ref()
+                    .and_then(|s| s.err.clone())
+                    .unwrap_or_else(|| state(t))
+            })
+            .collect();
+        if !tasks.is_empty() && done + failed.len() == tasks.len() {
+            if !failed.is_empty() {
+                break Err(crate::StackError::Io(format!(
+                    "removing the agents failed on {} node(s): {}",
+                    failed.len(),
+                    failed.join("; ")
+                )));
+            }
+            break Ok(done);
+        }
+        if started.elapsed() > o.timeout {
+            break Err(crate::StackError::Timeout(format!(
+                "the agents were not removed on every node after {} s ({done} of {} done); `docker service ps {name}` shows why",
+                o.timeout.as_secs(),
+                tasks.len()
+            )));
+        }
+        progress.set(&format!(
+            "[{:>3.0} s] removing the agents: {done} of {} node(s) done",
+            started.elapsed().as_secs_f64(),
+            tasks.len()
+        ));
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    };
+    let _ = docker.delete_service(&name).await;
+    result
 }
 
 pub async fn down(
@@ -41,6 +177,10 @@ pub async fn down(
         }))
         .await
         .context(|| "list services".into())?;
+    if o.agents {
+        let n = remove_agents(docker, o, &services, progress).await?;
+        out.removed.push(format!("agents on {n} node(s)"));
+    }
     for s in &services {
         let name = s
             .spec

@@ -71,7 +71,9 @@ pub struct FlashArgs {
     /// File with the swarm's worker join token (`docker swarm join-token -q worker`).
     #[arg(long, value_name = "FILE", help_heading = "First boot")]
     pub swarm_token_file: Option<PathBuf>,
-    /// Agent config (TOML) for the node.
+    /// Agent config (TOML) for the node. With it (or --agent-token-file) first boot starts the
+    /// card's own agent as `node run` does; without them, a node joining a swarm gets its agent
+    /// from the stack's launcher (`stack up --agents`).
     #[arg(long, value_name = "FILE", help_heading = "First boot")]
     pub agent_config: Option<PathBuf>,
     /// File with the stack's webhook token, for the agent.
@@ -207,7 +209,11 @@ fn setup(a: &FlashArgs) -> anyhow::Result<Setup> {
         (None, Some(_)) => bail!("--swarm-token-file needs --swarm-join MANAGER:2377"),
         (None, None) => None,
     };
-    let agent = if a.no_agent {
+    // In a swarm whose stack has launchers the agent arrives by itself; the card starts its own
+    // only outside a swarm or when it carries the agent's config or token.
+    let launcher_brings_it =
+        a.swarm_join.is_some() && a.agent_config.is_none() && a.agent_token_file.is_none();
+    let agent = if a.no_agent || launcher_brings_it {
         None
     } else {
         let config = a
@@ -375,6 +381,10 @@ pub fn run(a: FlashArgs) -> anyhow::Result<()> {
         }
         if s.agent.is_some() {
             what.push(format!("start agent {}", a.agent_image));
+        } else if s.swarm.is_some() && !a.no_agent {
+            what.push(
+                "the agent comes from the stack's launcher (`edgesense stack up --agents`)".into(),
+            );
         }
         println!("first boot: {}", what.join("; "));
     }

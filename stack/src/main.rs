@@ -9,7 +9,12 @@ use std::{process::ExitCode, time::Duration};
 use anyhow::Context as _;
 use clap::Parser;
 use cli::{read_file, Cli, Command, NodeAction, StackAction};
-use edgesense::{docker, down, node, plan, progress::Progress, render, status, up, StackError};
+use edgesense::{
+    docker, down, node,
+    plan::{self, StackOptions},
+    progress::Progress,
+    render, status, up, StackError,
+};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -45,6 +50,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             node_cmd(&host, local, action).await
         }
         Command::Flash(args) => flash_cli::run(*args),
+        Command::Launcher(a) => launcher(&host, a).await,
         Command::Dashboard {
             prometheus,
             alertmanager,
@@ -99,6 +105,49 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
+async fn launcher(host: &str, a: cli::LauncherArgs) -> anyhow::Result<()> {
+    use edgesense::launcher::{self, LauncherOptions, Mode};
+    let interval = Duration::from_secs(a.interval.max(1));
+    if a.probe {
+        return match launcher::probe(&a.status_file, interval) {
+            Ok(s) => {
+                println!("{}: agent {} ({})", s.node, s.agent, s.image);
+                Ok(())
+            }
+            Err(e) => Err(anyhow::anyhow!("unhealthy: {e}")),
+        };
+    }
+    let docker = docker::connect(host).await?;
+    let o = LauncherOptions {
+        stack: a.name.stack,
+        network: a.name.network,
+        agent_image: a.agent_image,
+        config: Some(a.config),
+        token_file: Some(a.token_file),
+        node_name: a
+            .node_name
+            .or_else(|| std::env::var("EDGESENSE_NODE").ok())
+            .filter(|n| !n.is_empty()),
+        interval,
+        mode: if a.absent {
+            Mode::Absent
+        } else {
+            Mode::Present
+        },
+        status_file: a.status_file,
+    };
+    if a.once {
+        let mut l = launcher::Launcher::new(&docker, o).await?;
+        let s = l.pass(&docker).await;
+        if let Some(line) = launcher::log_line(&s) {
+            eprintln!("{line}");
+        }
+        anyhow::ensure!(s.action != launcher::Action::Failed, "{}", s.message);
+        return Ok(());
+    }
+    Ok(launcher::run(&docker, o).await?)
+}
+
 /// Where a service's host-mode published ports listen: the node its task runs on (else the
 /// Docker host's name).
 async fn published_at(docker: &bollard::Docker, host: &str, service: String) -> String {
@@ -118,7 +167,10 @@ async fn stack(host: &str, action: StackAction) -> anyhow::Result<()> {
         } => {
             let files = content.files()?;
             let token = content.token()?;
-            let opts = content.options();
+            let opts = StackOptions {
+                agents: content.agents()?,
+                ..content.options()
+            };
             let docker = docker::connect(host).await?;
             let mut progress = Progress::new(false);
             let (outcome, plan, generated) =
@@ -173,6 +225,8 @@ async fn stack(host: &str, action: StackAction) -> anyhow::Result<()> {
         StackAction::Down {
             name,
             volumes,
+            agents,
+            launcher_image,
             timeout,
         } => {
             let docker = docker::connect(host).await?;
@@ -183,6 +237,8 @@ async fn stack(host: &str, action: StackAction) -> anyhow::Result<()> {
                     stack: &name.stack,
                     network: &name.network,
                     volumes,
+                    agents,
+                    launcher_image: &launcher_image,
                     timeout: Duration::from_secs(timeout),
                 },
                 &mut progress,
@@ -233,7 +289,10 @@ async fn stack(host: &str, action: StackAction) -> anyhow::Result<()> {
         }
         StackAction::Render { content, out } => {
             let files = content.files()?;
-            let opts = content.options();
+            let opts = StackOptions {
+                agents: content.agents()?,
+                ..content.options()
+            };
             let (secret, token_path) = match (&content.token_file, content.token()?) {
                 (Some(p), Some(t)) => (
                     plan::secret_name(&opts.stack, &t),

@@ -59,7 +59,94 @@ pub fn compose(opts: &StackOptions, plan: &Plan, token_file: Option<&str>) -> St
     y
 }
 
+fn config_key<'a>(plan: &'a Plan, name: &str) -> &'a str {
+    plan.configs
+        .iter()
+        .find(|p| p.name == name)
+        .map_or("?", |p| p.key.as_str())
+}
+
+/// A launcher (`stack up --agents`): a global service with its node's Docker socket.
+fn launcher(y: &mut String, opts: &StackOptions, plan: &Plan, s: &ServiceSpec) {
+    let name = s.name.as_deref().unwrap_or("");
+    let key = name
+        .strip_prefix(&format!("{}_", opts.stack))
+        .unwrap_or(name);
+    let t = s.task_template.clone().unwrap_or_default();
+    let c = t.container_spec.clone().unwrap_or_default();
+    let list = |v: Vec<String>| v.iter().map(|a| q(a)).collect::<Vec<_>>().join(", ");
+    let _ = writeln!(y, "  {key}:");
+    let _ = writeln!(y, "    image: {}", q(c.image.as_deref().unwrap_or("")));
+    let _ = writeln!(y, "    command: [{}]", list(c.args.unwrap_or_default()));
+    let _ = writeln!(y, "    environment:");
+    for e in c.env.unwrap_or_default() {
+        if let Some((k, v)) = e.split_once('=') {
+            let _ = writeln!(y, "      {k}: {}", q(v));
+        }
+    }
+    let _ = writeln!(y, "    read_only: true\n    cap_drop: [ALL]");
+    let _ = writeln!(y, "    volumes:");
+    for m in c.mounts.unwrap_or_default() {
+        let target = m.target.unwrap_or_default();
+        match m.source {
+            Some(src) => {
+                let _ = writeln!(
+                    y,
+                    "      - type: bind\n        source: {}\n        target: {}",
+                    q(&src),
+                    q(&target)
+                );
+            }
+            None => {
+                let _ = writeln!(y, "      - type: tmpfs\n        target: {}", q(&target));
+            }
+        }
+    }
+    if let Some(cfgs) = c.configs {
+        let _ = writeln!(y, "    configs:");
+        for cf in cfgs {
+            let target = cf.file.and_then(|f| f.name).unwrap_or_default();
+            let _ = writeln!(
+                y,
+                "      - source: {}\n        target: {}\n        mode: 0400",
+                config_key(plan, &cf.config_name.unwrap_or_default()),
+                q(&target)
+            );
+        }
+    }
+    if c.secrets.is_some() {
+        let _ = writeln!(
+            y,
+            "    secrets:\n      - source: {TOKEN_TARGET}\n        target: {TOKEN_TARGET}\n        mode: 0400"
+        );
+    }
+    if let Some(h) = c.health_check {
+        let secs = |ns: Option<i64>| format!("{}s", ns.unwrap_or(0) / 1_000_000_000);
+        let _ = writeln!(
+            y,
+            "    healthcheck:\n      test: [{}]\n      interval: {}\n      timeout: {}\n      retries: {}\n      start_period: {}",
+            list(h.test.unwrap_or_default()),
+            secs(h.interval),
+            secs(h.timeout),
+            h.retries.unwrap_or(3),
+            secs(h.start_period)
+        );
+    }
+    let constraints = t.placement.and_then(|p| p.constraints).unwrap_or_default();
+    let limits = t.resources.and_then(|r| r.limits).unwrap_or_default();
+    let _ = writeln!(
+        y,
+        "    deploy:\n      mode: global\n      placement:\n        constraints: [{}]\n      restart_policy:\n        condition: any\n        delay: 5s\n      update_config:\n        parallelism: 1\n        order: stop-first\n        failure_action: pause\n        monitor: 10s\n      resources:\n        limits:\n          cpus: \"{:.2}\"\n          memory: {}M",
+        list(constraints),
+        limits.nano_cpus.unwrap_or(0) as f64 / 1e9,
+        limits.memory_bytes.unwrap_or(0) / (1024 * 1024)
+    );
+}
+
 fn service(y: &mut String, opts: &StackOptions, plan: &Plan, s: &ServiceSpec) {
+    if s.mode.as_ref().is_some_and(|m| m.global.is_some()) {
+        return launcher(y, opts, plan, s);
+    }
     let name = s.name.as_deref().unwrap_or("");
     let key = name
         .strip_prefix(&format!("{}_", opts.stack))
@@ -101,12 +188,7 @@ fn service(y: &mut String, opts: &StackOptions, plan: &Plan, s: &ServiceSpec) {
     if let Some(cfgs) = c.configs {
         let _ = writeln!(y, "    configs:");
         for cf in cfgs {
-            let cname = cf.config_name.unwrap_or_default();
-            let key = plan
-                .configs
-                .iter()
-                .find(|p| p.name == cname)
-                .map_or("?", |p| p.key);
+            let key = config_key(plan, &cf.config_name.unwrap_or_default());
             let target = cf.file.and_then(|f| f.name).unwrap_or_default();
             let _ = writeln!(
                 y,
@@ -162,12 +244,12 @@ pub fn write(
     let io = |p: &Path, e: std::io::Error| StackError::Input(format!("{}: {e}", p.display()));
     let mut written = Vec::new();
     for c in &plan.configs {
-        let p = out.join(c.file);
+        let p = out.join(&c.file);
         if let Some(dir) = p.parent() {
             std::fs::create_dir_all(dir).map_err(|e| io(dir, e))?;
         }
         std::fs::write(&p, &c.data).map_err(|e| io(&p, e))?;
-        written.push(c.file.to_owned());
+        written.push(c.file.clone());
     }
     let p = out.join("docker-stack.yml");
     std::fs::write(&p, compose(opts, plan, token_file)).map_err(|e| io(&p, e))?;
@@ -205,5 +287,38 @@ mod tests {
         assert!(y.contains("image: \"prom/prometheus:v2.53.2\""));
         assert!(y.contains("memory: 512M"));
         assert!(y.contains("mode: host"));
+    }
+
+    #[test]
+    fn launchers_render_as_global_services_with_the_node_socket() {
+        let opts = StackOptions {
+            agents: Some(crate::plan::Agents {
+                agent_image: "edgesense/agent:local".into(),
+                launcher_image: "edgesense/launcher:local".into(),
+                config: Some("simulate = true\n".into()),
+                named: vec![("shed".into(), "seed = 1\n".into())],
+            }),
+            ..StackOptions::default()
+        };
+        let p = plan(
+            &opts,
+            &render(&AssetOptions::default()).unwrap(),
+            "edgesense_token_ab",
+        );
+        let y = compose(&opts, &p, None);
+        for s in ["launcher:", "launcher-shed:", "launcher-off:"] {
+            assert!(y.contains(&format!("\n  {s}\n")), "{s}: {y}");
+        }
+        assert!(y.contains("mode: global"), "{y}");
+        assert!(y.contains("EDGESENSE_NODE: \"{{.Node.Hostname}}\""), "{y}");
+        assert!(y.contains("source: \"/var/run/docker.sock\""), "{y}");
+        assert!(y.contains("type: tmpfs"), "{y}");
+        assert!(y.contains("failure_action: pause"), "{y}");
+        assert!(
+            y.contains("\"node.labels.edgesense.config == shed\""),
+            "{y}"
+        );
+        assert!(y.contains("source: agent_config_shed"), "{y}");
+        assert!(y.contains("file: ./agents/shed.toml"), "{y}");
     }
 }

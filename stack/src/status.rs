@@ -104,6 +104,7 @@ pub async fn collect(
         Some(url) => agents(url).await,
         None => json!({ "error": "Prometheus is not published (--prometheus URL to ask it)" }),
     };
+    let fleet = fleet(docker, stack, &node_names, prometheus).await?;
     let alerts = match alertmanager {
         Some(url) => alerts(url).await,
         None => json!({ "error": "Alertmanager is not published (--alertmanager URL to ask it)" }),
@@ -114,8 +115,117 @@ pub async fn collect(
         "tasks": tasks,
         "nodes": nodes,
         "agents": agents,
+        "launchers": fleet.0,
+        "rollouts": fleet.1,
         "alerts": alerts,
     }))
+}
+
+/// `stack up --agents`: each node's launcher task (its state and since when: the launcher's
+/// health follows its agent's, so `running` means the agent is healthy), the agent image the
+/// launcher runs, and the version Prometheus scrapes from that node's agent; and the launcher
+/// services whose rolling update is not `completed` (a paused roll says why).
+async fn fleet(
+    docker: &Docker,
+    stack: &str,
+    node_names: &HashMap<String, String>,
+    prometheus: Option<&str>,
+) -> Result<(Value, Value)> {
+    let services = docker
+        .list_services(Some(ListServicesOptions {
+            filters: Some(filters(&[
+                ("label", format!("{NAMESPACE}={stack}")),
+                ("label", format!("{}=launcher", crate::plan::ROLE)),
+            ])),
+            ..Default::default()
+        }))
+        .await
+        .context(|| "list services".into())?;
+    if services.is_empty() {
+        return Ok((json!([]), json!([])));
+    }
+    // node -> (version, scraped) from Prometheus.
+    let mut versions: HashMap<String, (String, bool)> = HashMap::new();
+    if let Some(url) = prometheus {
+        let info = get_json(&format!(
+            "{url}/api/v1/query?query={}",
+            http::urlencode("edgesense_node_info")
+        ))
+        .await
+        .ok();
+        for r in info
+            .as_ref()
+            .and_then(|v| v["data"]["result"].as_array())
+            .into_iter()
+            .flatten()
+        {
+            if let (Some(n), Some(v)) = (
+                r["metric"]["node"].as_str(),
+                r["metric"]["version"].as_str(),
+            ) {
+                versions.insert(n.to_owned(), (v.to_owned(), true));
+            }
+        }
+    }
+    let mut rows = Vec::new();
+    let mut rollouts = Vec::new();
+    for s in &services {
+        let spec = s.spec.clone().unwrap_or_default();
+        let name = spec.name.clone().unwrap_or_default();
+        let c = spec
+            .task_template
+            .as_ref()
+            .and_then(|t| t.container_spec.clone())
+            .unwrap_or_default();
+        let args = c.args.unwrap_or_default();
+        let absent = args.iter().any(|a| a == "--absent");
+        let agent_image = args
+            .iter()
+            .position(|a| a == "--agent-image")
+            .and_then(|i| args.get(i + 1).cloned())
+            .unwrap_or_default();
+        if let Some(u) = &s.update_status {
+            let state = u.state.as_ref().map(|x| x.to_string()).unwrap_or_default();
+            if state != "completed" {
+                rollouts.push(json!({
+                    "service": name,
+                    "state": state,
+                    "message": u.message,
+                }));
+            }
+        }
+        let tasks = docker
+            .list_tasks(Some(ListTasksOptions {
+                filters: Some(filters(&[
+                    ("service", name.clone()),
+                    ("desired-state", "running".into()),
+                ])),
+            }))
+            .await
+            .context(|| format!("list tasks of {name}"))?;
+        for t in tasks {
+            let node = t
+                .node_id
+                .as_ref()
+                .and_then(|id| node_names.get(id))
+                .cloned()
+                .unwrap_or_default();
+            let st = t.status.unwrap_or_default();
+            let (version, scraped) = versions.get(&node).cloned().unwrap_or_default();
+            rows.push(json!({
+                "node": node,
+                "launcher": name,
+                "state": st.state.map(|x| x.to_string()),
+                "since": st.timestamp,
+                "error": st.err,
+                "agent_image": if absent { "(no agent)".to_owned() } else { agent_image.clone() },
+                "version": (!version.is_empty()).then_some(version),
+                "scraped": scraped,
+            }));
+        }
+    }
+    rows.sort_by_key(|r| r["node"].as_str().unwrap_or("").to_owned());
+    Ok((json!(rows), json!(rollouts)))
 }
 
 async fn services_by_id(docker: &Docker, stack: &str) -> Result<HashMap<String, String>> {
@@ -297,6 +407,34 @@ pub fn render_table(v: &Value) -> String {
             ("error", "ERROR"),
         ],
     );
+    if v["launchers"].as_array().is_some_and(|l| !l.is_empty()) {
+        table(
+            &mut out,
+            "LAUNCHERS (stack up --agents; running = its agent is healthy)",
+            &v["launchers"],
+            &[
+                ("node", "NODE"),
+                ("launcher", "SERVICE"),
+                ("state", "STATE"),
+                ("since", "SINCE"),
+                ("agent_image", "AGENT IMAGE"),
+                ("version", "VERSION"),
+                ("error", "ERROR"),
+            ],
+        );
+    }
+    if v["rollouts"].as_array().is_some_and(|l| !l.is_empty()) {
+        table(
+            &mut out,
+            "ROLLING UPDATES",
+            &v["rollouts"],
+            &[
+                ("service", "SERVICE"),
+                ("state", "STATE"),
+                ("message", "MESSAGE"),
+            ],
+        );
+    }
     table(
         &mut out,
         "ALERTS (Alertmanager)",

@@ -280,6 +280,31 @@ pub async fn apply(
             Err(e) => return Err(e).context(|| format!("inspect service {name}")),
         }
     }
+    // Launchers the plan no longer has (`stack up` without --agents, a config name dropped) go;
+    // the agents they ran stay as they are.
+    let services = docker
+        .list_services(Some(bollard::query_parameters::ListServicesOptions {
+            filters: Some(filters(&[
+                ("label", ns_label(stack)),
+                ("label", format!("{ROLE}=launcher")),
+            ])),
+            ..Default::default()
+        }))
+        .await
+        .context(|| "list services".into())?;
+    for s in services {
+        let Some(name) = s.spec.and_then(|s| s.name) else {
+            continue;
+        };
+        if plan.services.iter().any(|p| p.name.as_ref() == Some(&name)) {
+            continue;
+        }
+        docker
+            .delete_service(&name)
+            .await
+            .context(|| format!("remove service {name}"))?;
+        out.removed.push(format!("service {name}"));
+    }
     // Old configs (other hashes) go once no task uses them; one still in use stays for the next
     // `up` or `down`.
     for c in have {
@@ -397,15 +422,24 @@ pub async fn wait_ready(
                 }))
                 .await
                 .context(|| format!("list tasks of {name}"))?;
-            let running = tasks.iter().any(|t| {
+            let is_running = |t: &bollard::models::Task| {
                 t.status
                     .as_ref()
                     .and_then(|s| s.state.as_ref())
                     .is_some_and(|st| st.to_string() == "running")
-            });
+            };
+            // A global service (the launchers) has a task per eligible node, possibly none:
+            // every one of them must run. A replicated one needs its task running.
+            let global = s.mode.as_ref().is_some_and(|m| m.global.is_some());
+            let running = if global {
+                tasks.iter().all(is_running)
+            } else {
+                tasks.iter().any(is_running)
+            };
             if !running {
                 let state = tasks
                     .iter()
+                    .filter(|t| !is_running(t))
                     .filter_map(|t| {
                         let s = t.status.as_ref()?;
                         let err = s.err.clone().unwrap_or_default();

@@ -2,8 +2,10 @@
 //! its own network, UTS and mount namespace, so the overlay network really crosses hosts. Every
 //! test that needs a swarm of several nodes goes through this module.
 //!
-//! Tests hold [`Fleet::lock`] for as long as they use the fleet: one test at a time, whichever
-//! test runner runs them (an exclusive `flock` on the fleet's directory).
+//! Tests hold [`Fleet::lock`] for as long as they use a fleet: one test per fleet at a time,
+//! whichever test runner runs them (an exclusive `flock` on the fleet's directory). tests/run.sh
+//! starts two identical fleets (`EDGESENSE_FLEET_DIRS`, colon-separated) so that two long fleet
+//! tests run side by side.
 
 use std::{
     fs::File,
@@ -50,15 +52,17 @@ impl Drop for Fleet {
             let _ = self.manager().docker_output(&["node", "rm", "--force", &n]);
             let _ = Command::new(workspace().join("tests/fleet.sh"))
                 .args(["remove", &n])
+                .env("EDGESENSE_FLEET_DIR", &self.dir)
                 .output();
         }
     }
 }
 
-/// tests/fleet.sh with `args`, asserting success; its stdout.
-pub fn script(args: &[&str]) -> String {
+/// tests/fleet.sh with `args` for the fleet in `dir`, asserting success; its stdout.
+pub fn script(dir: &Path, args: &[&str]) -> String {
     let o = Command::new(workspace().join("tests/fleet.sh"))
         .args(args)
+        .env("EDGESENSE_FLEET_DIR", dir)
         .output()
         .expect("run tests/fleet.sh");
     assert!(
@@ -86,15 +90,32 @@ fn parse_nodes(dir: &Path, listing: &str) -> Vec<Node> {
 }
 
 impl Fleet {
-    /// The fleet tests/run.sh started (`EDGESENSE_FLEET_DIR`), locked until the value drops.
+    /// A fleet tests/run.sh started (`EDGESENSE_FLEET_DIRS`, else `EDGESENSE_FLEET_DIR`): the
+    /// first free one, else the first once it is free; locked until the value drops.
     pub fn lock() -> Fleet {
-        let dir = PathBuf::from(std::env::var("EDGESENSE_FLEET_DIR").expect(
-            "EDGESENSE_FLEET_DIR: run tests/run.sh, which starts the multi-node swarm (tests/fleet.sh)",
-        ));
-        let lock = File::create(dir.join("lock")).expect("create the fleet's lock file");
-        // SAFETY: flock(2) on a descriptor this function owns.
-        let rc = unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX) };
-        assert_eq!(rc, 0, "flock the fleet");
+        let dirs: Vec<PathBuf> = std::env::var("EDGESENSE_FLEET_DIRS")
+            .or_else(|_| std::env::var("EDGESENSE_FLEET_DIR"))
+            .expect(
+                "EDGESENSE_FLEET_DIRS: run tests/run.sh, which starts the multi-node swarms (tests/fleet.sh)",
+            )
+            .split(':')
+            .filter(|d| !d.is_empty())
+            .map(PathBuf::from)
+            .collect();
+        let flock = |dir: &Path, how: libc::c_int| {
+            let f = File::create(dir.join("lock")).expect("create the fleet's lock file");
+            // SAFETY: flock(2) on a descriptor this closure owns.
+            let rc = unsafe { libc::flock(f.as_raw_fd(), how) };
+            (rc == 0).then_some(f)
+        };
+        let (dir, lock) = dirs
+            .iter()
+            .find_map(|d| Some((d.clone(), flock(d, libc::LOCK_EX | libc::LOCK_NB)?)))
+            .unwrap_or_else(|| {
+                let d = dirs[0].clone();
+                let f = flock(&d, libc::LOCK_EX).expect("flock the fleet");
+                (d, f)
+            });
         let mut fleet = Fleet {
             nodes: Vec::new(),
             started: 0,
@@ -125,7 +146,7 @@ impl Fleet {
 
     /// One more node with the fleet's images, not yet in the swarm (see [`Node::join`]).
     pub fn add(&mut self, name: &str) -> Node {
-        script(&["add", name]);
+        script(&self.dir, &["add", name]);
         self.reload();
         self.node(name).clone()
     }
@@ -137,8 +158,39 @@ impl Fleet {
         let _ = self
             .manager()
             .docker_output(&["node", "rm", "--force", name]);
-        script(&["remove", name]);
+        script(&self.dir, &["remove", name]);
         self.reload();
+    }
+
+    /// Everything of edgesense off every node: agent containers (node run's and the
+    /// launchers'), the stack with its volumes, node labels, and each node's /var/lib/edgesense
+    /// and /etc/edgesense.
+    pub fn clean(&self) {
+        let m = self.manager();
+        for n in &self.nodes {
+            for dir in [n.state_dir(), n.etc_dir()] {
+                for e in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+                    let _ = std::fs::remove_file(e.path());
+                }
+            }
+            let _ = m.docker_output(&[
+                "node",
+                "update",
+                "--label-rm",
+                "edgesense.config",
+                "--label-rm",
+                "edgesense.agent",
+                &n.name,
+            ]);
+        }
+        let (code, out, err) = m.edgesense(&["stack", "down", "--volumes"]);
+        assert_eq!(code, 0, "stack down: {out}{err}");
+        for n in &self.nodes {
+            let ids = n.docker(&["ps", "-aq", "--filter", "label=com.edgesense.role"]);
+            for id in ids.split_whitespace() {
+                n.docker(&["rm", "-f", "-v", id]);
+            }
+        }
     }
 
     /// The host's own address on the fleet's subnet.
@@ -149,6 +201,12 @@ impl Fleet {
 }
 
 impl Node {
+    fn fleet_dir(&self) -> &Path {
+        self.dir
+            .parent()
+            .expect("a node's directory is in its fleet's")
+    }
+
     /// `docker ARGS` against this node, whatever its exit status.
     pub fn docker_output(&self, args: &[&str]) -> Output {
         Command::new("docker")
@@ -258,12 +316,15 @@ impl Node {
 
     /// Stops and starts the node's dockerd, keeping its state; waits until it answers.
     pub fn restart_dockerd(&self) {
-        script(&["restart", &self.name]);
+        script(self.fleet_dir(), &["restart", &self.name]);
     }
 
     /// Cuts the node off the network (`false`) or connects it again.
     pub fn link(&self, up: bool) {
-        script(&["link", &self.name, if up { "up" } else { "down" }]);
+        script(
+            self.fleet_dir(),
+            &["link", &self.name, if up { "up" } else { "down" }],
+        );
     }
 
     /// Joins the swarm of `manager` as a worker.
@@ -290,4 +351,26 @@ impl Node {
                 .then_some(())
         });
     }
+}
+
+/// The node names Prometheus (at `prom`) has `edgesense_node_info` for from a target that is up,
+/// sorted.
+pub fn scraped_nodes(prom: SocketAddr) -> Vec<String> {
+    let q = "/api/v1/query?query=edgesense_node_info%20and%20on(instance)%20(up%3D%3D1)";
+    let Ok(r) = try_request(prom, "GET", q, &[], "") else {
+        return Vec::new();
+    };
+    if r.status != 200 {
+        return Vec::new();
+    }
+    let mut n: Vec<String> = r.json()["data"]["result"]
+        .as_array()
+        .map(|r| {
+            r.iter()
+                .filter_map(|x| x["metric"]["node"].as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default();
+    n.sort();
+    n
 }

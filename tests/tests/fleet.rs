@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use edgesense_tests::{
     alerting::{assets, swap},
     browser::{artifacts, dashboard, png, run_browser},
-    fleet::{Fleet, Node},
+    fleet::{scraped_nodes, Fleet, Node},
     get_json, request, try_request, wait_until,
 };
 use serde_json::Value;
@@ -20,24 +20,6 @@ const STACK_IMAGES: [&str; 4] = [
     "--alertmanager-image",
     "edgesense/alertmanager:local",
 ];
-
-/// Everything of edgesense off every node: agent containers, the stack, its volumes, the
-/// node's /var/lib/edgesense and /etc/edgesense.
-fn clean(fleet: &Fleet) {
-    for n in &fleet.nodes {
-        for dir in [n.state_dir(), n.etc_dir()] {
-            for e in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
-                let _ = std::fs::remove_file(e.path());
-            }
-        }
-        let ids = n.docker(&["ps", "-aq", "--filter", "label=com.edgesense.role"]);
-        for id in ids.split_whitespace() {
-            n.docker(&["rm", "-f", "-v", id]);
-        }
-    }
-    let m = fleet.manager();
-    m.edgesense_ok(&["stack", "down", "--volumes"]);
-}
 
 /// The LED `led` of the agent published on port 9842 of `node`, asked inside the node (works
 /// while the node is cut off).
@@ -72,22 +54,6 @@ fn put_sim(node: &Node, token: &str, sensor: &str, value: f64) {
     assert_eq!(r.status, 200, "{}", r.body);
 }
 
-/// The node names Prometheus has `edgesense_node_info` for, with `up` 1.
-fn scraped_nodes(prom: std::net::SocketAddr) -> Vec<String> {
-    let q = "/api/v1/query?query=edgesense_node_info%20and%20on(instance)%20(up%3D%3D1)";
-    let v = get_json(prom, q);
-    let mut n: Vec<String> = v["data"]["result"]
-        .as_array()
-        .map(|r| {
-            r.iter()
-                .filter_map(|x| x["metric"]["node"].as_str().map(str::to_owned))
-                .collect()
-        })
-        .unwrap_or_default();
-    n.sort();
-    n
-}
-
 /// An Alertmanager webhook payload (v4) with one alert, `firing` or `resolved`.
 fn webhook(alertname: &str, labels: &str, status: &str) -> String {
     let ends = if status == "firing" {
@@ -106,7 +72,7 @@ fn a_three_node_fleet_operated_on_each_node_and_remotely() {
     let started = Instant::now();
     let fleet = Fleet::lock();
     let (mgr, pi_a, pi_b) = (fleet.node("mgr"), fleet.node("pi-a"), fleet.node("pi-b"));
-    clean(&fleet);
+    fleet.clean();
 
     // --- A worker before the stack exists: a clear refusal, nothing left behind.
     let (code, _, err) = pi_a.edgesense(&["node", "run", "--simulate", "--no-token"]);
@@ -595,7 +561,7 @@ fn rfc3339(secs: i64) -> String {
 fn a_flashed_card_boots_into_the_fleet() {
     use edgesense_tests::card::{build_image, sh, BOOT_OFFSET};
     let mut fleet = Fleet::lock();
-    clean(&fleet);
+    fleet.clean();
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let mgr = fleet.manager().clone();

@@ -14,7 +14,10 @@ use bollard::models::{
     TaskSpecRestartPolicyConditionEnum,
 };
 
+pub mod launcher;
+
 use crate::assets::{short_hash, Rendered};
+pub use launcher::Agents;
 
 /// The label Docker's own `docker stack` uses; `docker stack ls/ps/rm` see our stack too.
 pub const NAMESPACE: &str = "com.docker.stack.namespace";
@@ -57,6 +60,8 @@ pub struct StackOptions {
     pub grafana: Option<String>,
     /// Host port for Grafana (0: not published).
     pub grafana_port: u16,
+    /// `--agents`: the launcher services that run every node's agent.
+    pub agents: Option<Agents>,
 }
 
 impl Default for StackOptions {
@@ -71,6 +76,7 @@ impl Default for StackOptions {
             healthcheck: Healthcheck::Auto,
             grafana: None,
             grafana_port: 3000,
+            agents: None,
         }
     }
 }
@@ -79,12 +85,12 @@ impl Default for StackOptions {
 #[derive(Clone, Debug, PartialEq)]
 pub struct ConfigFile {
     /// Key in compose files (`prometheus_yml`).
-    pub key: &'static str,
+    pub key: String,
     pub name: String,
     pub data: String,
     /// The file name in `stack render` output.
-    pub file: &'static str,
-    pub target: &'static str,
+    pub file: String,
+    pub target: String,
 }
 
 /// The whole stack.
@@ -161,7 +167,7 @@ fn service(opts: &StackOptions, s: Service) -> ServiceSpec {
                 .iter()
                 .map(|c| TaskSpecContainerSpecConfigs {
                     file: Some(TaskSpecContainerSpecFile1 {
-                        name: Some(c.target.to_owned()),
+                        name: Some(c.target.clone()),
                         uid: Some("0".into()),
                         gid: Some("0".into()),
                         mode: Some(0o444),
@@ -270,14 +276,13 @@ fn service(opts: &StackOptions, s: Service) -> ServiceSpec {
 /// The stack for `opts`, its rendered files and the token secret `secret_name`.
 pub fn plan(opts: &StackOptions, files: &Rendered, secret_name: &str) -> Plan {
     let stack = &opts.stack;
-    let config =
-        |key: &'static str, data: &str, file: &'static str, target: &'static str| ConfigFile {
-            key,
-            name: format!("{stack}_{key}_{}", short_hash(data.as_bytes())),
-            data: data.to_owned(),
-            file,
-            target,
-        };
+    let config = |key: &str, data: &str, file: &str, target: &str| ConfigFile {
+        key: key.to_owned(),
+        name: format!("{stack}_{key}_{}", short_hash(data.as_bytes())),
+        data: data.to_owned(),
+        file: file.to_owned(),
+        target: target.to_owned(),
+    };
     let configs = vec![
         config(
             "prometheus_yml",
@@ -387,6 +392,19 @@ pub fn plan(opts: &StackOptions, files: &Rendered, secret_name: &str) -> Plan {
             },
         ));
         volumes.push(volume);
+    }
+    if let Some(a) = &opts.agents {
+        use launcher::Which;
+        let mut add = |which: Which, data: Option<&str>| {
+            let cfg = data.map(|d| launcher::config_file(stack, which, d));
+            services.push(launcher::service(opts, a, which, cfg.as_ref(), secret_name));
+            configs.extend(cfg);
+        };
+        add(Which::Default, a.config.as_deref());
+        for (name, data) in &a.named {
+            add(Which::Named(name), Some(data));
+        }
+        add(Which::Off, None);
     }
     Plan {
         volumes,

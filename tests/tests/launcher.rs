@@ -1,0 +1,460 @@
+//! `stack up --agents` on the multi-node swarm (tests/fleet.sh): the global launcher service
+//! runs an agent on every node without `node run` anywhere, follows node labels (another config,
+//! opting out), gives a node that joins later its agent, rolls an agent image upgrade one node
+//! at a time, pauses on a broken image with the other nodes still serving, never restarts a
+//! healthy agent for nothing, and `stack down --agents` leaves no agent behind.
+
+use std::time::{Duration, Instant};
+
+use edgesense_tests::{
+    docker::docker as test_docker,
+    fleet::{scraped_nodes, Fleet, Node},
+    get_json, wait_until,
+};
+use serde_json::Value;
+
+const TOKEN: &str = "launcher-fleet-token-3141";
+
+/// Images for the upgrade: `edgesense/agent:next`, the same agent reporting version 0.1.9 (the
+/// one "0.1.0" in the binary patched, standing in for a new release), and
+/// `edgesense/agent:broken`, whose agent exits at once (never healthy). Built on the test
+/// dockerd from the local image, saved for the fleet's nodes.
+fn upgrade_images(dir: &std::path::Path) -> std::path::PathBuf {
+    let ctx = dir.join("next");
+    std::fs::create_dir_all(&ctx).unwrap();
+    let id = test_docker(&["create", "edgesense/agent:local"]);
+    let id = id.trim();
+    test_docker(&[
+        "cp",
+        &format!("{id}:/bin/edgesense-agent"),
+        ctx.join("edgesense-agent").to_str().unwrap(),
+    ]);
+    test_docker(&["rm", id]);
+    let bin = ctx.join("edgesense-agent");
+    let mut bytes = std::fs::read(&bin).unwrap();
+    let at: Vec<usize> = bytes
+        .windows(5)
+        .enumerate()
+        .filter(|(_, w)| *w == b"0.1.0")
+        .map(|(i, _)| i)
+        .collect();
+    assert_eq!(at.len(), 1, "one version string in the agent binary");
+    bytes[at[0] + 4] = b'9';
+    std::fs::write(&bin, bytes).unwrap();
+    std::fs::write(
+        ctx.join("Dockerfile"),
+        "FROM edgesense/agent:local\nCOPY edgesense-agent /bin/edgesense-agent\n",
+    )
+    .unwrap();
+    test_docker(&[
+        "build",
+        "-q",
+        "-t",
+        "edgesense/agent:next",
+        ctx.to_str().unwrap(),
+    ]);
+    let broken = dir.join("broken");
+    std::fs::create_dir_all(&broken).unwrap();
+    std::fs::write(
+        broken.join("Dockerfile"),
+        "FROM edgesense/agent:local\nENTRYPOINT [\"/bin/edgesense-agent\", \"--no-such-flag\"]\n",
+    )
+    .unwrap();
+    test_docker(&[
+        "build",
+        "-q",
+        "-t",
+        "edgesense/agent:broken",
+        broken.to_str().unwrap(),
+    ]);
+    let tar = dir.join("upgrade.tar");
+    test_docker(&[
+        "save",
+        "-o",
+        tar.to_str().unwrap(),
+        "edgesense/agent:next",
+        "edgesense/agent:broken",
+    ]);
+    tar
+}
+
+/// node → agent version, from Prometheus (agents that are scraped).
+fn versions(prom: std::net::SocketAddr) -> Vec<(String, String)> {
+    let v = get_json(
+        prom,
+        "/api/v1/query?query=edgesense_node_info%20and%20on(instance)%20(up%3D%3D1)",
+    );
+    let mut out: Vec<(String, String)> = v["data"]["result"]
+        .as_array()
+        .map(|r| {
+            r.iter()
+                .filter_map(|x| {
+                    Some((
+                        x["metric"]["node"].as_str()?.to_owned(),
+                        x["metric"]["version"].as_str()?.to_owned(),
+                    ))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    out.sort();
+    out
+}
+
+/// The agent containers the launchers made on `node`: (id, started at, image).
+fn launched(node: &Node) -> Vec<(String, String, String)> {
+    let ids = node.docker(&[
+        "ps",
+        "-aq",
+        "--filter",
+        "label=com.edgesense.launcher=edgesense",
+    ]);
+    ids.split_whitespace()
+        .map(|id| {
+            let f = node.docker(&[
+                "inspect",
+                id,
+                "--format",
+                "{{.State.StartedAt}} {{.Config.Image}}",
+            ]);
+            let (started, image) = f.trim().split_once(' ').unwrap_or(("", ""));
+            (id.to_owned(), started.to_owned(), image.to_owned())
+        })
+        .collect()
+}
+
+/// An RFC 3339 time (Docker's `StartedAt`) as seconds since the epoch.
+fn unix_seconds(t: &str) -> f64 {
+    let o = std::process::Command::new("date")
+        .args(["-d", t, "+%s.%N"])
+        .output()
+        .expect("date");
+    String::from_utf8_lossy(&o.stdout)
+        .trim()
+        .parse()
+        .unwrap_or_else(|e| panic!("{t}: {e}"))
+}
+
+fn update_state(mgr: &Node, service: &str) -> String {
+    mgr.docker(&[
+        "service",
+        "inspect",
+        service,
+        "--format",
+        "{{if .UpdateStatus}}{{.UpdateStatus.State}}{{end}}",
+    ])
+    .trim()
+    .to_owned()
+}
+
+#[test]
+fn agents_on_every_node_from_one_stack_up() {
+    let started = Instant::now();
+    let mut fleet = Fleet::lock();
+    fleet.clean();
+    let dir = tempfile::tempdir().unwrap();
+    let upgrade = upgrade_images(dir.path());
+    for n in &fleet.nodes {
+        n.docker(&["load", "-q", "-i", upgrade.to_str().unwrap()]);
+    }
+    let mgr = fleet.manager().clone();
+    let etc = mgr.etc_dir();
+    std::fs::write(etc.join("stack.token"), format!("{TOKEN}\n")).unwrap();
+    std::fs::write(
+        etc.join("agent.toml"),
+        "simulate = true\npoll_interval = \"1s\"\n",
+    )
+    .unwrap();
+    std::fs::write(
+        etc.join("shed.toml"),
+        "simulate = true\npoll_interval = \"1s\"\n[[sensor]]\nname = \"shed\"\nkind = \"ds18b20\"\n",
+    )
+    .unwrap();
+    let up = |image: &str, wait: bool| {
+        let mut a = vec![
+            "stack",
+            "up",
+            "--agents",
+            "--agent-image",
+            image,
+            "--agent-config",
+            "/etc/edgesense/agent.toml",
+            "--agent-config",
+            "shed=/etc/edgesense/shed.toml",
+            "--prometheus-image",
+            "edgesense/prometheus:local",
+            "--alertmanager-image",
+            "edgesense/alertmanager:local",
+            "--prometheus-port",
+            "9090",
+            "--scrape-interval",
+            "1s",
+            "--token-file",
+            "/etc/edgesense/stack.token",
+        ];
+        if !wait {
+            a.push("--no-wait");
+        }
+        mgr.edgesense_ok(&a)
+    };
+    let prom = mgr.at(9090);
+
+    // --- One command, no `node run`: every node runs an agent Prometheus scrapes.
+    let t = Instant::now();
+    let out = up("edgesense/agent:local", true);
+    for s in [
+        "edgesense_launcher",
+        "edgesense_launcher-shed",
+        "edgesense_launcher-off",
+    ] {
+        assert!(out.contains(&format!("created   service {s}")), "{out}");
+    }
+    wait_until(
+        "an agent on every node, scraped",
+        Duration::from_secs(180),
+        || (scraped_nodes(prom) == ["mgr", "pi-a", "pi-b"]).then_some(()),
+    );
+    eprintln!(
+        "stack up --agents → every agent scraped: {:.1} s",
+        t.elapsed().as_secs_f64()
+    );
+    for n in &fleet.nodes {
+        let l = launched(n);
+        assert_eq!(l.len(), 1, "one agent on {}: {l:?}", n.name);
+        let user = n.docker(&[
+            "inspect",
+            &l[0].0,
+            "--format",
+            "{{.Config.User}} {{.HostConfig.ReadonlyRootfs}} {{.HostConfig.CapDrop}}",
+        ]);
+        assert_eq!(
+            user.trim(),
+            "65534:65534 true [ALL]",
+            "the node run container"
+        );
+    }
+    // The launcher's log says what it did on which node (worker logs reach the manager's
+    // `service logs` with a delay).
+    wait_until(
+        "the launchers' logs naming each node",
+        Duration::from_secs(60),
+        || {
+            let logs = mgr.docker_output(&["service", "logs", "--raw", "edgesense_launcher"]);
+            let logs = format!(
+                "{}{}",
+                String::from_utf8_lossy(&logs.stdout),
+                String::from_utf8_lossy(&logs.stderr)
+            );
+            ["mgr", "pi-a", "pi-b"]
+                .iter()
+                .all(|n| logs.contains(&format!("launcher on {n}: created the agent")))
+                .then_some(())
+        },
+    );
+
+    // --- A node that joins later gets its agent.
+    let pi_c = fleet.add("pi-c");
+    pi_c.docker(&["load", "-q", "-i", upgrade.to_str().unwrap()]);
+    let t = Instant::now();
+    pi_c.join(&mgr);
+    wait_until(
+        "pi-c, joined later, scraped",
+        Duration::from_secs(180),
+        || (scraped_nodes(prom) == ["mgr", "pi-a", "pi-b", "pi-c"]).then_some(()),
+    );
+    eprintln!(
+        "a node joining later → its agent scraped: {:.1} s",
+        t.elapsed().as_secs_f64()
+    );
+
+    // --- A node labelled with another config runs that config (and only it).
+    mgr.docker(&[
+        "node",
+        "update",
+        "--label-add",
+        "edgesense.config=shed",
+        "pi-b",
+    ]);
+    wait_until(
+        "pi-b's agent with the shed config",
+        Duration::from_secs(120),
+        || {
+            let v = get_json(
+                prom,
+                "/api/v1/query?query=edgesense_sensor_up%7Bsensor%3D%22shed%22%7D%20*%20on(instance)%20group_left(node)%20edgesense_node_info",
+            );
+            let nodes: Vec<&str> = v["data"]["result"]
+                .as_array()?
+                .iter()
+                .filter_map(|r| r["metric"]["node"].as_str())
+                .collect();
+            (nodes == ["pi-b"]).then_some(())
+        },
+    );
+
+    // --- Never a restart for nothing: the launchers restarted, the agents stay as they are.
+    let before: Vec<_> = fleet.nodes.iter().map(launched).collect();
+    mgr.docker(&[
+        "service",
+        "update",
+        "--force",
+        "--detach",
+        "edgesense_launcher",
+    ]);
+    wait_until(
+        "the default launchers updated",
+        Duration::from_secs(240),
+        || (update_state(&mgr, "edgesense_launcher") == "completed").then_some(()),
+    );
+    let after: Vec<_> = fleet.nodes.iter().map(launched).collect();
+    assert_eq!(before, after, "same containers, same start times");
+
+    // --- An upgrade rolls node by node; every agent ends on the new version.
+    let old = versions(prom);
+    assert!(old.iter().all(|(_, v)| v == "0.1.0"), "{old:?}");
+    let t = Instant::now();
+    up("edgesense/agent:next", false);
+    let mut switched: Vec<(String, f64)> = Vec::new();
+    wait_until("every agent on 0.1.9", Duration::from_secs(480), || {
+        let now = versions(prom);
+        for (node, v) in &now {
+            if v == "0.1.9" && !switched.iter().any(|(n, _)| n == node) {
+                switched.push((node.clone(), t.elapsed().as_secs_f64()));
+            }
+        }
+        (switched.len() == 4).then_some(())
+    });
+    eprintln!(
+        "rolling upgrade over 4 nodes: {:.1} s; new version at {switched:?}",
+        t.elapsed().as_secs_f64()
+    );
+    // One service rolls one node at a time: the default launcher's nodes got their new agents
+    // apart, each after the last one's new agent got healthy (its health check passes from
+    // 10 s) and the monitor period (10 s). (Prometheus sees new agents only at its next DNS
+    // lookup, so the start times come from each node's Docker.)
+    let mut starts: Vec<(f64, String)> = fleet
+        .nodes
+        .iter()
+        .filter(|n| n.name != "pi-b")
+        .map(|n| {
+            let l = launched(n);
+            assert_eq!(l.len(), 1, "{}: {l:?}", n.name);
+            assert_eq!(l[0].2, "edgesense/agent:next");
+            (unix_seconds(&l[0].1), n.name.clone())
+        })
+        .collect();
+    starts.sort_by(|a, b| a.0.total_cmp(&b.0));
+    eprintln!("new agents started at {starts:?}");
+    for w in starts.windows(2) {
+        assert!(w[1].0 - w[0].0 >= 8.0, "one node at a time: {starts:?}");
+    }
+
+    // --- A broken image pauses the roll; the other nodes keep serving the last good agent.
+    up("edgesense/agent:broken", false);
+    wait_until(
+        "the default launchers' roll paused",
+        Duration::from_secs(300),
+        || (update_state(&mgr, "edgesense_launcher") == "paused").then_some(()),
+    );
+    // The default launcher runs on mgr, pi-a and pi-c (pi-b has the shed one): the roll stopped
+    // at its first node, the other two still serve the good agent.
+    let serving = versions(prom);
+    let still = serving
+        .iter()
+        .filter(|(n, v)| n != "pi-b" && v == "0.1.9")
+        .count();
+    assert!(
+        still >= 2,
+        "at most the one node being updated left the good agent: {serving:?}"
+    );
+    let (code, status, err) = mgr.edgesense(&["stack", "status", "--json"]);
+    assert_eq!(code, 0, "{err}");
+    let v: Value = serde_json::from_str(&status).unwrap();
+    let paused: Vec<&Value> = v["rollouts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["state"] == "paused")
+        .collect();
+    assert!(
+        paused.iter().any(|r| r["service"] == "edgesense_launcher"),
+        "stack status says the roll paused: {v}"
+    );
+    let rows = v["launchers"].as_array().unwrap();
+    assert!(
+        rows.iter().any(|r| r["version"] == "0.1.9"),
+        "stack status shows each node's agent version: {v}"
+    );
+    let table = mgr.edgesense_ok(&["stack", "status"]);
+    assert!(
+        table.contains("ROLLING UPDATES") && table.contains("paused"),
+        "{table}"
+    );
+
+    // Back to the good image: the roll resumes and finishes.
+    up("edgesense/agent:next", false);
+    wait_until(
+        "every agent on 0.1.9 again, scraped",
+        Duration::from_secs(480),
+        || {
+            let v = versions(prom);
+            (v.len() == 4 && v.iter().all(|(_, x)| x == "0.1.9")).then_some(())
+        },
+    );
+
+    // --- Opting a node out removes its agent.
+    mgr.docker(&[
+        "node",
+        "update",
+        "--label-add",
+        "edgesense.agent=false",
+        "pi-a",
+    ]);
+    let pi_a = fleet.node("pi-a").clone();
+    wait_until("pi-a without an agent", Duration::from_secs(120), || {
+        launched(&pi_a).is_empty().then_some(())
+    });
+    wait_until("pi-a no longer scraped", Duration::from_secs(120), || {
+        (!scraped_nodes(prom).contains(&"pi-a".to_owned())).then_some(())
+    });
+
+    // --- stack down keeps the agents running (the launchers leave them); --agents removes
+    // them on every node, and nothing else.
+    std::fs::write(pi_c.etc_dir().join("mine.toml"), "simulate = true\n").unwrap();
+    let mine = pi_c.edgesense_ok(&[
+        "node",
+        "run",
+        "--name",
+        "mine",
+        "--config",
+        "/etc/edgesense/mine.toml",
+        "--no-token",
+        "--no-systemd-unit",
+    ]);
+    assert!(mine.contains("started agent container mine"), "{mine}");
+    let down = mgr.edgesense_ok(&["stack", "down"]);
+    assert!(
+        down.contains("removed   service edgesense_launcher"),
+        "{down}"
+    );
+    assert_eq!(launched(&pi_c).len(), 1, "the agent outlives its launcher");
+    let down = mgr.edgesense_ok(&["stack", "down", "--agents", "--volumes"]);
+    assert!(down.contains("agents on"), "{down}");
+    for n in &fleet.nodes {
+        assert!(launched(n).is_empty(), "an agent left on {}", n.name);
+    }
+    assert!(
+        pi_c.docker(&["ps", "-q", "--filter", "name=mine"])
+            .trim()
+            .len()
+            > 1,
+        "a node run agent is not the launcher's to remove"
+    );
+    pi_c.docker(&["rm", "-f", "-v", "mine"]);
+    fleet.remove("pi-c");
+    fleet.clean();
+    eprintln!(
+        "launcher end-to-end: {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+}
