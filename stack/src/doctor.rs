@@ -4,7 +4,7 @@
 //! daemon; the last two ask Prometheus and, from inside the agent container, Alertmanager.
 
 use std::{
-    os::unix::fs::{FileTypeExt, MetadataExt},
+    os::unix::fs::MetadataExt,
     path::{Path, PathBuf},
     time::Duration,
 };
@@ -86,7 +86,7 @@ pub fn host_checks(root: &Path) -> Vec<Check> {
         .map(|m| m.trim_end_matches('\0').trim().to_owned())
         .unwrap_or_default();
     out.push(if model.starts_with("Raspberry Pi") {
-        check("raspberry pi", Status::Pass, model, None)
+        check("raspberry pi", Status::Pass, model.clone(), None)
     } else {
         check(
             "raspberry pi",
@@ -94,7 +94,7 @@ pub fn host_checks(root: &Path) -> Vec<Check> {
             if model.is_empty() {
                 "no device-tree model: not a Raspberry Pi".to_owned()
             } else {
-                model
+                model.clone()
             },
             Some("real sensors and LEDs need a Pi; `edgesense node run --simulate` works anywhere"),
         )
@@ -207,15 +207,13 @@ pub fn host_checks(root: &Path) -> Vec<Check> {
     ));
 
     // The agent runs as nobody with each device's group added: the group needs read-write.
+    // The device nodes are those the agent itself opens (edgesense-sensors' list).
     let dev = at(root, "/dev");
+    let nodes = edgesense_sensors::bus::device_nodes(&dev);
+    let found = nodes.len();
     let mut unreadable = Vec::new();
-    let mut found = 0;
-    for n in list(&dev) {
-        if !(n == "gpiomem" || n.starts_with("gpiochip") || n.starts_with("i2c-")) {
-            continue;
-        }
-        found += 1;
-        if let Ok(m) = std::fs::metadata(dev.join(&n)) {
+    for (n, _) in &nodes {
+        if let Ok(m) = std::fs::metadata(dev.join(n)) {
             if m.mode() & 0o060 != 0o060 {
                 unreadable.push(format!(
                     "/dev/{n} (mode {:o}, group {})",
@@ -223,8 +221,26 @@ pub fn host_checks(root: &Path) -> Vec<Check> {
                     m.gid()
                 ));
             }
-            let _ = m.file_type().is_char_device();
         }
+    }
+    // GPIO output goes through /dev/gpiomem (a Raspberry Pi OS driver; /dev/gpiomem0 on a Pi 5):
+    // without it rppal falls back to /dev/mem, root only.
+    if model.starts_with("Raspberry Pi") {
+        let gpiomem: Vec<&str> = nodes
+            .iter()
+            .map(|(n, _)| n.as_str())
+            .filter(|n| n.starts_with("gpiomem"))
+            .collect();
+        out.push(if gpiomem.is_empty() {
+            check(
+                "gpio",
+                Status::Fail,
+                "no /dev/gpiomem: this kernel lacks the Raspberry Pi OS gpiomem driver, so LEDs need /dev/mem, which only root may open",
+                Some("boot Raspberry Pi OS's kernel, or run the agent as root: `edgesense node run --privileged` (with a kernel that restricts /dev/mem, add iomem=relaxed to cmdline.txt)"),
+            )
+        } else {
+            check("gpio", Status::Pass, format!("/dev/{}", gpiomem.join(", /dev/")), None)
+        });
     }
     out.push(if found == 0 {
         check("device access", Status::Warn, "no GPIO or I2C device nodes", Some("on a Pi: /dev/gpiomem (or /dev/gpiochip*) exists; else run with --simulate"))

@@ -186,8 +186,13 @@ impl Launcher {
             action,
             agent,
             image,
+            // Healthy means the desired state holds: a pass that could not apply it (an image
+            // that cannot even list the devices, a foreign container) is not, even while the old
+            // agent still serves, so a rolling update stops there.
             healthy: match self.o.mode {
-                Mode::Present => healthy && action != Action::Foreign,
+                Mode::Present => {
+                    healthy && action != Action::Foreign && action != Action::Failed
+                }
                 Mode::Absent => action != Action::Failed,
             },
             message,

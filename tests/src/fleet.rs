@@ -173,15 +173,10 @@ impl Fleet {
                     let _ = std::fs::remove_file(e.path());
                 }
             }
-            let _ = m.docker_output(&[
-                "node",
-                "update",
-                "--label-rm",
-                "edgesense.config",
-                "--label-rm",
-                "edgesense.agent",
-                &n.name,
-            ]);
+            // One label at a time: removing a label a node lacks fails the whole update.
+            for label in ["edgesense.config", "edgesense.agent"] {
+                let _ = m.docker_output(&["node", "update", "--label-rm", label, &n.name]);
+            }
         }
         let (code, out, err) = m.edgesense(&["stack", "down", "--volumes"]);
         assert_eq!(code, 0, "stack down: {out}{err}");

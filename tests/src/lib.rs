@@ -7,6 +7,7 @@ pub mod browser;
 pub mod card;
 pub mod docker;
 pub mod fleet;
+pub mod qemu;
 
 use std::{
     io::{BufRead, BufReader, Read, Write},

@@ -17,8 +17,9 @@ const TOKEN: &str = "launcher-fleet-token-3141";
 
 /// Images for the upgrade: `edgesense/agent:next`, the same agent reporting version 0.1.9 (the
 /// one "0.1.0" in the binary patched, standing in for a new release), and
-/// `edgesense/agent:broken`, whose agent exits at once (never healthy). Built on the test
-/// dockerd from the local image, saved for the fleet's nodes.
+/// `edgesense/agent:broken`, whose entrypoint adds a second `--listen`: it lists devices (the
+/// launcher's probe) but the agent itself refuses its arguments and never gets healthy. Built
+/// on the test dockerd from the local image, saved for the fleet's nodes.
 fn upgrade_images(dir: &std::path::Path) -> std::path::PathBuf {
     let ctx = dir.join("next");
     std::fs::create_dir_all(&ctx).unwrap();
@@ -57,7 +58,7 @@ fn upgrade_images(dir: &std::path::Path) -> std::path::PathBuf {
     std::fs::create_dir_all(&broken).unwrap();
     std::fs::write(
         broken.join("Dockerfile"),
-        "FROM edgesense/agent:local\nENTRYPOINT [\"/bin/edgesense-agent\", \"--no-such-flag\"]\n",
+        "FROM edgesense/agent:local\nENTRYPOINT [\"/bin/edgesense-agent\", \"--listen\", \"127.0.0.1:9999\"]\n",
     )
     .unwrap();
     test_docker(&[

@@ -49,6 +49,11 @@ pub enum GpioError {
         "cannot open GPIO ({0}); not a Raspberry Pi? Try `--simulate` to run without hardware"
     )]
     Unavailable(String),
+    /// A Pi whose kernel has no `/dev/gpiomem` (a Raspberry Pi OS driver: Debian's and other
+    /// upstream kernels lack it), as a user other than root: rppal's only other way in is
+    /// `/dev/mem`, which needs root (and `iomem=relaxed` where the kernel restricts it).
+    #[error("cannot open GPIO on this {model}: its kernel has no /dev/gpiomem (the Raspberry Pi OS kernel's driver), and the fallback /dev/mem is for root only ({detail}). Boot Raspberry Pi OS's kernel, or run the agent as root (`edgesense node run --privileged`; with a kernel that restricts /dev/mem, add iomem=relaxed to cmdline.txt)")]
+    NoGpiomem { model: String, detail: String },
     /// The pin is in use by another driver (e.g. 1-Wire on GPIO4) or claimed twice in the config.
     #[error("GPIO{pin} is busy: {detail}")]
     PinBusy { pin: u8, detail: String },
@@ -97,7 +102,31 @@ impl RppalGpio {
     pub fn open() -> Result<Self, GpioError> {
         rppal::gpio::Gpio::new()
             .map(|gpio| RppalGpio { gpio })
-            .map_err(|e| GpioError::Unavailable(e.to_string()))
+            .map_err(|e| diagnose(std::path::Path::new("/"), e.to_string()))
+    }
+}
+
+/// Why rppal could not open the GPIO block, from what the machine under `root` shows: a Pi
+/// without `/dev/gpiomem*` and not running as root gets [`GpioError::NoGpiomem`], anything else
+/// [`GpioError::Unavailable`].
+pub fn diagnose(root: &std::path::Path, detail: String) -> GpioError {
+    use std::os::unix::fs::MetadataExt;
+    let model = std::fs::read_to_string(root.join("proc/device-tree/model"))
+        .map(|m| m.trim_end_matches('\0').trim().to_owned())
+        .unwrap_or_default();
+    let gpiomem = super::device_nodes(&root.join("dev"))
+        .iter()
+        .any(|(n, _)| n.starts_with("gpiomem"));
+    // The owner of /proc/self is this process's effective user.
+    let as_root = std::fs::metadata(root.join("proc/self")).is_ok_and(|m| m.uid() == 0);
+    classify(model, gpiomem, as_root, detail)
+}
+
+fn classify(model: String, gpiomem: bool, as_root: bool, detail: String) -> GpioError {
+    if model.starts_with("Raspberry Pi") && !gpiomem && !as_root {
+        GpioError::NoGpiomem { model, detail }
+    } else {
+        GpioError::Unavailable(detail)
     }
 }
 
@@ -150,6 +179,34 @@ impl OutputPin for RppalPin {
                 })?,
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod diagnose_tests {
+    use super::*;
+
+    #[test]
+    fn a_pi_without_gpiomem_says_what_to_do_a_laptop_says_simulate() {
+        let pi = || "Raspberry Pi 3 Model B".to_owned();
+        let e = classify(pi(), false, false, "Permission denied".into()).to_string();
+        assert!(
+            e.contains("no /dev/gpiomem") && e.contains("--privileged") && e.contains("Permission denied"),
+            "{e}"
+        );
+        // As root, or with gpiomem, it is something else; on a laptop, --simulate.
+        assert!(matches!(classify(pi(), false, true, "x".into()), GpioError::Unavailable(_)));
+        assert!(matches!(classify(pi(), true, false, "x".into()), GpioError::Unavailable(_)));
+        let e = classify("QEMU Virtual Machine".into(), false, false, "x".into()).to_string();
+        assert!(e.contains("--simulate"), "{e}");
+        // The model and devices are read from the tree.
+        let d = tempfile::tempdir().unwrap();
+        let r = d.path();
+        std::fs::create_dir_all(r.join("proc/device-tree")).unwrap();
+        std::fs::create_dir_all(r.join("dev")).unwrap();
+        std::fs::write(r.join("proc/device-tree/model"), "Raspberry Pi Zero\0").unwrap();
+        std::fs::write(r.join("dev/gpiomem"), "").unwrap();
+        assert!(matches!(diagnose(r, "x".into()), GpioError::Unavailable(_)));
     }
 }
 

@@ -1,0 +1,297 @@
+//! The shipped ARM binaries on emulated Raspberry Pis (tests/qemu.sh: QEMU's raspi3b with
+//! Debian's arm64 kernel and the aarch64 agent, raspi0 with the armel rpi kernel and the ARMv6
+//! agent). The rppal calls and the kernel interfaces run for real; every LED is checked at the
+//! register level with busybox devmem in the guest (GPFSELn, GPLEV0), independent of the agent.
+//! The upstream kernel has no /dev/gpiomem, so the agent runs as root through /dev/mem
+//! (`iomem=relaxed`), and as nobody it must say what to do.
+
+use std::time::Duration;
+
+use edgesense_tests::{
+    qemu::{arm_bin, Board, Pi, PI_3B, PI_ZERO},
+    request, try_request, wait_until,
+};
+use serde_json::Value;
+
+const TOKEN: &str = "emulated-pi-token-2718";
+
+/// LEDs on four pins (amber wired active low), an edge rule on the SoC's real thermal zone
+/// lighting `warm`, and the webhook's critical alerts blinking red.
+const CONFIG: &str = r#"
+node = "emulated-pi"
+token_file = "/etc/edgesense/token"
+poll_interval = "1s"
+
+[[sensor]]
+name = "soc"
+kind = "thermal"
+
+[[led]]
+name = "red"
+pin = 17
+
+[[led]]
+name = "amber"
+pin = 27
+active_low = true
+
+[[led]]
+name = "green"
+pin = 22
+idle = "on"
+
+[[led]]
+name = "warm"
+pin = 23
+
+[[alert]]
+match = { severity = "critical" }
+led = "red"
+mode = "blink"
+period_ms = 600
+
+[[rule]]
+name = "soc-warm"
+sensor = "soc"
+above = 10.0
+for = "1s"
+led = "warm"
+mode = "on"
+severity = "warning"
+"#;
+
+fn put(pi: &Pi, led: &str, body: &str) {
+    let r = request(
+        pi.agent,
+        "PUT",
+        &format!("/api/v1/leds/{led}"),
+        &[&format!("Authorization: Bearer {TOKEN}")],
+        body,
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+}
+
+fn wait_level(pi: &Pi, pin: u32, level: u32, what: &str) {
+    wait_until(what, Duration::from_secs(30), || {
+        (pi.level(pin) == level).then_some(())
+    });
+}
+
+/// The times (s) at which bit `pin` changes in `samples`.
+fn edges(samples: &[(f64, u32)], pin: u32) -> Vec<f64> {
+    samples
+        .windows(2)
+        .filter(|w| (w[0].1 >> pin) & 1 != (w[1].1 >> pin) & 1)
+        .map(|w| w[1].0)
+        .collect()
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v.get(v.len() / 2).copied().unwrap_or(0.0)
+}
+
+fn on_an_emulated_pi(board: Board) {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("agent.toml");
+    std::fs::write(&cfg, CONFIG).unwrap();
+    let token = dir.path().join("token");
+    std::fs::write(&token, format!("{TOKEN}\n")).unwrap();
+    let agent = arm_bin(board.target, "edgesense-agent");
+    let cli = arm_bin(board.target, "edgesense");
+    let pi = Pi::boot(
+        board,
+        &[
+            (&agent, "/bin/edgesense-agent"),
+            (&cli, "/bin/edgesense"),
+            (&cfg, "/etc/edgesense/agent.toml"),
+            (&token, "/etc/edgesense/token"),
+        ],
+    );
+    let m = board.machine;
+
+    // --- The board as the kernel sees it.
+    let model = pi.sh_ok("tr -d '\\0' </proc/device-tree/model");
+    assert!(model.starts_with(board.model), "{m}: {model}");
+    let zone: f64 = pi
+        .sh_ok("cat /sys/class/thermal/thermal_zone0/temp")
+        .trim()
+        .parse()
+        .unwrap();
+    let list = pi.sh_ok("edgesense-agent --list-sensors");
+    assert!(
+        list.contains("kind = \"thermal\"") && list.contains("zone = 0"),
+        "{m}: --list-sensors finds the SoC zone:\n{list}"
+    );
+
+    // --- doctor on the Pi: the model, the overlays it lacks (no boot partition here), and the
+    // missing /dev/gpiomem with what to do.
+    let (doc, _) = pi.sh("edgesense doctor --json");
+    let checks: Value = serde_json::from_str(doc.trim())
+        .unwrap_or_else(|e| panic!("{m}: doctor --json: {e}\n{doc}"));
+    let find = |name: &str| -> Value {
+        checks
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["check"] == name)
+            .cloned()
+            .unwrap_or_else(|| panic!("{m}: no check {name}: {checks}"))
+    };
+    let pi_check = find("raspberry pi");
+    assert_eq!(pi_check["status"], "pass", "{pi_check}");
+    assert!(
+        pi_check["detail"]
+            .as_str()
+            .unwrap_or("")
+            .starts_with(board.model),
+        "{pi_check}"
+    );
+    assert_eq!(find("config.txt")["status"], "warn");
+    assert_eq!(find("1-wire")["status"], "warn", "no 1-Wire master in QEMU");
+    let gpio = find("gpio");
+    assert_eq!(gpio["status"], "fail", "{gpio}");
+    assert!(
+        gpio["fix"].as_str().unwrap_or("").contains("--privileged"),
+        "{gpio}"
+    );
+
+    // --- As nobody, on a kernel without /dev/gpiomem: a clear failure, saying what to do.
+    let (out, code) = pi.sh(
+        "chmod 644 /etc/edgesense/token\nsu -s /bin/sh -c 'id -u; edgesense-agent --config /etc/edgesense/agent.toml --listen 127.0.0.1:9843' nobody",
+    );
+    assert_ne!(code, 0, "{m}: {out}");
+    assert!(out.starts_with("65534"), "{m}: ran as nobody: {out}");
+    assert!(
+        out.contains("no /dev/gpiomem") && out.contains("--privileged"),
+        "{m}: the error says what to do: {out}"
+    );
+
+    // --- The agent as root (rppal through /dev/mem).
+    pi.sh_ok(
+        "edgesense-agent --config /etc/edgesense/agent.toml --listen 0.0.0.0:9842 >/tmp/agent.log 2>&1 &\necho $! >/tmp/agent.pid",
+    );
+    wait_until(
+        &format!("{m}: the agent answering"),
+        Duration::from_secs(60),
+        || {
+            try_request(pi.agent, "GET", "/healthz", &[], "")
+                .ok()
+                .filter(|r| r.status == 200)
+        },
+    );
+    for pin in [17, 22, 23, 27] {
+        assert_eq!(pi.function(pin), 1, "{m}: GPIO{pin} is an output");
+    }
+    // Idle: red off (low), amber off (active low: high), green's idle on (high), and the edge
+    // rule on the real SoC temperature lights `warm`.
+    wait_level(&pi, 23, 1, "the edge rule lighting GPIO23");
+    assert_eq!(pi.level(17), 0, "{m}: red off");
+    assert_eq!(pi.level(27), 1, "{m}: amber off is high (active low)");
+    assert_eq!(pi.level(22), 1, "{m}: green idle on");
+    let readings = request(pi.agent, "GET", "/api/v1/readings", &[], "").json();
+    let soc = readings["sensors"]
+        .as_array()
+        .and_then(|s| s.iter().find(|x| x["name"] == "soc").cloned())
+        .unwrap_or_else(|| panic!("{m}: {readings}"));
+    let c = soc["values"]["temperature_celsius"]
+        .as_f64()
+        .unwrap_or_else(|| panic!("{m}: soc reading: {soc}"));
+    assert!(
+        (c - zone / 1000.0).abs() < 1e-6,
+        "{m}: the agent reads thermal_zone0/temp: {c} vs {zone}"
+    );
+
+    // --- Every LED mode at the register.
+    put(&pi, "red", r#"{"mode":"on"}"#);
+    wait_level(&pi, 17, 1, "red on");
+    put(&pi, "red", r#"{"mode":"off"}"#);
+    wait_level(&pi, 17, 0, "red off");
+    put(&pi, "amber", r#"{"mode":"on"}"#);
+    wait_level(&pi, 27, 0, "amber on drives its active-low pin low");
+    put(&pi, "amber", r#"{"mode":"off"}"#);
+    wait_level(&pi, 27, 1, "amber off drives it high");
+    put(&pi, "red", r#"{"mode":"blink","period_ms":600}"#);
+    let s = pi.sample_levels(4);
+    let e = edges(&s, 17);
+    let halves: Vec<f64> = e.windows(2).map(|w| w[1] - w[0]).collect();
+    let half = median(halves.clone());
+    eprintln!(
+        "{m}: blink 600 ms: {} samples in 4 s, {} edges, median half period {:.0} ms",
+        s.len(),
+        e.len(),
+        half * 1e3
+    );
+    assert!(
+        e.len() >= 6 && (0.21..=0.39).contains(&half),
+        "{m}: blink at 600 ms toggles every 300 ms ± 30 %: {halves:?}"
+    );
+    put(&pi, "red", r#"{"mode":"pulse","period_ms":1000,"brightness":0.6}"#);
+    let s = pi.sample_levels(3);
+    let high = s.iter().filter(|(_, v)| (v >> 17) & 1 == 1).count();
+    let e = edges(&s, 17);
+    eprintln!(
+        "{m}: pulse: {} samples, {high} high, {} edges",
+        s.len(),
+        e.len()
+    );
+    assert!(
+        e.len() >= 6 && high > 0 && high < s.len(),
+        "{m}: pulse (software PWM) toggles the pin: {high} of {} high, {} edges",
+        s.len(),
+        e.len()
+    );
+    put(&pi, "red", r#"{"mode":"auto"}"#);
+    wait_level(&pi, 17, 0, "red back to idle");
+
+    // --- The webhook lights the right pin (critical → red blinks), and only that one.
+    let body = r#"{"version":"4","groupKey":"{}:{alertname=\"PiHot\"}","status":"firing","receiver":"edgesense-agents","groupLabels":{"alertname":"PiHot"},"commonLabels":{},"commonAnnotations":{},"externalURL":"http://alertmanager:9093","truncatedAlerts":0,"alerts":[{"status":"firing","labels":{"alertname":"PiHot","severity":"critical","node":"emulated-pi"},"annotations":{},"startsAt":"2026-01-01T00:00:00Z","endsAt":"0001-01-01T00:00:00Z","generatorURL":"","fingerprint":"0123456789abcdef"}]}"#;
+    let r = request(
+        pi.agent,
+        "POST",
+        "/api/v1/alertmanager",
+        &[&format!("Authorization: Bearer {TOKEN}")],
+        body,
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    let s = pi.sample_levels(3);
+    assert!(
+        edges(&s, 17).len() >= 4,
+        "{m}: the alert blinks GPIO17: {:?}",
+        edges(&s, 17)
+    );
+    assert!(
+        edges(&s, 27).is_empty() && edges(&s, 22).is_empty(),
+        "{m}: amber and green untouched"
+    );
+
+    // --- SIGTERM: every pin at its off level, the process gone.
+    pi.sh_ok("kill -TERM $(cat /tmp/agent.pid)");
+    wait_until(
+        &format!("{m}: the agent exiting"),
+        Duration::from_secs(30),
+        || {
+            let (_, code) = pi.sh("kill -0 $(cat /tmp/agent.pid)");
+            (code != 0).then_some(())
+        },
+    );
+    let lev = pi.register(0x34);
+    let bit = |p: u32| (lev >> p) & 1;
+    assert_eq!(
+        (bit(17), bit(22), bit(23), bit(27)),
+        (0, 0, 0, 1),
+        "{m}: after SIGTERM red, green, warm low and amber (active low) high; GPLEV0 {lev:#010x}; agent log:\n{}",
+        pi.sh("cat /tmp/agent.log").0
+    );
+    pi.poweroff();
+}
+
+#[test]
+fn pi_3b_runs_the_aarch64_agent() {
+    on_an_emulated_pi(PI_3B);
+}
+
+#[test]
+fn pi_zero_runs_the_armv6_agent() {
+    on_an_emulated_pi(PI_ZERO);
+}
