@@ -105,6 +105,9 @@ for target in aarch64-unknown-linux-musl armv7-unknown-linux-musleabihf arm-unkn
     scripts/build-arm.sh "$target"
 done
 
+step "emulated Raspberry Pis (tests/qemu.sh fetch: Debian's kernels and busybox, cached in target/qemu)"
+tests/qemu.sh fetch
+
 step "tests"
 if command -v cargo-nextest >/dev/null; then
     cargo nextest run --workspace --locked --no-fail-fast
