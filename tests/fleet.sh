@@ -243,6 +243,7 @@ start_all() {
     for p in "${pids[@]}"; do wait "$p" || die "a node could not join the swarm"; done
     log "swarm of ${#nodes[@]} nodes up in $(( ($(date +%s%N) - t0) / 1000000 )) ms"
     listing
+    cp "$DIR/listing" "$DIR/listing.start"
     cat "$DIR/listing"
 }
 

@@ -190,9 +190,7 @@ impl Launcher {
             // that cannot even list the devices, a foreign container) is not, even while the old
             // agent still serves, so a rolling update stops there.
             healthy: match self.o.mode {
-                Mode::Present => {
-                    healthy && action != Action::Foreign && action != Action::Failed
-                }
+                Mode::Present => healthy && action != Action::Foreign && action != Action::Failed,
                 Mode::Absent => action != Action::Failed,
             },
             message,

@@ -123,6 +123,21 @@ impl Fleet {
             _lock: lock,
         };
         fleet.reload();
+        // A test that was killed cannot have removed the nodes it added: they go now.
+        let start = std::fs::read_to_string(fleet.dir.join("listing.start")).unwrap_or_default();
+        let first: Vec<String> = parse_nodes(&fleet.dir, &start)
+            .into_iter()
+            .map(|n| n.name)
+            .collect();
+        let extra: Vec<String> = fleet
+            .nodes
+            .iter()
+            .filter(|n| !first.is_empty() && !first.contains(&n.name))
+            .map(|n| n.name.clone())
+            .collect();
+        for n in extra {
+            fleet.remove(&n);
+        }
         fleet.started = fleet.nodes.len();
         fleet
     }

@@ -145,7 +145,10 @@ impl Pi {
 
     /// A GPIO register (offset from the block's base) read with busybox devmem.
     pub fn register(&self, offset: u32) -> u32 {
-        let out = self.sh_ok(&format!("devmem 0x{:08X} 32", self.board.gpio_base + offset));
+        let out = self.sh_ok(&format!(
+            "devmem 0x{:08X} 32",
+            self.board.gpio_base + offset
+        ));
         let hex = out.trim().trim_start_matches("0x");
         u32::from_str_radix(hex, 16).unwrap_or_else(|e| panic!("devmem: {out:?}: {e}"))
     }

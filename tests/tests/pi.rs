@@ -226,7 +226,11 @@ fn on_an_emulated_pi(board: Board) {
         e.len() >= 6 && (0.21..=0.39).contains(&half),
         "{m}: blink at 600 ms toggles every 300 ms ± 30 %: {halves:?}"
     );
-    put(&pi, "red", r#"{"mode":"pulse","period_ms":1000,"brightness":0.6}"#);
+    put(
+        &pi,
+        "red",
+        r#"{"mode":"pulse","period_ms":1000,"brightness":0.6}"#,
+    );
     let s = pi.sample_levels(3);
     let high = s.iter().filter(|(_, v)| (v >> 17) & 1 == 1).count();
     let e = edges(&s, 17);

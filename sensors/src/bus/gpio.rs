@@ -191,12 +191,20 @@ mod diagnose_tests {
         let pi = || "Raspberry Pi 3 Model B".to_owned();
         let e = classify(pi(), false, false, "Permission denied".into()).to_string();
         assert!(
-            e.contains("no /dev/gpiomem") && e.contains("--privileged") && e.contains("Permission denied"),
+            e.contains("no /dev/gpiomem")
+                && e.contains("--privileged")
+                && e.contains("Permission denied"),
             "{e}"
         );
         // As root, or with gpiomem, it is something else; on a laptop, --simulate.
-        assert!(matches!(classify(pi(), false, true, "x".into()), GpioError::Unavailable(_)));
-        assert!(matches!(classify(pi(), true, false, "x".into()), GpioError::Unavailable(_)));
+        assert!(matches!(
+            classify(pi(), false, true, "x".into()),
+            GpioError::Unavailable(_)
+        ));
+        assert!(matches!(
+            classify(pi(), true, false, "x".into()),
+            GpioError::Unavailable(_)
+        ));
         let e = classify("QEMU Virtual Machine".into(), false, false, "x".into()).to_string();
         assert!(e.contains("--simulate"), "{e}");
         // The model and devices are read from the tree.
