@@ -436,3 +436,58 @@ pub fn run(a: FlashArgs) -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Wrap {
+        #[command(flatten)]
+        a: FlashArgs,
+    }
+
+    fn args(extra: &[&str], dir: &Path) -> FlashArgs {
+        let token = dir.join("swarm.token");
+        std::fs::write(&token, "SWMTKN-1-abc\n").unwrap();
+        let cfg = dir.join("agent.toml");
+        std::fs::write(&cfg, "simulate = true\n").unwrap();
+        let mut v: Vec<String> = ["flash", "img.xz", "--to", "card.img"]
+            .iter()
+            .map(|s| (*s).to_owned())
+            .collect();
+        for e in extra {
+            v.push(
+                e.replace("@TOKEN", token.to_str().unwrap())
+                    .replace("@CFG", cfg.to_str().unwrap()),
+            );
+        }
+        Wrap::parse_from(v).a
+    }
+
+    #[test]
+    fn in_a_swarm_the_launcher_brings_the_agent_unless_the_card_carries_its_own() {
+        let d = tempfile::tempdir().unwrap();
+        let join = [
+            "--swarm-join",
+            "10.0.0.2:2377",
+            "--swarm-token-file",
+            "@TOKEN",
+        ];
+        let s = setup(&args(&join, d.path())).unwrap();
+        assert!(s.swarm.is_some() && s.agent.is_none(), "join only");
+        let mut with_cfg = join.to_vec();
+        with_cfg.extend(["--agent-config", "@CFG"]);
+        let s = setup(&args(&with_cfg, d.path())).unwrap();
+        let run = &s.agent.expect("the card's own agent").run;
+        assert!(run.contains("docker create --name \"$name\""), "{run}");
+        let s = setup(&args(&[], d.path())).unwrap();
+        assert!(
+            s.agent.is_some(),
+            "outside a swarm the card starts its agent"
+        );
+        let s = setup(&args(&["--no-agent"], d.path())).unwrap();
+        assert!(s.agent.is_none());
+    }
+}

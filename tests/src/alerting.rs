@@ -100,7 +100,7 @@ impl FastStack {
         );
         let cfg = swap(
             &cfg,
-            "    dns_sd_configs:\n      - names: [edgesense-agent]\n        type: A\n        port: 9842\n        refresh_interval: 30s\n",
+            "    dns_sd_configs:\n      - names: [edgesense-agent]\n        type: A\n        port: 9842\n        # A new or replaced agent has a new address: scraped within 10 s (lookups of Docker's\n        # embedded DNS are local and cheap).\n        refresh_interval: 10s\n",
             &format!(
                 "    static_configs:\n      - targets: [{}]\n",
                 agents
