@@ -63,7 +63,7 @@ fn webhook(alertname: &str, labels: &str, status: &str) -> String {
     };
     format!(
         r#"{{"version":"4","groupKey":"{{}}:{{alertname=\"{alertname}\"}}","status":"{status}","receiver":"edgesense-agents","groupLabels":{{"alertname":"{alertname}"}},"commonLabels":{{}},"commonAnnotations":{{}},"externalURL":"http://alertmanager:9093","truncatedAlerts":0,"alerts":[{{"status":"{status}","labels":{{"alertname":"{alertname}"{labels}}},"annotations":{{}},"startsAt":"2026-01-01T00:00:00Z","endsAt":"{ends}","generatorURL":"","fingerprint":"{fp}"}}]}}"#,
-        fp = &format!("{:016x}", alertname.len() * 7919 + labels.len())
+        fp = &format!("{:016x}", fnv1a(&format!("{alertname}{labels}")))
     )
 }
 
@@ -739,4 +739,11 @@ ls /etc/systemd/system /usr/local/lib/edgesense
     pi_c.docker(&["rm", "-f", "-v", "edgesense-agent"]);
     fleet.remove("pi-c");
     mgr.edgesense_ok(&["stack", "down", "--volumes"]);
+}
+
+/// FNV-1a of `s`: a distinct fingerprint per alert, as Alertmanager's are.
+fn fnv1a(s: &str) -> u64 {
+    s.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
 }
