@@ -10,10 +10,10 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 quick=0
 [ "${1:-}" = --quick ] && quick=1
 if [ $quick = 1 ]; then
-    SCRAPES=200 WRK_S=2 COLD_RUNS=5 POSTS=500 ROUNDS=1 CONV_MS=20 CG_SCRAPES=20
+    SCRAPES=200 WRK_S=2 COLD_RUNS=5 POSTS=500 ROUNDS=1 CONV_MS=20 CG_SCRAPES=20 RECONCILE=1s
     out=bench/out/RESULTS-quick.md
 else
-    SCRAPES=1000 WRK_S=10 COLD_RUNS=21 POSTS=10000 ROUNDS=10 CONV_MS=750 CG_SCRAPES=100
+    SCRAPES=1000 WRK_S=10 COLD_RUNS=21 POSTS=10000 ROUNDS=10 CONV_MS=750 CG_SCRAPES=100 RECONCILE=15s
     out=bench/RESULTS.md
 fi
 mkdir -p bench/out
@@ -146,8 +146,13 @@ R[webhook.p99]=$(awk -F'|' '/post → pin write/ {gsub(/ /,"",$5); print $5}' <<
 if command -v prometheus >/dev/null && command -v prometheus-alertmanager >/dev/null; then
     al=$(EDGESENSE_AGENT_BIN=$AGENT "$B/alert-loop" --rounds "$ROUNDS" 2>>"$log")
     R[loop.p50]=$(awk -F'|' '/above threshold/ {gsub(/ /,"",$4); print $4}' <<<"$al")
+    sil=$(EDGESENSE_AGENT_BIN=$AGENT "$B/silence-latency" --rounds "$ROUNDS" --interval "$RECONCILE" 2>>"$log")
+    echo "$sil" >>"$log"
+    R[silence.p50]=$(awk -F'|' '/silence → LED released/ {gsub(/ /,"",$3); print $3}' <<<"$sil")
+    R[silence.max]=$(awk -F'|' '/silence → LED released/ {gsub(/ /,"",$4); print $4}' <<<"$sil")
 else
     R[loop.p50]="n/a (no prometheus/alertmanager)"
+    R[silence.p50]="n/a"; R[silence.max]="n/a"
 fi
 fleet_rows=""
 if [ $quick = 0 ] && command -v dockerd >/dev/null && [ "$(id -u)" = 0 ]; then
@@ -188,6 +193,7 @@ us() { local v=$1; case "$v" in *us) echo "${v%us}";; *ms) echo "scale=1; ${v%ms
     row "agent image (bytes)" "${R[agent.image]}" "" "" "" "≤ 5 MB"
     row "webhook post → LED pin write p50 / p99, $POSTS posts" "${R[webhook.p50]} / ${R[webhook.p99]}" "" "" "" "p99 < 1 ms"
     row "threshold → LED via Prometheus + Alertmanager (1 s scrape/eval), median of $ROUNDS" "${R[loop.p50]}" "" "" "" ""
+    row "silence in Alertmanager → LED released (reconcile_interval $RECONCILE; no webhook tells of it), median of $ROUNDS" "${R[silence.p50]} (max ${R[silence.max]})" "" "" "" ""
     [ -z "$fleet_rows" ] || echo "$fleet_rows"
     echo
     echo "node_exporter minimal: \`--collector.disable-defaults --collector.hwmon --collector.thermal_zone --collector.textfile\`."

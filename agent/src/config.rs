@@ -52,6 +52,66 @@ pub struct Config {
     pub alert_routes: Vec<AlertRouteConfig>,
     /// Where a received Alertmanager payload is forwarded.
     pub relay: Option<RelayConfig>,
+    /// The Alertmanager(s) whose API is the truth about this node's alerts.
+    pub alertmanager: Option<AlertmanagerConfig>,
+    /// Push buttons on GPIO inputs (acknowledge alerts on the node).
+    #[serde(default, rename = "button")]
+    pub buttons: Vec<ButtonConfig>,
+}
+
+/// `[alertmanager]`: reconcile the LEDs against Alertmanager's API v2 (silences, inhibitions,
+/// restarts, lost webhooks); the webhook stays the fast path.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AlertmanagerConfig {
+    /// `http://host:port`, or a list of them (an HA pair): the first that answers is asked.
+    pub url: Option<Spanned<Urls>>,
+    /// How often to ask (default 15 s), besides at start and right after each webhook.
+    pub reconcile_interval: Option<Spanned<Dur>>,
+}
+
+/// One URL or a list of them.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Urls(pub Vec<String>);
+
+impl<'de> Deserialize<'de> for Urls {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> de::Visitor<'de> for V {
+            type Value = Urls;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a URL (\"http://alertmanager:9093\") or a list of them")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Urls, E> {
+                Ok(Urls(vec![v.to_owned()]))
+            }
+            fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Urls, A::Error> {
+                let mut out = Vec::new();
+                while let Some(s) = seq.next_element::<String>()? {
+                    out.push(s);
+                }
+                Ok(Urls(out))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// `[[button]]`: a push button on a GPIO input, wired from the pin to ground (internal
+/// pull-up, active low). A short press acknowledges this node's firing alerts (silences them in
+/// Alertmanager, drops the edge rules' claims until they fire again); a long press (3 s or more)
+/// hands every manually set LED back to `auto`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ButtonConfig {
+    /// Default `button`.
+    pub name: Option<Spanned<String>>,
+    /// BCM GPIO number.
+    pub pin: Spanned<u8>,
+    /// Pressed reads low (default true: the pin to ground, the internal pull-up on).
+    pub active_low: Option<bool>,
+    /// How long a press silences the alerts in Alertmanager (default 2h).
+    pub silence: Option<Spanned<Dur>>,
 }
 
 /// `[[alert]]`: every firing alert whose labels match lights `led` in this pattern.

@@ -6,7 +6,7 @@ use std::{collections::HashMap, sync::Arc};
 use edgesense_sensors::{
     bme280::{Bme280I2c, Bme280Iio},
     bus::{
-        gpio::{GpioBus, GpioError, MockGpio, RppalGpio},
+        gpio::{GpioBus, GpioError, InputPin, MockGpio, RppalGpio},
         i2c::{I2cBus, I2cError, RppalI2c},
         sysfs::{Sysfs, SysfsBus},
     },
@@ -26,6 +26,8 @@ use crate::spec::{NodeSpec, SensorSpec};
 pub struct Hardware {
     pub sensors: Vec<Box<dyn Sensor>>,
     pub leds: Vec<Led>,
+    /// The `[[button]]` inputs, in spec order.
+    pub buttons: Vec<Box<dyn InputPin>>,
     /// Controls of simulated sensors, by sensor index (empty for real hardware).
     pub sim: Vec<SimControl>,
     /// The mock GPIO the LEDs are on, when they are (its record is served to tests).
@@ -39,6 +41,13 @@ pub enum HardwareError {
     #[error("LED \"{led}\"")]
     Led {
         led: String,
+        #[source]
+        source: GpioError,
+    },
+    /// The button's pin could not be opened.
+    #[error("button \"{button}\"")]
+    Button {
+        button: String,
         #[source]
         source: GpioError,
     },
@@ -59,6 +68,7 @@ impl Hardware {
                 .map(|s| Box::new(s) as Box<dyn Sensor>)
                 .collect(),
             leds: open_leds(spec, gpio)?,
+            buttons: open_buttons(spec, gpio)?,
             sim,
             gpio_record: None,
         })
@@ -69,18 +79,25 @@ impl Hardware {
     /// Pi. A sensor that is missing does not fail here: it reads as `not_present` until it
     /// appears.
     pub fn real(spec: &NodeSpec) -> Result<Hardware, HardwareError> {
-        let leds = if spec.leds.is_empty() {
-            Vec::new()
+        let (leds, buttons) = if spec.leds.is_empty() && spec.buttons.is_empty() {
+            (Vec::new(), Vec::new())
         } else {
-            let gpio = RppalGpio::open().map_err(|source| HardwareError::Led {
-                led: spec.leds[0].name.clone(),
-                source,
+            let gpio = RppalGpio::open().map_err(|source| match spec.leds.first() {
+                Some(l) => HardwareError::Led {
+                    led: l.name.clone(),
+                    source,
+                },
+                None => HardwareError::Button {
+                    button: spec.buttons[0].name.clone(),
+                    source,
+                },
             })?;
-            open_leds(spec, &gpio)?
+            (open_leds(spec, &gpio)?, open_buttons(spec, &gpio)?)
         };
         Ok(Hardware {
             sensors: open_sensors(spec),
             leds,
+            buttons,
             sim: Vec::new(),
             gpio_record: None,
         })
@@ -91,10 +108,28 @@ impl Hardware {
         Ok(Hardware {
             sensors: open_sensors(spec),
             leds: open_leds(spec, gpio)?,
+            buttons: open_buttons(spec, gpio)?,
             sim: Vec::new(),
             gpio_record: None,
         })
     }
+}
+
+fn open_buttons(
+    spec: &NodeSpec,
+    gpio: &dyn GpioBus,
+) -> Result<Vec<Box<dyn InputPin>>, HardwareError> {
+    spec.buttons
+        .iter()
+        .map(|b| {
+            // Active low: the pin to ground, the internal pull-up keeps it high until pressed.
+            gpio.input(b.pin, b.active_low)
+                .map_err(|source| HardwareError::Button {
+                    button: b.name.clone(),
+                    source,
+                })
+        })
+        .collect()
 }
 
 fn open_leds(spec: &NodeSpec, gpio: &dyn GpioBus) -> Result<Vec<Led>, HardwareError> {

@@ -17,6 +17,7 @@ pub use crate::alerts::ActiveAlert;
 use crate::{
     alerts::{
         self,
+        reconcile::{NewSilence, Report, Suppression},
         set::{AlertSet, Applied},
         webhook::{Alert, Status},
     },
@@ -35,6 +36,7 @@ pub struct Snapshot {
     pub sensors: Vec<SensorStatus>,
     pub leds: Vec<LedStatus>,
     pub alerts: Vec<ActiveAlert>,
+    pub alertmanager: AmState,
     /// `/metrics` body, rendered once per change.
     pub metrics: Bytes,
 }
@@ -90,14 +92,51 @@ pub enum Msg {
         alerts: Vec<Alert>,
         reply: oneshot::Sender<Applied>,
     },
+    /// What the last reconcile against Alertmanager found.
+    Reconciled(Report),
+    /// A button press (or the node page's acknowledge): `long` hands every manually set LED
+    /// back; short acknowledges this node's firing alerts (edge rules at once, Alertmanager's by
+    /// a silence of `silence`).
+    Button {
+        long: bool,
+        silence: Duration,
+        reply: Option<oneshot::Sender<Acknowledged>>,
+    },
     /// Switch every LED off and stop; the reply comes once the LED tasks have been told.
     Shutdown { reply: oneshot::Sender<()> },
+}
+
+/// What a short press acknowledged.
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize)]
+pub struct Acknowledged {
+    /// Edge rules whose claims are dropped until they clear and fire again.
+    pub rules: Vec<String>,
+    /// Silences asked of Alertmanager: (alertname, node label).
+    pub silences: Vec<(String, String)>,
+    /// LEDs handed back to `auto` (a long press).
+    pub leds: Vec<String>,
+}
+
+/// The hub's line to the reconciler (none without `[alertmanager]`).
+pub struct AmLink {
+    pub wake: Arc<tokio::sync::Notify>,
+    pub silences: mpsc::Sender<NewSilence>,
+}
+
+/// When the last good reconcile was (ms since the Unix epoch), and whether Alertmanager is up.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct AmState {
+    pub configured: bool,
+    pub up: bool,
+    pub last_ms: Option<i64>,
 }
 
 #[derive(Debug, Default, Clone, Copy)]
 struct RuleState {
     pending_since: Option<Instant>,
     firing: bool,
+    /// Acknowledged while firing: no claim until it clears.
+    acked: bool,
 }
 
 pub struct Hub {
@@ -107,6 +146,10 @@ pub struct Hub {
     arbiter: Arbiter,
     rules: Vec<RuleState>,
     webhook: AlertSet,
+    /// Alertmanager's silenced and inhibited alerts, from the last good reconcile.
+    suppressed: std::collections::BTreeMap<String, Suppression>,
+    am: AmState,
+    am_link: Option<AmLink>,
     /// The active alerts as of the last change.
     active: Vec<ActiveAlert>,
     history: SharedHistory,
@@ -122,6 +165,7 @@ impl Hub {
         spec: Arc<NodeSpec>,
         led_modes: Vec<watch::Sender<LedMode>>,
         history: SharedHistory,
+        am_link: Option<AmLink>,
     ) -> (Hub, watch::Receiver<Arc<Snapshot>>) {
         let metrics = Metrics::new(&spec);
         let sensors = spec
@@ -143,12 +187,19 @@ impl Hub {
             sensors: Vec::new(),
             leds: Vec::new(),
             alerts: Vec::new(),
+            alertmanager: AmState::default(),
             metrics: Bytes::new(),
         }));
         let mut hub = Hub {
             arbiter: Arbiter::new(&spec.leds),
             rules: vec![RuleState::default(); spec.rules.len()],
             webhook: AlertSet::default(),
+            suppressed: Default::default(),
+            am: AmState {
+                configured: am_link.is_some(),
+                ..AmState::default()
+            },
+            am_link,
             active: Vec::new(),
             history,
             metrics,
@@ -223,6 +274,25 @@ impl Hub {
                         self.publish();
                     }
                     let _ = reply.send(applied);
+                    // The truth follows right behind the fast path.
+                    if let Some(l) = &self.am_link {
+                        l.wake.notify_one();
+                    }
+                }
+                Msg::Reconciled(report) => self.on_reconcile(report),
+                Msg::Button {
+                    long,
+                    silence,
+                    reply,
+                } => {
+                    let done = if long {
+                        self.hand_back_leds()
+                    } else {
+                        self.acknowledge(silence)
+                    };
+                    if let Some(r) = reply {
+                        let _ = r.send(done);
+                    }
                 }
                 Msg::Shutdown { reply } => {
                     // Dropping the senders ends each LED task, which switches its LED off.
@@ -297,6 +367,7 @@ impl Hub {
             } else {
                 st.pending_since = None;
                 st.firing = false;
+                st.acked = false;
             }
             if st.firing != was {
                 if st.firing {
@@ -318,9 +389,12 @@ impl Hub {
         let firing: Vec<usize> = (0..self.rules.len())
             .filter(|&i| self.rules[i].firing)
             .collect();
-        self.active = alerts::active(&self.spec, &firing, &self.webhook);
+        let acked: Vec<usize> = (0..self.rules.len())
+            .filter(|&i| self.rules[i].firing && self.rules[i].acked)
+            .collect();
+        self.active = alerts::active(&self.spec, &firing, &acked, &self.webhook, &self.suppressed);
         self.arbiter.clear_alerts();
-        for a in &self.active {
+        for a in self.active.iter().filter(|a| a.state == "firing") {
             for c in &a.claims {
                 self.arbiter
                     .claim_alert(c.led, &c.key, &a.name, c.severity, c.mode);
@@ -329,6 +403,107 @@ impl Hub {
         for i in 0..self.arbiter.len() {
             self.apply_led(i);
         }
+    }
+
+    fn on_reconcile(&mut self, report: Report) {
+        match report {
+            Report::Truth {
+                truth,
+                asked_ms,
+                at_ms,
+            } => {
+                let changed = self.webhook.replace(truth.alerts, asked_ms);
+                let suppressed_changed = self.suppressed != truth.suppressed;
+                self.suppressed = truth.suppressed;
+                let was = self.am;
+                self.am.up = true;
+                self.am.last_ms = Some(at_ms);
+                self.metrics.set_reconcile(Some(at_ms as f64 / 1000.0));
+                if changed || suppressed_changed {
+                    tracing::info!(
+                        alerts = self.webhook.len(),
+                        suppressed = self.suppressed.len(),
+                        "reconciled with Alertmanager: LEDs follow its alerts and silences"
+                    );
+                    self.sync_claims();
+                }
+                if changed || suppressed_changed || was != self.am {
+                    self.publish();
+                }
+            }
+            Report::Down => {
+                if self.am.up {
+                    self.am.up = false;
+                    self.metrics.set_reconcile(None);
+                    self.publish();
+                }
+            }
+        }
+    }
+
+    /// A long press: every manually set LED back to `auto`.
+    fn hand_back_leds(&mut self) -> Acknowledged {
+        let mut out = Acknowledged::default();
+        for i in 0..self.arbiter.len() {
+            if self.arbiter.has_manual(i) {
+                self.arbiter.set_manual(i, None);
+                self.apply_led(i);
+                if let Some(l) = self.spec.leds.get(i) {
+                    out.leds.push(l.name.clone());
+                }
+            }
+        }
+        tracing::info!(leds = ?out.leds, "long press: manually set LEDs back to auto");
+        self.publish();
+        out
+    }
+
+    /// A short press: this node's firing edge rules acknowledged at once, and a silence asked of
+    /// Alertmanager for each of its firing alerts (sent when it answers; the reconcile then
+    /// takes their claims away).
+    fn acknowledge(&mut self, silence: Duration) -> Acknowledged {
+        let mut out = Acknowledged::default();
+        for (i, r) in self.rules.iter_mut().enumerate() {
+            if r.firing && !r.acked {
+                r.acked = true;
+                out.rules.push(self.spec.rules[i].name.clone());
+            }
+        }
+        for a in self
+            .active
+            .iter()
+            .filter(|a| a.origin == "alertmanager" && a.state == "firing")
+        {
+            let key = (a.name.clone(), a.node_label.clone());
+            if !out.silences.contains(&key) {
+                out.silences.push(key);
+            }
+        }
+        if let Some(l) = &self.am_link {
+            for (name, node) in &out.silences {
+                let s = NewSilence {
+                    matchers: vec![
+                        ("alertname".into(), name.clone()),
+                        ("node".into(), node.clone()),
+                    ],
+                    duration: silence,
+                    created_by: format!("edgesense button on {}", self.spec.node),
+                    comment: format!("acknowledged on {}", self.spec.node),
+                };
+                if l.silences.try_send(s).is_err() {
+                    tracing::error!(alert = %name, "too many silences waiting; this one is dropped");
+                }
+            }
+            l.wake.notify_one();
+        } else if !out.silences.is_empty() {
+            tracing::warn!(
+                "no [alertmanager] url: Alertmanager's alerts cannot be silenced from here"
+            );
+        }
+        tracing::info!(rules = ?out.rules, silences = ?out.silences, "acknowledged");
+        self.sync_claims();
+        self.publish();
+        out
     }
 
     /// Sends LED `i`'s effective mode to its task (only if it changed).
@@ -371,6 +546,7 @@ impl Hub {
                 .filter_map(|i| self.led_status(i))
                 .collect(),
             alerts,
+            alertmanager: self.am,
             metrics: Bytes::from(self.metrics.render()),
         };
         self.out.send_replace(Arc::new(snap));

@@ -57,6 +57,11 @@ impl Arbiter {
         }
     }
 
+    /// True if `led` has a manual setting (a `PUT` not yet handed back with `auto`).
+    pub fn has_manual(&self, led: usize) -> bool {
+        self.leds.get(led).is_some_and(|c| c.manual.is_some())
+    }
+
     /// Claims `led` for the alert `name` under `key` (one key per alert and route).
     pub fn claim_alert(
         &mut self,

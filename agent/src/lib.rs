@@ -7,6 +7,7 @@
 //! LED, the only code that touches a pin.
 
 pub mod alerts;
+pub mod buttons;
 pub mod config;
 pub mod devices;
 pub mod hardware;
@@ -59,6 +60,8 @@ pub struct Running {
     hub: mpsc::Sender<Msg>,
     pollers: Vec<JoinHandle<()>>,
     led_tasks: Vec<JoinHandle<()>>,
+    /// The reconciler and the button tasks: stopped with the pollers.
+    others: Vec<JoinHandle<()>>,
     max_connections: usize,
 }
 
@@ -79,9 +82,35 @@ pub fn start(spec: Arc<NodeSpec>, hw: Hardware, token: Option<Vec<u8>>) -> Runni
         bytes = history::lock(&history).reserved_bytes(),
         "history rings reserved"
     );
-    let (hub, snapshot) = Hub::new(Arc::clone(&spec), led_modes, Arc::clone(&history));
     let (hub_tx, hub_rx) = mpsc::channel(64);
+    let mut others = Vec::new();
+    let am_link = (!spec.alertmanager.urls.is_empty()).then(|| {
+        let wake = Arc::new(tokio::sync::Notify::new());
+        let (silences, silences_rx) = mpsc::channel(256);
+        let (report, mut reports) = mpsc::channel(4);
+        others.push(tokio::spawn(alerts::reconcile::run(
+            alerts::reconcile::Client::new(&spec.alertmanager.urls),
+            spec.node.as_str().into(),
+            spec.alertmanager.interval,
+            Arc::clone(&wake),
+            silences_rx,
+            report,
+        )));
+        let to_hub = hub_tx.clone();
+        others.push(tokio::spawn(async move {
+            while let Some(r) = reports.recv().await {
+                if to_hub.send(Msg::Reconciled(r)).await.is_err() {
+                    return;
+                }
+            }
+        }));
+        hub::AmLink { wake, silences }
+    });
+    let (hub, snapshot) = Hub::new(Arc::clone(&spec), led_modes, Arc::clone(&history), am_link);
     tokio::spawn(hub.run(hub_rx));
+    for (b, pin) in spec.buttons.iter().zip(hw.buttons) {
+        others.push(buttons::watch(b.clone(), pin, hub_tx.clone()));
+    }
     let pollers = hw
         .sensors
         .into_iter()
@@ -122,6 +151,7 @@ pub fn start(spec: Arc<NodeSpec>, hw: Hardware, token: Option<Vec<u8>>) -> Runni
         hub: hub_tx,
         pollers,
         led_tasks,
+        others,
         max_connections,
     }
 }
@@ -130,7 +160,7 @@ impl Running {
     /// Stops polling and switches every LED off; returns once the LEDs are off (or after
     /// [`LED_OFF_DEADLINE`]).
     pub async fn shutdown(self) {
-        for p in &self.pollers {
+        for p in self.pollers.iter().chain(&self.others) {
             p.abort();
         }
         let (reply, done) = oneshot::channel();

@@ -46,6 +46,11 @@ struct Args {
     #[arg(long, value_name = "NAME:PORT", value_parser = parse_host_port)]
     relay_dns: Option<String>,
 
+    /// Alertmanager to reconcile the LEDs against (its API v2: silences, restarts, lost
+    /// webhooks); repeat for an HA pair [default: `[alertmanager] url` from the config].
+    #[arg(long, value_name = "URL")]
+    alertmanager: Vec<String>,
+
     /// GET URL (http://host:port/path) and exit 0 on a 2xx answer: the health check of the
     /// FROM-scratch images, which have no shell or wget.
     #[arg(long, value_name = "URL", hide = true)]
@@ -135,6 +140,7 @@ fn load(args: &Args) -> Result<(spec::NodeSpec, Option<Vec<u8>>), String> {
             node: args.node.clone(),
             token_file: args.token_file.clone(),
             relay_dns: args.relay_dns.clone(),
+            alertmanager: args.alertmanager.clone(),
         },
     )
     .map_err(|e| e.to_string())?;

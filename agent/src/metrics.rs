@@ -19,6 +19,9 @@ pub struct Metrics {
     duration: GaugeVec,
     led_on: IntGaugeVec,
     alerts: IntGaugeVec,
+    /// Only with `[alertmanager]`: 1 after a good reconcile, 0 while none answers.
+    am_up: Option<IntGaugeVec>,
+    am_last: Option<GaugeVec>,
 }
 
 fn gauge(r: &Registry, name: &str, help: &str, labels: &[&str]) -> GaugeVec {
@@ -131,6 +134,26 @@ impl Metrics {
             .with_label_values(&[version, std::env::consts::ARCH])
             .set(1);
 
+        let (am_up, am_last) = if spec.alertmanager.urls.is_empty() {
+            (None, None)
+        } else {
+            let up = int_gauge(
+                &r,
+                "edgesense_alertmanager_up",
+                "1 if the last reconcile against Alertmanager's API worked, 0 if none answered.",
+                &[],
+            );
+            up.with_label_values(&[] as &[&str]).set(0);
+            let last = gauge(
+                &r,
+                "edgesense_alertmanager_last_reconcile_timestamp_seconds",
+                "When the LEDs were last reconciled against Alertmanager (Unix time; 0: never).",
+                &[],
+            );
+            last.with_label_values(&[] as &[&str]).set(0.0);
+            (Some(up), Some(last))
+        };
+
         Metrics {
             registry: r,
             values,
@@ -139,6 +162,19 @@ impl Metrics {
             duration,
             led_on,
             alerts,
+            am_up,
+            am_last,
+        }
+    }
+
+    /// A reconcile's outcome: `Some(unix seconds)` when it worked.
+    pub fn set_reconcile(&self, at: Option<f64>) {
+        if let Some(g) = &self.am_up {
+            g.with_label_values(&[] as &[&str])
+                .set(i64::from(at.is_some()));
+        }
+        if let (Some(g), Some(t)) = (&self.am_last, at) {
+            g.with_label_values(&[] as &[&str]).set(t);
         }
     }
 

@@ -45,6 +45,30 @@ pub struct NodeSpec {
     pub alert_routes: Vec<AlertRoute>,
     /// Where received Alertmanager payloads are forwarded.
     pub relay: RelaySpec,
+    /// The Alertmanager(s) to reconcile against (none: the webhook alone).
+    pub alertmanager: AlertmanagerSpec,
+    pub buttons: Vec<ButtonSpec>,
+}
+
+/// Default `[alertmanager] reconcile_interval`.
+pub const DEFAULT_RECONCILE_INTERVAL: Duration = Duration::from_secs(15);
+/// Default `[[button]] silence`.
+pub const DEFAULT_SILENCE: Duration = Duration::from_secs(2 * 3600);
+
+#[derive(Clone, Debug, Default)]
+pub struct AlertmanagerSpec {
+    /// `http://host:port` (with an optional path prefix), in the order to try them.
+    pub urls: Vec<String>,
+    pub interval: Duration,
+}
+
+#[derive(Clone, Debug)]
+pub struct ButtonSpec {
+    pub name: String,
+    pub pin: u8,
+    pub active_low: bool,
+    /// How long a short press silences this node's alerts.
+    pub silence: Duration,
 }
 
 #[derive(Clone, Debug)]
@@ -103,6 +127,8 @@ pub struct Overrides {
     pub token_file: Option<PathBuf>,
     /// `name:port` whose A records are relay peers (adds to the file's `[relay]`).
     pub relay_dns: Option<String>,
+    /// Alertmanager URLs (replace the file's `[alertmanager] url`).
+    pub alertmanager: Vec<String>,
 }
 
 /// Checks `loaded` and applies `flags`. With `--simulate` and no sensors, LEDs or rules in the
@@ -299,6 +325,85 @@ pub fn resolve(loaded: &Loaded, flags: &Overrides) -> Result<NodeSpec, ConfigErr
         });
     }
 
+    let mut buttons = Vec::with_capacity(hw.buttons.len());
+    for b in &hw.buttons {
+        let name = b
+            .name
+            .as_ref()
+            .map_or_else(|| "button".to_owned(), |n| n.get_ref().clone());
+        if let Some(n) = &b.name {
+            check_name(hw_loaded, n)?;
+        }
+        let pin = *b.pin.get_ref();
+        if pin > edgesense_sensors::bus::gpio::MAX_HEADER_PIN {
+            return Err(hw_loaded.error_at(
+                b.pin.span(),
+                format!("GPIO{pin} is not on the header; use a BCM number 0 … 27"),
+            ));
+        }
+        if !pins.insert(pin) {
+            return Err(hw_loaded.error_at(
+                b.pin.span(),
+                format!("GPIO{pin} is already used by an LED or another button"),
+            ));
+        }
+        if buttons.iter().any(|x: &ButtonSpec| x.name == name) {
+            let span = b.name.as_ref().map_or(b.pin.span(), |n| n.span());
+            return Err(hw_loaded.error_at(
+                span,
+                format!("a button named \"{name}\" is already defined; give each a `name`"),
+            ));
+        }
+        let silence =
+            match &b.silence {
+                None => DEFAULT_SILENCE,
+                Some(s) if s.get_ref().0 >= Duration::from_secs(60) => s.get_ref().0,
+                Some(s) => return Err(hw_loaded.error_at(
+                    s.span(),
+                    "silence must be at least 1m (Alertmanager silences are for minutes to days)",
+                )),
+            };
+        buttons.push(ButtonSpec {
+            name,
+            pin,
+            active_low: b.active_low.unwrap_or(true),
+            silence,
+        });
+    }
+
+    let mut am = AlertmanagerSpec {
+        urls: Vec::new(),
+        interval: DEFAULT_RECONCILE_INTERVAL,
+    };
+    if let Some(a) = &c.alertmanager {
+        if let Some(u) = &a.url {
+            for url in &u.get_ref().0 {
+                let url = url.trim_end_matches('/');
+                if !url.starts_with("http://") || url.len() <= "http://".len() {
+                    return Err(loaded.error_at(
+                        u.span(),
+                        format!(
+                            "url \"{url}\" is not http://host:port (e.g. http://alertmanager:9093)"
+                        ),
+                    ));
+                }
+                am.urls.push(url.to_owned());
+            }
+        }
+        am.interval = dur(
+            &a.reconcile_interval,
+            DEFAULT_RECONCILE_INTERVAL,
+            "reconcile_interval",
+        )?;
+    }
+    if !flags.alertmanager.is_empty() {
+        am.urls = flags
+            .alertmanager
+            .iter()
+            .map(|u| u.trim_end_matches('/').to_owned())
+            .collect();
+    }
+
     let alert_routes = alerts::resolve_routes(hw_loaded, &leds)?;
     let mut relay = alerts::resolve_relay(loaded, c.relay.as_ref())?;
     if let Some(dns) = &flags.relay_dns {
@@ -335,6 +440,8 @@ pub fn resolve(loaded: &Loaded, flags: &Overrides) -> Result<NodeSpec, ConfigErr
         rules,
         alert_routes,
         relay,
+        alertmanager: am,
+        buttons,
     })
 }
 

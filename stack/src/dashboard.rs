@@ -274,13 +274,33 @@ async fn alerts(State(d): State<Dash>) -> Json<Value> {
             )
         }
     };
+    // Who silenced what, until when (the alerts name their silences by id).
+    let silences: std::collections::HashMap<String, Value> =
+        match http::get(&format!("{}/api/v2/silences", d.alertmanager), TIMEOUT).await {
+            Ok((200, body)) => serde_json::from_str::<Value>(&body)
+                .ok()
+                .and_then(|v| v.as_array().cloned())
+                .unwrap_or_default()
+                .into_iter()
+                .filter_map(|s| Some((s["id"].as_str()?.to_owned(), s)))
+                .collect(),
+            _ => Default::default(),
+        };
     let list: Vec<Value> = v
         .as_array()
         .cloned()
         .unwrap_or_default()
         .iter()
         .map(|a| {
+            let by: Vec<&Value> = a["status"]["silencedBy"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|id| silences.get(id.as_str()?))
+                .collect();
             json!({
+                "silenced_by": by.iter().filter_map(|s| s["createdBy"].as_str()).collect::<Vec<_>>(),
+                "silenced_until": by.iter().filter_map(|s| s["endsAt"].as_str()).max(),
                 "name": a["labels"]["alertname"],
                 "severity": a["labels"]["severity"],
                 "node": a["labels"]["node"].as_str().or(a["labels"]["down_node"].as_str()),

@@ -31,6 +31,15 @@ await main(async b => {
   const sparkPoints = await p.$eval('[data-sensor="room"] polyline', e => e.getAttribute("points").split(" ").length).catch(() => 0);
   check(sparkPoints >= 2, "room has a sparkline");
 
+  // 31.5 °C held for 10 s fires the edge rule room-hot; the page's acknowledge button (the
+  // node's button, with the token) acknowledges it: shown so, and red no longer blinks for it.
+  await p.waitForSelector('.alert[data-alert="room-hot"][data-state="firing"]', { timeout: 30000 });
+  check(await p.isVisible("#ack"), "an acknowledge button while an alert fires");
+  await p.click("#ack");
+  await p.waitForSelector('.alert[data-alert="room-hot"][data-state="acknowledged"]', { timeout: 10000 });
+  const red = (await api("api/v1/leds")).body.leds.find(l => l.name === "red");
+  check(red.source.name !== "room-hot", "red released by the acknowledgement: " + JSON.stringify(red));
+
   // A phone-sized screen still shows everything.
   await p.screenshot({ path: shot, fullPage: true });
   await p.setViewportSize({ width: 390, height: 844 });

@@ -44,6 +44,43 @@ pub struct FastStack {
     pub am_addr: SocketAddr,
 }
 
+/// Debian's Alertmanager on `addr` with the shipped config, posting to the agent at `agent`
+/// with the token in `token_file`, `group_wait` 0 s and `group_interval` 1 s; its data in
+/// `dir/am` (kept across restarts: silences survive). Returns once it is ready.
+pub fn start_alertmanager(
+    dir: &Path,
+    addr: SocketAddr,
+    agent: SocketAddr,
+    token_file: &Path,
+) -> Daemon {
+    let am_cfg = std::fs::read_to_string(assets().join("alertmanager.yml"))
+        .expect("read shipped alertmanager.yml");
+    let am_cfg = swap(
+        &am_cfg,
+        "http://edgesense-agent:9842",
+        &format!("http://{agent}"),
+    );
+    let am_cfg = swap(
+        &am_cfg,
+        "/run/secrets/edgesense_token",
+        token_file.to_str().expect("utf-8 path"),
+    );
+    let am_cfg = swap(&am_cfg, "group_wait: 10s", "group_wait: 0s");
+    let am_cfg = swap(&am_cfg, "group_interval: 1m", "group_interval: 1s");
+    std::fs::write(dir.join("alertmanager.yml"), am_cfg).expect("write config");
+    let mut cmd = Command::new(alertmanager_bin());
+    cmd.arg(format!(
+        "--config.file={}",
+        dir.join("alertmanager.yml").display()
+    ))
+    .arg(format!("--storage.path={}", dir.join("am").display()))
+    .arg(format!("--web.listen-address={addr}"))
+    .arg("--cluster.listen-address=");
+    let mut am = Daemon::start("alertmanager", cmd);
+    am.wait_ready(addr, "/-/ready", Duration::from_secs(30));
+    am
+}
+
 impl FastStack {
     /// Starts Alertmanager posting to the agent at `agent` with the token in `token_file`, and
     /// Prometheus scraping that agent; files and data go under `dir`. Returns once both are ready.
@@ -54,34 +91,19 @@ impl FastStack {
     /// [`FastStack::start`] with Prometheus scraping every agent of `agents` (Alertmanager posts
     /// to the first).
     pub fn start_for(dir: &Path, agents: &[SocketAddr], token_file: &Path) -> FastStack {
-        let agent = agents[0];
-        let am_addr: SocketAddr = ([127, 0, 0, 1], free_port()).into();
-        let am_cfg = std::fs::read_to_string(assets().join("alertmanager.yml"))
-            .expect("read shipped alertmanager.yml");
-        let am_cfg = swap(
-            &am_cfg,
-            "http://edgesense-agent:9842",
-            &format!("http://{agent}"),
-        );
-        let am_cfg = swap(
-            &am_cfg,
-            "/run/secrets/edgesense_token",
-            token_file.to_str().expect("utf-8 path"),
-        );
-        let am_cfg = swap(&am_cfg, "group_wait: 10s", "group_wait: 0s");
-        let am_cfg = swap(&am_cfg, "group_interval: 1m", "group_interval: 1s");
-        std::fs::write(dir.join("alertmanager.yml"), am_cfg).expect("write config");
-        let mut cmd = Command::new(alertmanager_bin());
-        cmd.arg(format!(
-            "--config.file={}",
-            dir.join("alertmanager.yml").display()
-        ))
-        .arg(format!("--storage.path={}", dir.join("am").display()))
-        .arg(format!("--web.listen-address={am_addr}"))
-        .arg("--cluster.listen-address=");
-        let mut am = Daemon::start("alertmanager", cmd);
-        am.wait_ready(am_addr, "/-/ready", Duration::from_secs(30));
+        FastStack::start_on(dir, agents, token_file, free_port())
+    }
 
+    /// [`FastStack::start_for`] with Alertmanager on `am_port` (chosen before the agents start,
+    /// so they can be told where it is).
+    pub fn start_on(
+        dir: &Path,
+        agents: &[SocketAddr],
+        token_file: &Path,
+        am_port: u16,
+    ) -> FastStack {
+        let am_addr: SocketAddr = ([127, 0, 0, 1], am_port).into();
+        let am = start_alertmanager(dir, am_addr, agents[0], token_file);
         let prom_addr: SocketAddr = ([127, 0, 0, 1], free_port()).into();
         let rules = std::fs::read_to_string(assets().join("rules/edgesense.yml"))
             .expect("read shipped rules");

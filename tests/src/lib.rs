@@ -398,6 +398,23 @@ impl Daemon {
             .unwrap_or_else(|e| e.into_inner())
             .join("\n")
     }
+
+    /// Stops the process with SIGTERM (a clean shutdown: Alertmanager writes its silences
+    /// snapshot) and waits for it, at most 30 s.
+    pub fn terminate(mut self) {
+        let pid = libc::pid_t::try_from(self.child.id()).expect("pid fits");
+        // SAFETY: kill(2) on a child we spawned and have not reaped.
+        unsafe {
+            libc::kill(pid, libc::SIGTERM);
+        }
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
 }
 
 impl Drop for Daemon {

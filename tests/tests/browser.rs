@@ -55,12 +55,14 @@ fn cluster_page_shows_two_agents_from_prometheus_and_silences_an_alert() {
     let d = dir.path();
     let token = d.join("token");
     std::fs::write(&token, "cluster-token\n").unwrap();
+    // The agents reconcile against the stack's Alertmanager (its port chosen first).
+    let am_port = edgesense_tests::free_port();
     let agent = |name: &str| {
         let cfg = d.join(format!("{name}.toml"));
         std::fs::write(
             &cfg,
             format!(
-                "node = \"{name}\"\ntoken_file = \"{}\"\npoll_interval = \"1s\"\n",
+                "node = \"{name}\"\ntoken_file = \"{}\"\npoll_interval = \"1s\"\n[alertmanager]\nurl = \"http://127.0.0.1:{am_port}\"\nreconcile_interval = \"1s\"\n",
                 token.display()
             ),
         )
@@ -68,7 +70,7 @@ fn cluster_page_shows_two_agents_from_prometheus_and_silences_an_alert() {
         Agent::start(&["--simulate", "--config", cfg.to_str().unwrap()])
     };
     let (a, b) = (agent("pi-a"), agent("pi-b"));
-    let stack = FastStack::start_for(d, &[a.addr, b.addr], &token);
+    let stack = FastStack::start_on(d, &[a.addr, b.addr], &token, am_port);
     wait_until("both agents in Prometheus", Duration::from_secs(60), || {
         let v = get_json(stack.prom_addr, "/api/v1/query?query=edgesense_node_info");
         (v["data"]["result"].as_array()?.len() == 2).then_some(())
@@ -116,4 +118,24 @@ fn cluster_page_shows_two_agents_from_prometheus_and_silences_an_alert() {
         "{matchers}"
     );
     assert_eq!(s["createdBy"], "edgesense dashboard");
+    // The agent follows Alertmanager: the silenced alert no longer lights pi-a's LEDs, and its
+    // API says who silenced it.
+    wait_until(
+        "pi-a's LEDs released by the dashboard's silence",
+        Duration::from_secs(10),
+        || {
+            let r = get_json(a.addr, "/api/v1/readings");
+            let silenced = r["alerts"].as_array()?.iter().any(|x| {
+                x["name"] == "EdgesenseTemperatureHigh"
+                    && x["state"] == "silenced"
+                    && x["silenced_by"][0] == "edgesense dashboard"
+            });
+            let leds = get_json(a.addr, "/api/v1/leds");
+            let lit_by_it = leds["leds"]
+                .as_array()?
+                .iter()
+                .any(|l| l["source"]["name"] == "EdgesenseTemperatureHigh");
+            (silenced && !lit_by_it).then_some(())
+        },
+    );
 }

@@ -2,6 +2,7 @@
 //! Alertmanager alerts ([`set`]), and the `[[alert]]` routes that map an alert's labels to an LED
 //! pattern, for Alertmanager's alerts and the edge rules' alike.
 
+pub mod reconcile;
 pub mod set;
 pub mod webhook;
 
@@ -66,6 +67,15 @@ pub struct ActiveAlert {
     pub summary: Option<String>,
     /// When it started, in ms since the Unix epoch (Alertmanager's `startsAt`).
     pub since_ms: Option<i64>,
+    /// `firing` (its claims apply), `silenced` or `inhibited` (Alertmanager's state, from the
+    /// last reconcile), or `acknowledged` (an edge rule acknowledged on the node until it
+    /// clears): only firing alerts light LEDs.
+    pub state: &'static str,
+    /// Who silenced it (the silences' `createdBy`) and until when (ms since the Unix epoch).
+    pub silenced_by: Vec<String>,
+    pub until_ms: Option<i64>,
+    /// The `node` label's value (empty for a cluster-wide alert): what a silence matches.
+    pub node_label: String,
 }
 
 /// The labels an edge rule's alert carries, for matching `[[alert]]` routes.
@@ -106,7 +116,9 @@ fn routed(
 pub fn active(
     spec: &NodeSpec,
     firing_rules: &[usize],
+    acked_rules: &[usize],
     webhook: &set::AlertSet,
+    suppressed: &BTreeMap<String, reconcile::Suppression>,
 ) -> Vec<ActiveAlert> {
     let mut out = Vec::with_capacity(firing_rules.len() + webhook.len());
     for &ri in firing_rules {
@@ -127,6 +139,14 @@ pub fn active(
             fingerprint: None,
             summary: None,
             since_ms: None,
+            state: if acked_rules.contains(&ri) {
+                "acknowledged"
+            } else {
+                "firing"
+            },
+            silenced_by: Vec::new(),
+            until_ms: None,
+            node_label: spec.node.clone(),
         });
     }
     for a in webhook.active() {
@@ -143,6 +163,13 @@ pub fn active(
                 .or_else(|| a.annotations.get("description"))
                 .cloned(),
             since_ms: Some(a.starts_at_ms),
+            state: suppressed.get(&a.fingerprint).map_or("firing", |s| s.state),
+            silenced_by: suppressed
+                .get(&a.fingerprint)
+                .map(|s| s.by.clone())
+                .unwrap_or_default(),
+            until_ms: suppressed.get(&a.fingerprint).and_then(|s| s.until_ms),
+            node_label: a.labels.get("node").cloned().unwrap_or_default(),
         });
     }
     out

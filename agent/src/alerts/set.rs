@@ -46,6 +46,8 @@ pub struct AlertSet {
     /// fingerprint → `startsAt` of the last resolved incarnation.
     resolved: BTreeMap<String, i64>,
     resolved_order: VecDeque<String>,
+    /// fingerprint → when a webhook last fired it (wall-clock ms).
+    fired_ms: BTreeMap<String, i64>,
 }
 
 impl AlertSet {
@@ -104,6 +106,7 @@ impl AlertSet {
                     if self.active.get(&a.fingerprint) == Some(&a) {
                         out.unchanged += 1;
                     } else {
+                        self.fired_ms.insert(a.fingerprint.clone(), now_ms);
                         self.active.insert(a.fingerprint.clone(), a);
                         out.fired += 1;
                     }
@@ -134,6 +137,7 @@ impl AlertSet {
             for fp in over {
                 self.active.remove(&fp);
                 self.group_of.remove(&fp);
+                self.fired_ms.remove(&fp);
                 out.resolved += 1;
             }
         }
@@ -144,6 +148,7 @@ impl AlertSet {
     fn resolve(&mut self, a: &Alert) -> bool {
         let was = self.active.remove(&a.fingerprint).is_some();
         self.group_of.remove(&a.fingerprint);
+        self.fired_ms.remove(&a.fingerprint);
         let ended = self
             .resolved
             .entry(a.fingerprint.clone())
@@ -172,6 +177,42 @@ impl AlertSet {
             self.resolve(a);
         }
         over
+    }
+
+    /// Makes the firing alerts exactly `truth` (Alertmanager's, from a reconcile whose request
+    /// went out at `asked_ms`), except alerts a webhook fired after that: the reconcile could not
+    /// have seen them. What goes leaves no tombstone: if it still fires, its next notification
+    /// or reconcile brings it back. Returns whether anything changed.
+    pub fn replace(&mut self, truth: Vec<Alert>, asked_ms: i64) -> bool {
+        let keep: BTreeMap<String, Alert> = truth
+            .into_iter()
+            .map(|a| (a.fingerprint.clone(), a))
+            .collect();
+        let before: Vec<String> = self.active.keys().cloned().collect();
+        let mut changed = false;
+        for fp in before {
+            if keep.contains_key(&fp) {
+                continue;
+            }
+            if self.fired_ms.get(&fp).is_some_and(|&at| at >= asked_ms) {
+                continue;
+            }
+            self.active.remove(&fp);
+            self.group_of.remove(&fp);
+            self.fired_ms.remove(&fp);
+            changed = true;
+        }
+        for (fp, a) in keep {
+            let same = self
+                .active
+                .get(&fp)
+                .is_some_and(|cur| cur.labels == a.labels && cur.starts_at_ms == a.starts_at_ms);
+            if !same {
+                self.active.insert(fp, a);
+                changed = true;
+            }
+        }
+        changed
     }
 
     /// The earliest `endsAt` of a firing alert.

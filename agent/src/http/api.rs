@@ -71,6 +71,28 @@ pub async fn leds(State(st): State<AppState>) -> Json<Value> {
     Json(json!({ "leds": snap.leds.iter().map(led_json).collect::<Vec<_>>() }))
 }
 
+/// `POST /api/v1/ack`: what a short press of the node's button does (acknowledge this node's
+/// firing alerts: edge rules at once, Alertmanager's by a silence of the first button's
+/// `silence`, default 2 h). The answer lists what was acknowledged.
+pub async fn acknowledge(State(st): State<AppState>) -> Result<Json<Value>, ApiError> {
+    let silence = st
+        .spec
+        .buttons
+        .first()
+        .map_or(crate::spec::DEFAULT_SILENCE, |b| b.silence);
+    let (reply, answer) = tokio::sync::oneshot::channel();
+    st.hub
+        .send(crate::hub::Msg::Button {
+            long: false,
+            silence,
+            reply: Some(reply),
+        })
+        .await
+        .map_err(|_| ApiError::Unavailable)?;
+    let done = answer.await.map_err(|_| ApiError::Unavailable)?;
+    Ok(Json(json!(done)))
+}
+
 /// `PUT /api/v1/leds/{name}` with `{"mode":"on|off|blink|pulse|auto","period_ms":…,"brightness":…}`.
 pub async fn set_led(
     State(st): State<AppState>,
@@ -178,6 +200,9 @@ fn readings_json(st: &AppState, snap: &Snapshot) -> Value {
                 "fingerprint": a.fingerprint,
                 "summary": a.summary,
                 "since_ms": a.since_ms,
+                "state": a.state,
+                "silenced_by": a.silenced_by,
+                "until_ms": a.until_ms,
             })
         })
         .collect();
@@ -189,6 +214,11 @@ fn readings_json(st: &AppState, snap: &Snapshot) -> Value {
         "version": env!("CARGO_PKG_VERSION"),
         "sensors": sensors,
         "alerts": alerts,
+        "alertmanager": snap.alertmanager.configured.then(|| json!({
+            "up": snap.alertmanager.up,
+            "last_reconcile_ms": snap.alertmanager.last_ms,
+        })),
+        "buttons": st.spec.buttons.iter().map(|b| json!({"name": b.name, "pin": b.pin})).collect::<Vec<_>>(),
     })
 }
 

@@ -49,10 +49,13 @@ pub struct AppState {
 pub fn router(state: AppState) -> Router {
     let mut writes = Router::new()
         .route("/api/v1/leds/{name}", put(api::set_led))
+        .route("/api/v1/ack", post(api::acknowledge))
         .route("/api/v1/alertmanager", post(webhook::alertmanager));
     let mut reads = Router::new();
     if state.spec.simulate {
-        writes = writes.route("/api/v1/sim/sensors/{name}", put(sim::set_sensor));
+        writes = writes
+            .route("/api/v1/sim/sensors/{name}", put(sim::set_sensor))
+            .route("/api/v1/sim/buttons/{name}", put(sim::press_button));
         reads = reads.route("/api/v1/sim/gpio", get(sim::gpio));
     }
     let writes = writes.route_layer(middleware::from_fn_with_state(

@@ -143,3 +143,41 @@ pub async fn gpio(
         "writes": writes,
     })))
 }
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PressBody {
+    /// How long the button is held down (ms): under 3000 a short press, else a long one.
+    press_ms: u64,
+}
+
+/// `PUT /api/v1/sim/buttons/{name}` `{"press_ms": 200}`: presses a simulated node's button on
+/// its mock GPIO input (the pin goes to its pressed level, then back), answering once it is
+/// released.
+pub async fn press_button(
+    State(st): State<AppState>,
+    Path(name): Path<String>,
+    StrictJson(body): StrictJson<PressBody>,
+) -> Result<Json<Value>, ApiError> {
+    let b = st
+        .spec
+        .buttons
+        .iter()
+        .find(|b| b.name == name)
+        .ok_or_else(|| ApiError::NotFound(format!("no button named \"{name}\"")))?
+        .clone();
+    if body.press_ms > 60_000 {
+        return Err(ApiError::BadRequest("press_ms is at most 60000".into()));
+    }
+    let gpio = st
+        .gpio
+        .clone()
+        .ok_or_else(|| ApiError::NotFound("no mock GPIO on this node".into()))?;
+    // Pressed is low for an active-low button.
+    gpio.set_input(b.pin, !b.active_low);
+    tokio::time::sleep(std::time::Duration::from_millis(body.press_ms)).await;
+    gpio.set_input(b.pin, b.active_low);
+    Ok(Json(
+        json!({ "button": name, "pin": b.pin, "press_ms": body.press_ms }),
+    ))
+}

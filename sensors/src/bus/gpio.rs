@@ -79,10 +79,27 @@ impl fmt::Debug for dyn OutputPin {
     }
 }
 
-/// A source of output pins.
+/// Called with the new level (`true`: high) on every change of an input pin.
+pub type LevelCallback = Box<dyn FnMut(bool) + Send>;
+
+/// One input pin (a push button): its level changes are reported as they happen.
+pub trait InputPin: Send {
+    /// The BCM number of this pin.
+    fn pin(&self) -> u8;
+    /// The level now (`true`: high).
+    fn is_high(&self) -> bool;
+    /// Calls `f` on every level change, from the bus's own thread (rppal: an interrupt on both
+    /// edges through the kernel's GPIO character device). Replaces an earlier callback.
+    fn on_change(&mut self, f: LevelCallback) -> Result<(), GpioError>;
+}
+
+/// A source of output and input pins.
 pub trait GpioBus: Send + Sync {
     /// Claims `pin` as an output, initially low.
     fn output(&self, pin: u8) -> Result<Box<dyn OutputPin>, GpioError>;
+    /// Claims `pin` as an input, with the SoC's internal pull-up (a button wired from the pin to
+    /// ground reads high until pressed) or with no pull.
+    fn input(&self, pin: u8, pull_up: bool) -> Result<Box<dyn InputPin>, GpioError>;
 }
 
 /// The highest BCM GPIO number on the 40-pin header.
@@ -147,6 +164,50 @@ impl GpioBus for RppalGpio {
         Ok(Box::new(RppalPin {
             pin: p.into_output_low(),
         }))
+    }
+
+    fn input(&self, pin: u8, pull_up: bool) -> Result<Box<dyn InputPin>, GpioError> {
+        if pin > MAX_HEADER_PIN {
+            return Err(GpioError::NoSuchPin(pin));
+        }
+        let p = self.gpio.get(pin).map_err(|e| GpioError::PinBusy {
+            pin,
+            detail: e.to_string(),
+        })?;
+        Ok(Box::new(RppalInput {
+            pin: if pull_up {
+                p.into_input_pullup()
+            } else {
+                p.into_input()
+            },
+        }))
+    }
+}
+
+struct RppalInput {
+    pin: rppal::gpio::InputPin,
+}
+
+impl InputPin for RppalInput {
+    fn pin(&self) -> u8 {
+        self.pin.pin()
+    }
+
+    fn is_high(&self) -> bool {
+        self.pin.is_high()
+    }
+
+    fn on_change(&mut self, mut f: LevelCallback) -> Result<(), GpioError> {
+        let pin = self.pin.pin();
+        // No debounce here: the agent debounces (one rule for the real pin and the mock).
+        self.pin
+            .set_async_interrupt(rppal::gpio::Trigger::Both, None, move |e| {
+                f(e.trigger == rppal::gpio::Trigger::RisingEdge)
+            })
+            .map_err(|e| GpioError::Write {
+                pin,
+                detail: format!("interrupt: {e}"),
+            })
     }
 }
 
@@ -237,6 +298,14 @@ struct MockState {
     writes: Vec<PinWrite>,
     /// Pins that fail every write, to test error paths.
     failing: Vec<u8>,
+    /// Input pins: their level and who watches it.
+    inputs: Vec<MockInput>,
+}
+
+struct MockInput {
+    pin: u8,
+    high: bool,
+    watcher: Option<Arc<Mutex<LevelCallback>>>,
 }
 
 /// A GPIO bus that records every write with its time, so tests can check blink timing and the
@@ -310,6 +379,48 @@ impl MockGpio {
     pub fn fail_pin(&self, pin: u8) {
         self.lock().failing.push(pin);
     }
+
+    /// Drives input `pin` to `high`, as a button or the wire would; the pin's watcher hears of
+    /// it (on this thread). False if no input is claimed on `pin`.
+    pub fn set_input(&self, pin: u8, high: bool) -> bool {
+        let watcher = {
+            let mut st = self.lock();
+            let Some(i) = st.inputs.iter_mut().find(|i| i.pin == pin) else {
+                return false;
+            };
+            let changed = i.high != high;
+            i.high = high;
+            changed.then(|| i.watcher.clone()).flatten()
+        };
+        if let Some(w) = watcher {
+            (w.lock().unwrap_or_else(PoisonError::into_inner))(high);
+        }
+        true
+    }
+}
+
+struct MockInputPin {
+    pin: u8,
+    state: Arc<Mutex<MockState>>,
+}
+
+impl InputPin for MockInputPin {
+    fn pin(&self) -> u8 {
+        self.pin
+    }
+
+    fn is_high(&self) -> bool {
+        let st = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        st.inputs.iter().any(|i| i.pin == self.pin && i.high)
+    }
+
+    fn on_change(&mut self, f: LevelCallback) -> Result<(), GpioError> {
+        let mut st = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(i) = st.inputs.iter_mut().find(|i| i.pin == self.pin) {
+            i.watcher = Some(Arc::new(Mutex::new(f)));
+        }
+        Ok(())
+    }
 }
 
 impl GpioBus for MockGpio {
@@ -333,6 +444,29 @@ impl GpioBus for MockGpio {
         Ok(Box::new(MockPin {
             pin,
             gpio: self.clone(),
+        }))
+    }
+
+    fn input(&self, pin: u8, pull_up: bool) -> Result<Box<dyn InputPin>, GpioError> {
+        if pin > MAX_HEADER_PIN {
+            return Err(GpioError::NoSuchPin(pin));
+        }
+        let mut st = self.lock();
+        if st.claimed.contains(&pin) {
+            return Err(GpioError::PinBusy {
+                pin,
+                detail: "already claimed".into(),
+            });
+        }
+        st.claimed.push(pin);
+        st.inputs.push(MockInput {
+            pin,
+            high: pull_up,
+            watcher: None,
+        });
+        Ok(Box::new(MockInputPin {
+            pin,
+            state: Arc::clone(&self.state),
         }))
     }
 }

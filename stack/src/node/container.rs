@@ -28,6 +28,8 @@ use crate::error::{Result, StackError};
 pub const FILES_DIR: &str = "/etc/edgesense";
 pub const CONFIG_IN: &str = "/etc/edgesense/agent.toml";
 pub const TOKEN_IN: &str = "/etc/edgesense/token";
+/// The stack's Alertmanager as agents on the overlay reach it (its service's network alias).
+pub const ALERTMANAGER_URL: &str = "http://alertmanager:9093";
 /// `nobody`: the agent needs no root, only the device groups.
 pub const USER: &str = "65534:65534";
 const USER_ID: u64 = 65534;
@@ -112,6 +114,10 @@ pub fn container(o: &NodeOptions, node: &str, devices: &[Device]) -> Result<Cont
         node.into(),
         "--relay-dns".into(),
         format!("{AGENT_ALIAS}:9842"),
+        // The stack's Alertmanager on the overlay (its network alias): the agent reconciles
+        // its LEDs against it (silences, restarts, lost webhooks).
+        "--alertmanager".into(),
+        ALERTMANAGER_URL.into(),
     ];
     if o.config.is_some() {
         cmd.extend(["--config".into(), CONFIG_IN.into()]);
@@ -312,6 +318,10 @@ mod tests {
         let cmd = c.cmd.unwrap().join(" ");
         assert!(cmd.contains("--node pi-kitchen"), "{cmd}");
         assert!(cmd.contains("--relay-dns edgesense-agent:9842"), "{cmd}");
+        assert!(
+            cmd.contains("--alertmanager http://alertmanager:9093"),
+            "{cmd}"
+        );
         assert!(cmd.contains("--config /etc/edgesense/agent.toml"), "{cmd}");
         assert!(cmd.contains("--token-file /etc/edgesense/token"), "{cmd}");
         assert!(!cmd.contains("--simulate"));

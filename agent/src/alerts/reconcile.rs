@@ -1,0 +1,474 @@
+//! The truth about this node's alerts, from Alertmanager's API v2.
+//!
+//! Webhooks tell an agent only of the changes Alertmanager chooses to notify: a silence sends
+//! none, an agent that restarted forgets what fires until the next repeat (`repeat_interval`,
+//! an hour), and a notification lost after Alertmanager's retries stays lost. So the agent also
+//! asks `GET /api/v2/alerts` (active, silenced and inhibited ones, with their state) at start,
+//! every `reconcile_interval`, and right after each webhook, and makes its set of Alertmanager
+//! alerts exactly that: the LED claims follow the alerts that are active and neither silenced
+//! nor inhibited. The webhook stays the fast path; this is the truth.
+//!
+//! When no Alertmanager answers, the agent keeps what it has (the edge rules are its own and
+//! unaffected), logs the outage once and its end, and tries again with back-off. Silences the
+//! node's button asked for wait in a queue until one answers. With several URLs (an HA pair)
+//! the first that answers is asked; they gossip the same alerts and silences.
+
+use std::{collections::BTreeMap, net::SocketAddr, sync::Arc, time::Duration};
+
+use http_body_util::{BodyExt, Full};
+use hyper::{body::Bytes, header, Request};
+use hyper_util::rt::TokioIo;
+use serde::{Deserialize, Serialize};
+use tokio::sync::{mpsc, Notify};
+
+use super::webhook::{parse_rfc3339_ms, Alert, Status};
+
+/// One attempt: connect, send, read the whole answer.
+const TIMEOUT: Duration = Duration::from_secs(5);
+/// Bodies larger than this are refused (an Alertmanager with thousands of alerts answers in
+/// well under a megabyte per hundred).
+const MAX_BODY: usize = 16 << 20;
+
+/// Why an alert does not claim its LEDs although Alertmanager has it.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Suppression {
+    /// `silenced` or `inhibited`.
+    pub state: &'static str,
+    /// The silences' `createdBy` (or the inhibiting alerts' fingerprints).
+    pub by: Vec<String>,
+    /// The latest end of those silences, ms since the Unix epoch.
+    pub until_ms: Option<i64>,
+}
+
+/// What one reconcile found: this node's active alerts, and which of them are suppressed.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Truth {
+    pub alerts: Vec<Alert>,
+    /// By fingerprint.
+    pub suppressed: BTreeMap<String, Suppression>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ApiAlert {
+    labels: BTreeMap<String, String>,
+    #[serde(default)]
+    annotations: BTreeMap<String, String>,
+    fingerprint: String,
+    starts_at: String,
+    status: ApiStatus,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ApiStatus {
+    state: String,
+    #[serde(default)]
+    silenced_by: Vec<String>,
+    #[serde(default)]
+    inhibited_by: Vec<String>,
+}
+
+impl ApiStatus {
+    /// `active`, `suppressed` or `unprocessed` (not yet through the pipeline: counts as active).
+    fn is_suppressed(&self) -> bool {
+        self.state == "suppressed"
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ApiSilence {
+    id: String,
+    created_by: String,
+    ends_at: String,
+}
+
+/// A silence to create: `matchers` are (label, value), all equal.
+#[derive(Clone, Debug, PartialEq)]
+pub struct NewSilence {
+    pub matchers: Vec<(String, String)>,
+    pub duration: Duration,
+    pub created_by: String,
+    pub comment: String,
+}
+
+/// Alertmanager's answers, turned into [`Truth`] for node `node`.
+fn truth(node: &str, alerts: &[u8], silences: &[u8]) -> Result<Truth, String> {
+    let alerts: Vec<ApiAlert> =
+        serde_json::from_slice(alerts).map_err(|e| format!("alerts: {e}"))?;
+    let silences: Vec<ApiSilence> = if silences.is_empty() {
+        Vec::new()
+    } else {
+        serde_json::from_slice(silences).map_err(|e| format!("silences: {e}"))?
+    };
+    let silence: BTreeMap<&str, &ApiSilence> =
+        silences.iter().map(|s| (s.id.as_str(), s)).collect();
+    let mut out = Truth::default();
+    for a in alerts {
+        if !super::for_node(&a.labels, node) {
+            continue;
+        }
+        let Some(starts_at_ms) = parse_rfc3339_ms(&a.starts_at) else {
+            continue;
+        };
+        if a.status.is_suppressed() && !a.status.silenced_by.is_empty() {
+            let by: Vec<&ApiSilence> = a
+                .status
+                .silenced_by
+                .iter()
+                .filter_map(|id| silence.get(id.as_str()).copied())
+                .collect();
+            out.suppressed.insert(
+                a.fingerprint.clone(),
+                Suppression {
+                    state: "silenced",
+                    by: if by.is_empty() {
+                        a.status.silenced_by.clone()
+                    } else {
+                        by.iter().map(|s| s.created_by.clone()).collect()
+                    },
+                    until_ms: by.iter().filter_map(|s| parse_rfc3339_ms(&s.ends_at)).max(),
+                },
+            );
+        } else if a.status.is_suppressed() && !a.status.inhibited_by.is_empty() {
+            out.suppressed.insert(
+                a.fingerprint.clone(),
+                Suppression {
+                    state: "inhibited",
+                    by: a.status.inhibited_by.clone(),
+                    until_ms: None,
+                },
+            );
+        }
+        out.alerts.push(Alert {
+            status: Status::Firing,
+            labels: a.labels,
+            annotations: a.annotations,
+            starts_at_ms,
+            // Kept until Alertmanager says otherwise, also while it cannot be reached.
+            ends_at_ms: None,
+            fingerprint: a.fingerprint,
+        });
+    }
+    Ok(out)
+}
+
+/// One Alertmanager's address: `host:port` and the path prefix (`--web.route-prefix`).
+#[derive(Clone, Debug, PartialEq)]
+struct Target {
+    url: String,
+    authority: String,
+    prefix: String,
+}
+
+fn target(url: &str) -> Option<Target> {
+    let rest = url.strip_prefix("http://")?;
+    let (authority, prefix) = match rest.find('/') {
+        Some(i) => (&rest[..i], rest[i..].trim_end_matches('/')),
+        None => (rest, ""),
+    };
+    let authority = if authority.contains(':') {
+        authority.to_owned()
+    } else {
+        format!("{authority}:80")
+    };
+    Some(Target {
+        url: url.to_owned(),
+        authority,
+        prefix: prefix.to_owned(),
+    })
+}
+
+/// A client of Alertmanager's API v2 on one or more URLs.
+#[derive(Clone, Debug)]
+pub struct Client {
+    targets: Vec<Target>,
+}
+
+impl Client {
+    pub fn new(urls: &[String]) -> Client {
+        Client {
+            targets: urls.iter().filter_map(|u| target(u)).collect(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.targets.is_empty()
+    }
+
+    /// `method path` on the first Alertmanager that answers: its status and body.
+    async fn call(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<Vec<u8>>,
+    ) -> Result<(u16, Bytes), String> {
+        let mut errors = Vec::new();
+        for t in &self.targets {
+            match tokio::time::timeout(TIMEOUT, once(t, method, path, body.clone())).await {
+                Ok(Ok(r)) => return Ok(r),
+                Ok(Err(e)) => errors.push(format!("{}: {e}", t.url)),
+                Err(_) => errors.push(format!("{}: timed out", t.url)),
+            }
+        }
+        Err(errors.join("; "))
+    }
+
+    /// This node's alerts as Alertmanager has them.
+    pub async fn truth(&self, node: &str) -> Result<Truth, String> {
+        let (status, alerts) = self
+            .call(
+                "GET",
+                "/api/v2/alerts?active=true&silenced=true&inhibited=true&unprocessed=true",
+                None,
+            )
+            .await?;
+        if status != 200 {
+            return Err(format!("GET /api/v2/alerts: HTTP {status}"));
+        }
+        let (status, silences) = self.call("GET", "/api/v2/silences", None).await?;
+        if status != 200 {
+            return Err(format!("GET /api/v2/silences: HTTP {status}"));
+        }
+        truth(node, &alerts, &silences)
+    }
+
+    /// Creates `s`; its id.
+    pub async fn silence(&self, s: &NewSilence) -> Result<String, String> {
+        let now = std::time::SystemTime::now();
+        let body = serde_json::json!({
+            "matchers": s.matchers.iter().map(|(n, v)| serde_json::json!({
+                "name": n, "value": v, "isRegex": false, "isEqual": true,
+            })).collect::<Vec<_>>(),
+            "startsAt": rfc3339(now),
+            "endsAt": rfc3339(now + s.duration),
+            "createdBy": s.created_by,
+            "comment": s.comment,
+        });
+        let (status, answer) = self
+            .call(
+                "POST",
+                "/api/v2/silences",
+                Some(body.to_string().into_bytes()),
+            )
+            .await?;
+        if status != 200 {
+            return Err(format!(
+                "POST /api/v2/silences: HTTP {status}: {}",
+                String::from_utf8_lossy(&answer)
+            ));
+        }
+        let v: serde_json::Value =
+            serde_json::from_slice(&answer).map_err(|e| format!("silence answer: {e}"))?;
+        Ok(v["silenceID"].as_str().unwrap_or_default().to_owned())
+    }
+}
+
+async fn once(
+    t: &Target,
+    method: &str,
+    path: &str,
+    body: Option<Vec<u8>>,
+) -> Result<(u16, Bytes), String> {
+    let addrs: Vec<SocketAddr> = tokio::net::lookup_host(t.authority.as_str())
+        .await
+        .map_err(|e| format!("resolve: {e}"))?
+        .collect();
+    let addr = addrs
+        .iter()
+        .find(|a| a.is_ipv4())
+        .or(addrs.first())
+        .copied()
+        .ok_or("resolves to nothing")?;
+    let stream = tokio::net::TcpStream::connect(addr)
+        .await
+        .map_err(|e| format!("connect: {e}"))?;
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .map_err(|e| format!("handshake: {e}"))?;
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    let req = Request::builder()
+        .method(method)
+        .uri(format!("{}{path}", t.prefix))
+        .header(header::HOST, &t.authority)
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Full::new(Bytes::from(body.unwrap_or_default())))
+        .map_err(|e| format!("request: {e}"))?;
+    let resp = sender
+        .send_request(req)
+        .await
+        .map_err(|e| format!("send: {e}"))?;
+    let status = resp.status().as_u16();
+    let body = http_body_util::Limited::new(resp.into_body(), MAX_BODY)
+        .collect()
+        .await
+        .map_err(|e| format!("read: {e}"))?
+        .to_bytes();
+    Ok((status, body))
+}
+
+/// RFC 3339 (UTC, seconds) for `t`, as Alertmanager reads it.
+fn rfc3339(t: std::time::SystemTime) -> String {
+    let secs = t
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    let (y, m, d) = super::webhook::civil_from_days(days);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+/// What the reconciler reports to the hub.
+#[derive(Debug)]
+pub enum Report {
+    /// A good reconcile: asked at `asked_ms`, answered at `at_ms`.
+    Truth {
+        truth: Truth,
+        asked_ms: i64,
+        at_ms: i64,
+    },
+    /// No Alertmanager answered.
+    Down,
+}
+
+/// Runs the reconcile loop: at start, every `interval`, and whenever `wake` is notified (a
+/// webhook arrived, a button asked for silences); sends each result to `report`. Silences from
+/// `silences` are created before the next reconcile, and kept until one is.
+pub async fn run(
+    client: Client,
+    node: Arc<str>,
+    interval: Duration,
+    wake: Arc<Notify>,
+    mut silences: mpsc::Receiver<NewSilence>,
+    report: mpsc::Sender<Report>,
+) {
+    let mut queue: Vec<NewSilence> = Vec::new();
+    let mut up = None::<bool>;
+    let mut backoff = Duration::from_secs(1);
+    loop {
+        while let Ok(s) = silences.try_recv() {
+            queue.push(s);
+        }
+        let mut ok = true;
+        while let Some(s) = queue.first() {
+            match client.silence(s).await {
+                Ok(id) => {
+                    tracing::info!(silence = %id, matchers = ?s.matchers, "silence created");
+                    queue.remove(0);
+                }
+                Err(e) => {
+                    tracing::debug!(error = %e, "silence not created yet");
+                    ok = false;
+                    break;
+                }
+            }
+        }
+        let asked_ms = now_ms();
+        let result = if ok {
+            client.truth(&node).await
+        } else {
+            Err("Alertmanager unreachable".into())
+        };
+        let wait = match result {
+            Ok(truth) => {
+                if up == Some(false) {
+                    tracing::info!("Alertmanager reachable again; reconciled");
+                }
+                up = Some(true);
+                backoff = Duration::from_secs(1);
+                let at_ms = now_ms();
+                if report
+                    .send(Report::Truth {
+                        truth,
+                        asked_ms,
+                        at_ms,
+                    })
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+                interval
+            }
+            Err(e) => {
+                if up != Some(false) {
+                    tracing::warn!(error = %e, "Alertmanager unreachable; LEDs keep their state, edge rules keep working; retrying");
+                }
+                up = Some(false);
+                if report.send(Report::Down).await.is_err() {
+                    return;
+                }
+                let w = backoff.min(interval);
+                backoff = (backoff * 2).min(interval);
+                w
+            }
+        };
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = wake.notified() => {}
+            s = silences.recv() => match s {
+                Some(s) => queue.push(s),
+                None => return,
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn truth_is_this_nodes_alerts_with_who_silenced_them() {
+        let alerts = br#"[
+          {"labels":{"alertname":"Hot","node":"pi-a","severity":"critical"},"annotations":{},"fingerprint":"a1","startsAt":"2026-12-01T10:00:00Z","endsAt":"2026-12-01T10:05:00Z","status":{"state":"suppressed","silencedBy":["s1"],"inhibitedBy":[]}},
+          {"labels":{"alertname":"Hot","node":"pi-b"},"fingerprint":"b1","startsAt":"2026-12-01T10:00:00Z","endsAt":"2026-12-01T10:05:00Z","status":{"state":"active","silencedBy":[],"inhibitedBy":[]}},
+          {"labels":{"alertname":"Wide","severity":"warning"},"fingerprint":"c1","startsAt":"2026-12-01T10:00:00Z","endsAt":"2026-12-01T10:05:00Z","status":{"state":"suppressed","silencedBy":[],"inhibitedBy":["a1"]}},
+          {"labels":{"alertname":"Cold","node":"pi-a"},"fingerprint":"d1","startsAt":"2026-12-01T10:00:00Z","endsAt":"2026-12-01T10:05:00Z","status":{"state":"active","silencedBy":[],"inhibitedBy":[]}}
+        ]"#;
+        let silences = br#"[{"id":"s1","createdBy":"edgesense button on pi-a","endsAt":"2026-12-01T12:00:00Z","comment":"","matchers":[],"status":{"state":"active"},"startsAt":"2026-12-01T10:00:00Z","updatedAt":"2026-12-01T10:00:00Z"}]"#;
+        let t = truth("pi-a", alerts, silences).unwrap();
+        let fps: Vec<&str> = t.alerts.iter().map(|a| a.fingerprint.as_str()).collect();
+        assert_eq!(fps, ["a1", "c1", "d1"], "pi-b's alert is not this node's");
+        let s = &t.suppressed["a1"];
+        assert_eq!(s.state, "silenced");
+        assert_eq!(s.by, ["edgesense button on pi-a"]);
+        assert_eq!(s.until_ms, parse_rfc3339_ms("2026-12-01T12:00:00Z"));
+        assert_eq!(t.suppressed["c1"].state, "inhibited");
+        assert!(!t.suppressed.contains_key("d1"));
+        assert!(t.alerts.iter().all(|a| a.ends_at_ms.is_none()));
+        assert!(truth("pi-a", b"{}", b"[]").is_err(), "not a list");
+    }
+
+    #[test]
+    fn urls_become_targets() {
+        assert_eq!(
+            target("http://alertmanager:9093").unwrap().authority,
+            "alertmanager:9093"
+        );
+        let t = target("http://am.local/prefix/").unwrap();
+        assert_eq!(
+            (t.authority.as_str(), t.prefix.as_str()),
+            ("am.local:80", "/prefix")
+        );
+        assert!(target("https://x").is_none());
+        assert_eq!(
+            rfc3339(std::time::UNIX_EPOCH + Duration::from_secs(1_796_113_185)),
+            "2026-12-01T08:19:45Z"
+        );
+    }
+}
