@@ -518,6 +518,13 @@ impl Hub {
         }
         if let Some(l) = self.spec.leds.get(i) {
             self.metrics.set_led(&l.name, mode.is_lit());
+            let (_, source) = self.arbiter.effective(i);
+            let reason = match &source {
+                crate::leds::Source::Idle => "idle",
+                crate::leds::Source::Manual => "manual",
+                crate::leds::Source::Alert { name, .. } => name.as_str(),
+            };
+            self.metrics.set_led_state(&l.name, mode.name(), reason);
         }
     }
 

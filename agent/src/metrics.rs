@@ -18,6 +18,11 @@ pub struct Metrics {
     errors: IntCounterVec,
     duration: GaugeVec,
     led_on: IntGaugeVec,
+    /// `edgesense_led_state{led, mode, reason}`: one series per LED, the last set (the labels
+    /// of the previous one, to remove it when the state changes).
+    led_state: IntGaugeVec,
+    led_state_was: std::sync::Mutex<std::collections::HashMap<String, (String, String)>>,
+    last_success: GaugeVec,
     alerts: IntGaugeVec,
     /// Only with `[alertmanager]`: 1 after a good reconcile, 0 while none answers.
     am_up: Option<IntGaugeVec>,
@@ -92,6 +97,18 @@ impl Metrics {
             "1 if the LED is lit (steady, blinking or pulsing), else 0.",
             &["led"],
         );
+        let led_state = int_gauge(
+            &r,
+            "edgesense_led_state",
+            "Always 1: what the LED shows (mode: off, on, blink, pulse) and why (reason: idle, manual, or the alert or edge rule that claims it).",
+            &["led", "mode", "reason"],
+        );
+        let last_success = gauge(
+            &r,
+            "edgesense_sensor_last_success_timestamp_seconds",
+            "When the sensor was last read successfully (Unix time; 0: not yet): the age of a failing sensor's last good value.",
+            sk,
+        );
         let alerts = int_gauge(
             &r,
             "edgesense_alerts_active",
@@ -114,6 +131,7 @@ impl Metrics {
         for s in &spec.sensors {
             let kind = s.kind.as_str();
             up.with_label_values(&[&s.name, kind]).set(0);
+            last_success.with_label_values(&[&s.name, kind]).set(0.0);
             for reason in ErrorReason::ALL {
                 errors
                     .with_label_values(&[&s.name, kind, reason.as_str()])
@@ -161,6 +179,9 @@ impl Metrics {
             errors,
             duration,
             led_on,
+            led_state,
+            led_state_was: Default::default(),
+            last_success,
             alerts,
             am_up,
             am_last,
@@ -193,6 +214,10 @@ impl Metrics {
         match result {
             Ok(r) => {
                 self.up.with_label_values(&labels).set(1);
+                let at =
+                    r.at.duration_since(std::time::UNIX_EPOCH)
+                        .map_or(0.0, |d| d.as_secs_f64());
+                self.last_success.with_label_values(&labels).set(at);
                 for q in Quantity::ALL {
                     let g = &self.values[q as usize];
                     match r.get(q) {
@@ -224,6 +249,24 @@ impl Metrics {
 
     pub fn set_led(&self, led: &str, lit: bool) {
         self.led_on.with_label_values(&[led]).set(i64::from(lit));
+    }
+
+    /// What LED `led` shows (`mode`) and why (`reason`).
+    pub fn set_led_state(&self, led: &str, mode: &str, reason: &str) {
+        let mut was = self
+            .led_state_was
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some((m, r)) = was.get(led) {
+            if m == mode && r == reason {
+                return;
+            }
+            let _ = self.led_state.remove_label_values(&[led, m, r]);
+        }
+        self.led_state
+            .with_label_values(&[led, mode, reason])
+            .set(1);
+        was.insert(led.to_owned(), (mode.to_owned(), reason.to_owned()));
     }
 
     pub fn set_alerts(&self, severity: Severity, n: usize) {

@@ -25,6 +25,9 @@ use serde_json::{json, Value};
 use crate::http;
 
 const PAGE: &str = include_str!("dashboard.html");
+/// uPlot (MIT; stack/assets/vendor/uplot/, vendored by scripts/vendor-uplot.sh): the charts.
+const UPLOT_JS: &str = include_str!("../assets/vendor/uplot/uPlot.iife.min.js");
+const UPLOT_CSS: &str = include_str!("../assets/vendor/uplot/uPlot.min.css");
 const TIMEOUT: Duration = Duration::from_secs(5);
 
 #[derive(Clone)]
@@ -36,6 +39,8 @@ pub struct Dash {
 pub fn router(d: Dash) -> Router {
     Router::new()
         .route("/", get(page))
+        .route("/vendor/uPlot.iife.min.js", get(uplot_js))
+        .route("/vendor/uPlot.min.css", get(uplot_css))
         .route("/api/cluster", get(cluster))
         .route("/api/range", get(range))
         .route("/api/alerts", get(alerts))
@@ -49,10 +54,30 @@ async fn page() -> impl IntoResponse {
             (header::CACHE_CONTROL, "no-cache"),
             (
                 header::CONTENT_SECURITY_POLICY,
-                "default-src 'self'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; img-src 'self' data:",
+                "default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'; img-src 'self' data:",
             ),
         ],
         Html(PAGE),
+    )
+}
+
+async fn uplot_js() -> impl IntoResponse {
+    (
+        [
+            (header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
+            (header::CACHE_CONTROL, "max-age=86400"),
+        ],
+        UPLOT_JS,
+    )
+}
+
+async fn uplot_css() -> impl IntoResponse {
+    (
+        [
+            (header::CONTENT_TYPE, "text/css; charset=utf-8"),
+            (header::CACHE_CONTROL, "max-age=86400"),
+        ],
+        UPLOT_CSS,
     )
 }
 
@@ -111,10 +136,28 @@ async fn cluster_json(prom: &str) -> Result<Value, String> {
     // instance → sensor → fields
     let mut sensors: BTreeMap<String, BTreeMap<String, serde_json::Map<String, Value>>> =
         BTreeMap::new();
+    // A failing sensor's values are gone from the exposition: its last good ones (within the
+    // hour) and when it last read well make it "stale" instead of current.
     for (metric, key) in [
         ("edgesense_temperature_celsius", "temperature_celsius"),
         ("edgesense_humidity_ratio", "humidity_ratio"),
         ("edgesense_pressure_pascals", "pressure_pascals"),
+        (
+            "last_over_time(edgesense_temperature_celsius[1h])",
+            "last_temperature_celsius",
+        ),
+        (
+            "last_over_time(edgesense_humidity_ratio[1h])",
+            "last_humidity_ratio",
+        ),
+        (
+            "last_over_time(edgesense_pressure_pascals[1h])",
+            "last_pressure_pascals",
+        ),
+        (
+            "edgesense_sensor_last_success_timestamp_seconds",
+            "last_success_s",
+        ),
         ("edgesense_sensor_up", "up"),
     ] {
         for r in query(prom, metric).await? {
@@ -126,6 +169,25 @@ async fn cluster_json(prom: &str) -> Result<Value, String> {
             s.insert("kind".into(), json!(label(&r, "kind")));
             s.insert(key.into(), json!(number(&r)));
         }
+    }
+    // instance → LEDs: what each shows and why (edgesense_led_state), lit or not (led_on).
+    let mut leds: BTreeMap<String, BTreeMap<String, serde_json::Map<String, Value>>> =
+        BTreeMap::new();
+    for r in query(prom, "edgesense_led_state").await? {
+        let l = leds
+            .entry(label(&r, "instance").to_owned())
+            .or_default()
+            .entry(label(&r, "led").to_owned())
+            .or_default();
+        l.insert("mode".into(), json!(label(&r, "mode")));
+        l.insert("reason".into(), json!(label(&r, "reason")));
+    }
+    for r in query(prom, "edgesense_led_on").await? {
+        leds.entry(label(&r, "instance").to_owned())
+            .or_default()
+            .entry(label(&r, "led").to_owned())
+            .or_default()
+            .insert("lit".into(), json!(number(&r) == Some(1.0)));
     }
     let mut instances: Vec<&String> = up.keys().chain(names.keys()).collect();
     instances.sort();
@@ -146,6 +208,18 @@ async fn cluster_json(prom: &str) -> Result<Value, String> {
                         .collect()
                 })
                 .unwrap_or_default();
+            let led_list: Vec<Value> = leds
+                .get(i)
+                .map(|m| {
+                    m.iter()
+                        .map(|(name, f)| {
+                            let mut f = f.clone();
+                            f.insert("led".into(), json!(name));
+                            Value::Object(f)
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
             json!({
                 "instance": i,
                 "node": if node.is_empty() { i.clone() } else { node },
@@ -153,11 +227,26 @@ async fn cluster_json(prom: &str) -> Result<Value, String> {
                 "version": version,
                 "up": up.get(i).copied() == Some(1.0),
                 "sensors": list,
+                "leds": led_list,
             })
         })
         .collect();
+    fold_replaced(&mut nodes);
+    Ok(json!({ "nodes": nodes, "now_s": now_s() }))
+}
+
+/// One card per node, sorted: an agent that was replaced (a new container, a new address)
+/// leaves its old instance in the last hour's node_info, but the node is the instance that is
+/// up, not a second, down card; a node with no instance up keeps one (down) card.
+fn fold_replaced(nodes: &mut Vec<Value>) {
+    let live: std::collections::HashSet<String> = nodes
+        .iter()
+        .filter(|n| n["up"] == true)
+        .filter_map(|n| n["node"].as_str().map(str::to_owned))
+        .collect();
+    nodes.retain(|n| n["up"] == true || !n["node"].as_str().is_some_and(|x| live.contains(x)));
     nodes.sort_by(|a, b| a["node"].as_str().cmp(&b["node"].as_str()));
-    Ok(json!({ "nodes": nodes }))
+    nodes.dedup_by(|a, b| a["node"] == b["node"] && a["up"] == false && b["up"] == false);
 }
 
 /// `GET /api/cluster`: every node with its sensors; `prometheus.ok` false with the reason when
@@ -251,7 +340,7 @@ async fn range(State(d): State<Dash>, RawQuery(q): RawQuery) -> Response {
             json!({ "node": node, "sensor": label(r, "sensor"), "points": points })
         })
         .collect();
-    Json(json!({ "metric": metric, "range_s": seconds, "step_s": step, "series": series }))
+    Json(json!({ "metric": metric, "range_s": seconds, "end_s": end, "step_s": step, "series": series }))
         .into_response()
 }
 
@@ -393,6 +482,25 @@ async fn silence(State(d): State<Dash>, body: axum::body::Bytes) -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_replaced_agent_is_one_card_and_a_down_node_stays_one() {
+        let n =
+            |node: &str, inst: &str, up: bool| json!({"node": node, "instance": inst, "up": up});
+        let mut v = vec![
+            n("pi-b", "10.0.1.9:9842", true),
+            n("pi-a", "10.0.1.5:9842", false),
+            n("pi-a", "10.0.1.7:9842", true),
+            n("pi-c", "10.0.1.3:9842", false),
+            n("pi-c", "10.0.1.4:9842", false),
+        ];
+        fold_replaced(&mut v);
+        let got: Vec<String> = v
+            .iter()
+            .map(|x| format!("{}={}", x["node"].as_str().unwrap(), x["up"]))
+            .collect();
+        assert_eq!(got, ["pi-a=true", "pi-b=true", "pi-c=false"]);
+    }
 
     #[test]
     fn rfc3339_of_known_instants() {

@@ -81,6 +81,13 @@ fn cluster_page_shows_two_agents_from_prometheus_and_silences_an_alert() {
         r#"{"value":40}"#,
     );
     assert_eq!(r.status, 200);
+    // pi-b's outside probe fails from now on: its last good value must read as stale.
+    let r = b.put(
+        "/api/v1/sim/sensors/outside",
+        Some("cluster-token"),
+        r#"{"fault":"crc"}"#,
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
     wait_until("the alert in Alertmanager", Duration::from_secs(60), || {
         let v = get_json(stack.am_addr, "/api/v2/alerts");
         v.as_array()?
@@ -104,6 +111,7 @@ fn cluster_page_shows_two_agents_from_prometheus_and_silences_an_alert() {
         &[&url, &down_url, shot.to_str().unwrap()],
     );
     assert!(png(&shot), "screenshot at {}", shot.display());
+    assert!(png(&artifacts().join("cluster-page-phone.png")));
     // The silence is in Alertmanager, for that alert and node.
     let silences = get_json(stack.am_addr, "/api/v2/silences");
     let s = silences

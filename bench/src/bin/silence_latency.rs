@@ -1,8 +1,10 @@
 //! A silence in Alertmanager → the LED it lit released: the real agent binary (`--simulate`,
 //! its mock GPIO record) reconciling against Debian's Alertmanager with the default
 //! `reconcile_interval` (15 s; no webhook tells of a silence). Each round fires an alert through
-//! Alertmanager (red blinks), creates a silence for it through the API, and times the red pin's
-//! first write to off on the agent's clock; then deletes the silence and waits for red again.
+//! Alertmanager (red on), creates a silence for it through the API at a point of the reconcile
+//! period spread evenly over the rounds (a silence comes at any moment; right after the LED came
+//! back it would always wait a whole period), and times the red pin's first write to off on the
+//! agent's clock; then deletes the silence and waits for red again.
 //!
 //! `cargo build -p edgesense-agent && cargo run --release -p edgesense-bench --bin
 //! silence-latency [-- --rounds 10 --interval 15s]` (needs Debian's prometheus-alertmanager).
@@ -29,6 +31,10 @@ fn rfc3339(offset_s: i64) -> String {
 fn main() {
     let rounds: usize = arg("--rounds").and_then(|s| s.parse().ok()).unwrap_or(10);
     let interval = arg("--interval").unwrap_or_else(|| "15s".into());
+    let period_s: f64 = interval
+        .trim_end_matches('s')
+        .parse()
+        .expect("--interval in seconds, e.g. 15s");
     let dir = tempfile::tempdir().expect("temp dir");
     let d = dir.path();
     let token = d.join("token");
@@ -64,6 +70,9 @@ fn main() {
         wait_until("red on for the alert", Duration::from_secs(120), || {
             (agent.led("red")["mode"] == "on").then_some(())
         });
+        // The golden-ratio sequence: evenly spread phases of the reconcile period.
+        let phase = (round as f64 * 0.618_033_988_75).fract();
+        std::thread::sleep(Duration::from_secs_f64(phase * period_s));
         let t0 = agent.now_ms();
         let r = request(
             am_addr,
