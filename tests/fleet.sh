@@ -138,8 +138,10 @@ halt() {
     [ -f "$d/docker.pid" ] || return 0
     pid=$(cat "$d/docker.pid")
     if kill "$pid" 2>/dev/null; then
-        for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
-        kill -9 "$pid" 2>/dev/null || true
+        # dockerd stops its containers first (their stop timeouts, 10 s for the stack's): a
+        # minute, as systemd would give it, before it is killed.
+        for _ in $(seq 300); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
+        if kill -9 "$pid" 2>/dev/null; then log "$1: dockerd did not stop in 60 s, killed"; fi
     fi
     rm -f "$d/docker.pid"
 }

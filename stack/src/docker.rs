@@ -76,6 +76,14 @@ pub async fn daemon_hostname(docker: &Docker) -> Result<String> {
     Ok(info.name.unwrap_or_else(|| "edgesense".into()))
 }
 
+/// Docker's own words for a refused call (the daemon's `message`), without bollard's framing.
+pub fn short_message(e: &bollard::errors::Error) -> String {
+    match e {
+        bollard::errors::Error::DockerResponseServerError { message, .. } => message.clone(),
+        other => other.to_string(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

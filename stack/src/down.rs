@@ -290,8 +290,15 @@ pub async fn down(
                 })
                 .count();
             if containers == 0 && users == 0 {
-                if docker.remove_network(o.network).await.is_ok() {
-                    out.removed.push(format!("network {}", o.network));
+                // A manager lists only its own containers: agents on workers hold the network
+                // through attachment tasks, and Docker refuses to remove it then.
+                match docker.remove_network(o.network).await {
+                    Ok(()) => out.removed.push(format!("network {}", o.network)),
+                    Err(e) => out.unchanged.push(format!(
+                        "network {} (in use on other nodes: {})",
+                        o.network,
+                        crate::docker::short_message(&e)
+                    )),
                 }
             } else {
                 out.unchanged.push(format!(

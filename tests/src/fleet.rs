@@ -201,6 +201,30 @@ impl Fleet {
                 n.docker(&["rm", "-f", "-v", id]);
             }
         }
+        // stack down keeps the overlay while agents on workers hold it (a test that stopped
+        // half-way leaves them): with them gone, the manager can remove it.
+        wait_until(
+            "core-infra removed on the manager",
+            Duration::from_secs(60),
+            || {
+                let o = m.docker_output(&["network", "rm", "core-infra"]);
+                (o.status.success() || String::from_utf8_lossy(&o.stderr).contains("not found"))
+                    .then_some(())
+            },
+        );
+        // A removed network lingers on a worker until its attachment is released.
+        for n in &self.nodes {
+            wait_until(
+                &format!("no core-infra network left on {}", n.name),
+                Duration::from_secs(60),
+                || {
+                    let o =
+                        n.docker_output(&["network", "ls", "-q", "--filter", "name=^core-infra$"]);
+                    (o.status.success() && o.stdout.iter().all(u8::is_ascii_whitespace))
+                        .then_some(())
+                },
+            );
+        }
     }
 
     /// The host's own address on the fleet's subnet.

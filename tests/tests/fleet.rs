@@ -54,16 +54,22 @@ fn put_sim(node: &Node, token: &str, sensor: &str, value: f64) {
     assert_eq!(r.status, 200, "{}", r.body);
 }
 
-/// An Alertmanager webhook payload (v4) with one alert, `firing` or `resolved`.
-fn webhook(alertname: &str, labels: &str, status: &str) -> String {
+/// An Alertmanager webhook payload (v4) with one alert, `firing` or `resolved`, as Alertmanager
+/// sends it for the alert with `fingerprint` that started at `starts_at`.
+fn webhook(
+    alertname: &str,
+    labels: &str,
+    status: &str,
+    fingerprint: &str,
+    starts_at: &str,
+) -> String {
     let ends = if status == "firing" {
-        "0001-01-01T00:00:00Z"
+        "0001-01-01T00:00:00Z".to_owned()
     } else {
-        "2026-01-01T00:01:00Z"
+        rfc3339(unix_now())
     };
     format!(
-        r#"{{"version":"4","groupKey":"{{}}:{{alertname=\"{alertname}\"}}","status":"{status}","receiver":"edgesense-agents","groupLabels":{{"alertname":"{alertname}"}},"commonLabels":{{}},"commonAnnotations":{{}},"externalURL":"http://alertmanager:9093","truncatedAlerts":0,"alerts":[{{"status":"{status}","labels":{{"alertname":"{alertname}"{labels}}},"annotations":{{}},"startsAt":"2026-01-01T00:00:00Z","endsAt":"{ends}","generatorURL":"","fingerprint":"{fp}"}}]}}"#,
-        fp = &format!("{:016x}", fnv1a(&format!("{alertname}{labels}")))
+        r#"{{"version":"4","groupKey":"{{}}:{{alertname=\"{alertname}\"}}","status":"{status}","receiver":"edgesense-agents","groupLabels":{{"alertname":"{alertname}"}},"commonLabels":{{}},"commonAnnotations":{{}},"externalURL":"http://alertmanager:9093","truncatedAlerts":0,"alerts":[{{"status":"{status}","labels":{{"alertname":"{alertname}"{labels}}},"annotations":{{}},"startsAt":"{starts_at}","endsAt":"{ends}","generatorURL":"","fingerprint":"{fingerprint}"}}]}}"#
     )
 }
 
@@ -306,9 +312,45 @@ fn a_three_node_fleet_operated_on_each_node_and_remotely() {
     put_sim(pi_b, &token, "room", 21.0);
 
     // The relay across nodes, each way: a payload posted to one node's agent for the other's
-    // node lights the other's LED.
+    // node reaches the other through that agent's relay (its log names the relaying node) and
+    // lights its LED. The alert is Alertmanager's too (the agents reconcile against it, and
+    // drop what it does not know), and the payload is the one it would send.
+    let am = mgr.at(9093);
     for (to, other) in [(pi_a, pi_b), (pi_b, pi_a)] {
         let name = format!("RelayTo{}", other.name.replace('-', ""));
+        let in_am = |ends_in: i64| {
+            let now = unix_now();
+            let body = format!(
+                r#"[{{"labels":{{"alertname":"{name}","node":"{}","severity":"warning"}},"startsAt":"{}","endsAt":"{}"}}]"#,
+                other.name,
+                rfc3339(now - 5),
+                rfc3339(now + ends_in)
+            );
+            let r = request(
+                am,
+                "POST",
+                "/api/v2/alerts",
+                &["Content-Type: application/json"],
+                &body,
+            );
+            assert_eq!(r.status, 200, "{}", r.body);
+        };
+        in_am(600);
+        let (fingerprint, starts_at) =
+            wait_until("the alert in Alertmanager", Duration::from_secs(10), || {
+                let v = get_json(
+                    am,
+                    &format!(
+                        "/api/v2/alerts?filter={}",
+                        edgesense_tests::http_encode(&format!("alertname=\"{name}\""))
+                    ),
+                );
+                let a = v.as_array()?.first()?.clone();
+                Some((
+                    a["fingerprint"].as_str()?.to_owned(),
+                    a["startsAt"].as_str()?.to_owned(),
+                ))
+            });
         let labels = format!(r#","node":"{}","severity":"warning""#, other.name);
         let post = |status: &str| {
             let r = request(
@@ -319,7 +361,7 @@ fn a_three_node_fleet_operated_on_each_node_and_remotely() {
                     &format!("Authorization: Bearer {token}"),
                     "Content-Type: application/json",
                 ],
-                &webhook(&name, &labels, status),
+                &webhook(&name, &labels, status, &fingerprint, &starts_at),
             );
             assert_eq!(r.status, 200, "{}", r.body);
         };
@@ -329,7 +371,13 @@ fn a_three_node_fleet_operated_on_each_node_and_remotely() {
             Duration::from_secs(30),
             || {
                 let amber = led(other, "amber")?;
-                (amber["source"]["name"] == name.as_str()).then_some(())
+                let logs = other.docker_output(&["logs", "edgesense-agent"]);
+                let logs = String::from_utf8_lossy(&logs.stderr).into_owned();
+                let relayed = logs.lines().any(|l| {
+                    l.contains(&format!("alertname=\"{name}\""))
+                        && l.contains(&format!("relayed_by=\"{}\"", to.name))
+                });
+                (amber["source"]["name"] == name.as_str() && relayed).then_some(())
             },
         );
         assert_ne!(
@@ -338,6 +386,7 @@ fn a_three_node_fleet_operated_on_each_node_and_remotely() {
             "{} keeps its own LEDs",
             to.name
         );
+        in_am(-1);
         post("resolved");
         wait_until(
             &format!("the resolve relayed to {}", other.name),
@@ -351,7 +400,6 @@ fn a_three_node_fleet_operated_on_each_node_and_remotely() {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_secs();
-    let am = mgr.at(9093);
     let alert = |ends_in: i64| {
         let end = now as i64 + ends_in;
         format!(
@@ -490,8 +538,32 @@ fn a_three_node_fleet_operated_on_each_node_and_remotely() {
         || (scraped_nodes(prom) == ["pi-a", "pi-b"]).then_some(()),
     );
 
-    // The manager's dockerd restarted: Prometheus keeps its data.
-    let before = now - 5;
+    // The manager's dockerd restarted: Prometheus keeps its data. The samples of the minute
+    // before (`up` of every target: Prometheus's own, scraped every second throughout, and the
+    // agents') are counted before and after: none may be lost.
+    let before = unix_now() - 2;
+    let kept = || {
+        let v = get_json(
+            prom,
+            &format!(
+                "/api/v1/query?query={}&time={before}",
+                edgesense_tests::http_encode("count_over_time(up[1m])")
+            ),
+        );
+        let mut counts: Vec<String> = v["data"]["result"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|r| format!("{} {}", r["metric"], r["value"][1].as_str().unwrap_or("?")))
+            .collect();
+        counts.sort();
+        counts
+    };
+    let samples = kept();
+    assert!(
+        samples.iter().any(|c| c.contains(r#""job":"prometheus""#)),
+        "Prometheus's own samples of the last minute: {samples:?}"
+    );
     mgr.restart_dockerd();
     wait_until(
         "Prometheus back on the manager",
@@ -501,14 +573,12 @@ fn a_three_node_fleet_operated_on_each_node_and_remotely() {
             (r.status == 200).then_some(())
         },
     );
-    let old = get_json(
-        prom,
-        &format!("/api/v1/query?query=edgesense_node_info%7Bnode%3D%22pi-b%22%7D&time={before}"),
-    );
+    let after = kept();
     assert_eq!(
-        old["data"]["result"].as_array().map(Vec::len),
-        Some(1),
-        "a series from before the restart is still there: {old}"
+        after,
+        samples,
+        "the samples from before the restart are all still there; tasks: {}",
+        mgr.docker(&["service", "ps", "--no-trunc", "edgesense_prometheus"])
     );
 
     // --- stack down on the manager, the agents stopped: no stack object on any node.
@@ -540,6 +610,12 @@ fn a_three_node_fleet_operated_on_each_node_and_remotely() {
         );
     }
     eprintln!("fleet end-to-end: {:.1} s", started.elapsed().as_secs_f64());
+}
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
 }
 
 /// Seconds since the epoch as RFC 3339 (UTC), for Alertmanager's API.
@@ -739,11 +815,4 @@ ls /etc/systemd/system /usr/local/lib/edgesense
     pi_c.docker(&["rm", "-f", "-v", "edgesense-agent"]);
     fleet.remove("pi-c");
     mgr.edgesense_ok(&["stack", "down", "--volumes"]);
-}
-
-/// FNV-1a of `s`: a distinct fingerprint per alert, as Alertmanager's are.
-fn fnv1a(s: &str) -> u64 {
-    s.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
-    })
 }
