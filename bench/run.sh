@@ -3,10 +3,15 @@
 #   bench/run.sh            the full run  -> bench/RESULTS.md
 #   bench/run.sh --quick    a few seconds of each measurement (tests/run.sh runs it so the harness
 #                           cannot rot)  -> bench/out/RESULTS-quick.md
+#   bench/run.sh --build-only   only builds the harness (target/release): tests/run.sh does it
+#                           while the tests run
 # node_exporter runs twice: as a Pi user would for temperatures only (hwmon, thermal_zone,
 # textfile collectors) and with its defaults. Every figure is measured here; nothing is asserted.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
+if [ "${1:-}" = --build-only ]; then
+    exec cargo build --release --locked -q -p edgesense-bench
+fi
 quick=0
 [ "${1:-}" = --quick ] && quick=1
 if [ $quick = 1 ]; then

@@ -5,6 +5,8 @@
 # committing: cargo fuzz cmin -O TARGET corpus/TARGET); shorter runs (CI) keep new inputs in
 # fuzz/target/scratch-corpus so the tree stays clean. A crash is saved in fuzz/artifacts/TARGET
 # and fails the run (turn it into a regression test, then fix it).
+#   fuzz/run.sh --build-only  builds the targets and stops (tests/run.sh does it while the tests
+#                             run, so that CI's fuzzing step only fuzzes)
 # Needs cargo-fuzz (installed if missing); nightly features through RUSTC_BOOTSTRAP=1.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")"
@@ -15,6 +17,7 @@ targets=("$@")
 command -v cargo-fuzz >/dev/null || cargo install --locked cargo-fuzz
 export RUSTC_BOOTSTRAP=1
 cargo fuzz build -O >/dev/null
+[ "$secs" = --build-only ] && exit 0
 for t in "${targets[@]}"; do
     max_len=4096
     [ "$t" = boot_partition ] && max_len=65536

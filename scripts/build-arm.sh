@@ -41,8 +41,17 @@ else
         export PATH="$HOME/.local/bin:$PATH"
     fi
     # musl's own CRT objects come from zig, so Rust's self-contained ones stay out.
-    RUSTC_BOOTSTRAP=1 RUSTFLAGS="-C link-self-contained=no $rustflags" \
+    # A target directory of its own: proc-macro2's build script reruns when RUSTC_BOOTSTRAP
+    # changes, so sharing target/release's host proc macros with plain builds would rebuild
+    # them, and every crate that uses them, on each switch (88 s of the next x86_64 build).
+    RUSTC_BOOTSTRAP=1 RUSTFLAGS="-C link-self-contained=no $rustflags" CARGO_TARGET_DIR=target/build-std \
         cargo zigbuild --release --locked --target "$target" -Zbuild-std=std,panic_abort "${pkg_args[@]}"
+    mkdir -p "target/$target/release"
+    for p in "${packages[@]}"; do
+        bin=$p
+        [ "$p" = edgesense-agent ] || bin=edgesense
+        cp "target/build-std/$target/release/$bin" "target/$target/release/$bin"
+    done
 fi
 
 status=0
