@@ -311,6 +311,19 @@ pub fn http_encode(s: &str) -> String {
         .collect()
 }
 
+/// Posts `body` (a JSON array of alerts, API v2) to Alertmanager at `am`, as Prometheus does on
+/// every evaluation, asserting 200.
+pub fn post_alerts(am: SocketAddr, body: &str) {
+    let r = request(
+        am,
+        "POST",
+        "/api/v2/alerts",
+        &["Content-Type: application/json"],
+        body,
+    );
+    assert_eq!(r.status, 200, "POST /api/v2/alerts: {}", r.body);
+}
+
 /// `GET path` as JSON, asserting 200.
 pub fn get_json(addr: SocketAddr, path: &str) -> serde_json::Value {
     let r = request(addr, "GET", path, &[], "");

@@ -326,14 +326,7 @@ fn a_three_node_fleet_operated_on_each_node_and_remotely() {
                 rfc3339(now - 5),
                 rfc3339(now + ends_in)
             );
-            let r = request(
-                am,
-                "POST",
-                "/api/v2/alerts",
-                &["Content-Type: application/json"],
-                &body,
-            );
-            assert_eq!(r.status, 200, "{}", r.body);
+            edgesense_tests::post_alerts(am, &body);
         };
         in_am(600);
         let (fingerprint, starts_at) =
@@ -408,14 +401,7 @@ fn a_three_node_fleet_operated_on_each_node_and_remotely() {
             rfc3339(end)
         )
     };
-    let r = request(
-        am,
-        "POST",
-        "/api/v2/alerts",
-        &["Content-Type: application/json"],
-        &alert(600),
-    );
-    assert_eq!(r.status, 200, "{}", r.body);
+    edgesense_tests::post_alerts(am, &alert(600));
     wait_until(
         "both nodes blink red for the cluster-wide alert",
         Duration::from_secs(90),
@@ -429,14 +415,7 @@ fn a_three_node_fleet_operated_on_each_node_and_remotely() {
                 .then_some(())
         },
     );
-    let r = request(
-        am,
-        "POST",
-        "/api/v2/alerts",
-        &["Content-Type: application/json"],
-        &alert(-1),
-    );
-    assert_eq!(r.status, 200, "{}", r.body);
+    edgesense_tests::post_alerts(am, &alert(-1));
     wait_until("the resolve reaches both", Duration::from_secs(120), || {
         [pi_a, pi_b]
             .iter()

@@ -99,14 +99,7 @@ fn post_hot(am: SocketAddr) {
         now_rfc3339(-60),
         now_rfc3339(3600)
     );
-    let r = request(
-        am,
-        "POST",
-        "/api/v2/alerts",
-        &["Content-Type: application/json"],
-        &body,
-    );
-    assert_eq!(r.status, 200, "{}", r.body);
+    edgesense_tests::post_alerts(am, &body);
 }
 
 fn red(agent: &Agent) -> Value {
