@@ -423,8 +423,9 @@ impl InputPin for MockInputPin {
     }
 }
 
-impl GpioBus for MockGpio {
-    fn output(&self, pin: u8) -> Result<Box<dyn OutputPin>, GpioError> {
+impl MockGpio {
+    /// Claims header pin `pin` for one output or input, as the kernel does: once.
+    fn claim(&self, pin: u8) -> Result<MutexGuard<'_, MockState>, GpioError> {
         if pin > MAX_HEADER_PIN {
             return Err(GpioError::NoSuchPin(pin));
         }
@@ -436,6 +437,13 @@ impl GpioBus for MockGpio {
             });
         }
         st.claimed.push(pin);
+        Ok(st)
+    }
+}
+
+impl GpioBus for MockGpio {
+    fn output(&self, pin: u8) -> Result<Box<dyn OutputPin>, GpioError> {
+        let mut st = self.claim(pin)?;
         st.writes.push(PinWrite {
             pin,
             drive: Drive::Low,
@@ -448,17 +456,7 @@ impl GpioBus for MockGpio {
     }
 
     fn input(&self, pin: u8, pull_up: bool) -> Result<Box<dyn InputPin>, GpioError> {
-        if pin > MAX_HEADER_PIN {
-            return Err(GpioError::NoSuchPin(pin));
-        }
-        let mut st = self.lock();
-        if st.claimed.contains(&pin) {
-            return Err(GpioError::PinBusy {
-                pin,
-                detail: "already claimed".into(),
-            });
-        }
-        st.claimed.push(pin);
+        let mut st = self.claim(pin)?;
         st.inputs.push(MockInput {
             pin,
             high: pull_up,
