@@ -30,6 +30,10 @@ pub struct Config {
     pub history: Option<Spanned<Dur>>,
     /// Open HTTP connections at most (default 512); more wait to be accepted.
     pub max_connections: Option<Spanned<usize>>,
+    /// Open HTTP connections from one address at most (default 64); more are closed at once.
+    pub max_connections_per_client: Option<Spanned<usize>>,
+    /// HTTPS: this agent's certificate and the fleet CA it trusts.
+    pub tls: Option<TlsConfig>,
     /// Run every sensor and LED of this file simulated (same as `--simulate`).
     #[serde(default)]
     pub simulate: bool,
@@ -68,6 +72,23 @@ pub struct AlertmanagerConfig {
     pub url: Option<Spanned<Urls>>,
     /// How often to ask (default 15 s), besides at start and right after each webhook.
     pub reconcile_interval: Option<Spanned<Dur>>,
+    /// Basic auth user for Alertmanager's `--web.config.file` (default `agent`).
+    pub username: Option<String>,
+    /// A file holding that user's password (first line).
+    pub password_file: Option<Spanned<PathBuf>>,
+}
+
+/// `[tls]`: serve HTTPS with this certificate, verify peers, Alertmanager and clients'
+/// certificates against the fleet CA (`edgesense stack up` issues both).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// The agent's certificate chain, PEM (may hold the key as well).
+    pub cert_file: Option<Spanned<PathBuf>>,
+    /// Its private key, PEM (default: `cert_file`).
+    pub key_file: Option<Spanned<PathBuf>>,
+    /// The CA certificate(s) to trust, PEM.
+    pub ca_file: Option<PathBuf>,
 }
 
 /// One URL or a list of them.

@@ -6,9 +6,11 @@
 //! requests and edge rules go through the hub's [`leds::Arbiter`] to one [`leds::drive`] task per
 //! LED, the only code that touches a pin.
 
+pub mod access;
 pub mod alerts;
 pub mod buttons;
 pub mod config;
+pub mod credentials;
 pub mod devices;
 pub mod hardware;
 pub mod history;
@@ -23,7 +25,7 @@ pub mod probe;
 pub mod relay;
 pub mod spec;
 
-use std::{future::Future, path::Path, sync::Arc, time::Duration};
+use std::{future::Future, sync::Arc, time::Duration};
 
 use axum::Router;
 use edgesense_sensors::led::LedMode;
@@ -39,20 +41,6 @@ use crate::{
     spec::NodeSpec,
 };
 
-/// Reads a token file: the first line, trimmed; empty is an error.
-pub fn read_token(path: &Path) -> Result<Vec<u8>, String> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| format!("{}: cannot read token_file: {e}", path.display()))?;
-    let token = text.lines().next().unwrap_or("").trim();
-    if token.is_empty() {
-        return Err(format!(
-            "{}: token_file is empty; put the token on its first line",
-            path.display()
-        ));
-    }
-    Ok(token.as_bytes().to_vec())
-}
-
 /// A started node: its tasks run on the current runtime.
 pub struct Running {
     pub router: Router,
@@ -62,14 +50,15 @@ pub struct Running {
     led_tasks: Vec<JoinHandle<()>>,
     /// The reconciler and the button tasks: stopped with the pollers.
     others: Vec<JoinHandle<()>>,
-    max_connections: usize,
+    limits: listener::Limits,
+    credentials: credentials::Shared,
 }
 
 /// How long shutdown waits for the LED tasks to switch their LEDs off.
 const LED_OFF_DEADLINE: Duration = Duration::from_millis(500);
 
 /// Starts the hub, one poller per sensor and one pattern task per LED. Call inside a runtime.
-pub fn start(spec: Arc<NodeSpec>, hw: Hardware, token: Option<Vec<u8>>) -> Running {
+pub fn start(spec: Arc<NodeSpec>, hw: Hardware, credentials: credentials::Shared) -> Running {
     let mut led_modes = Vec::with_capacity(hw.leds.len());
     let mut led_tasks = Vec::with_capacity(hw.leds.len());
     for (led, l) in hw.leds.into_iter().zip(&spec.leds) {
@@ -89,7 +78,7 @@ pub fn start(spec: Arc<NodeSpec>, hw: Hardware, token: Option<Vec<u8>>) -> Runni
         let (silences, silences_rx) = mpsc::channel(256);
         let (report, mut reports) = mpsc::channel(4);
         others.push(tokio::spawn(alerts::reconcile::run(
-            alerts::reconcile::Client::new(&spec.alertmanager.urls),
+            alerts::reconcile::Client::new(&spec.alertmanager.urls, credentials.clone()),
             spec.node.as_str().into(),
             spec.alertmanager.interval,
             Arc::clone(&wake),
@@ -126,20 +115,22 @@ pub fn start(spec: Arc<NodeSpec>, hw: Hardware, token: Option<Vec<u8>>) -> Runni
             ))
         })
         .collect();
-    let max_connections = spec.max_connections;
-    let token: Option<Arc<[u8]>> = token.map(Into::into);
+    let limits = listener::Limits {
+        max_connections: spec.max_connections,
+        per_client: spec.max_connections_per_client,
+    };
     let relay = relay::Relay::new(
         spec.relay.clone(),
         spec.listen.port(),
         &spec.node,
-        token.clone(),
+        credentials.clone(),
     );
     let state = http::AppState {
         spec,
         snapshot: snapshot.clone(),
         hub: hub_tx.clone(),
         sim: hw.sim.into(),
-        token,
+        credentials: credentials.clone(),
         relay,
         gpio: hw.gpio_record,
         history,
@@ -152,7 +143,8 @@ pub fn start(spec: Arc<NodeSpec>, hw: Hardware, token: Option<Vec<u8>>) -> Runni
         pollers,
         led_tasks,
         others,
-        max_connections,
+        limits,
+        credentials,
     }
 }
 
@@ -177,20 +169,19 @@ impl Running {
     }
 }
 
-/// Serves `running` on `listener` (at most `spec.max_connections` open connections) until
-/// `shutdown` completes with a value, then switches the LEDs off and returns that value. Open
-/// connections (event streams) are not waited for.
+/// Serves `running` on `listener` ([`listener::serve`]: HTTPS when the credentials have a
+/// certificate, capped connections) until `shutdown` completes with a value, then switches the
+/// LEDs off and returns that value. Open connections (event streams) are closed.
 pub async fn serve<T>(
     listener: TcpListener,
     running: Running,
     shutdown: impl Future<Output = T>,
 ) -> std::io::Result<T> {
     let app = running.router.clone();
-    let max = running.max_connections;
     let result = tokio::select! {
-        r = axum::serve(listener::Limited::new(listener, max), app) => {
+        r = listener::serve(listener, app, running.limits, running.credentials.clone()) => {
             r?;
-            unreachable!("axum::serve only returns on error")
+            unreachable!("the listener only returns on error")
         }
         v = shutdown => v,
     };

@@ -4,7 +4,7 @@ use std::{net::SocketAddr, path::PathBuf, process::ExitCode, sync::Arc, time::Du
 
 use anyhow::Context;
 use clap::{Parser, ValueEnum};
-use edgesense_agent::{config, spec, Hardware};
+use edgesense_agent::{access::AccessFlags, config, credentials, spec, Hardware};
 use edgesense_sensors::bus::gpio::MockGpio;
 
 /// Exit status for a bad config or bad flags (clap uses 2 for usage errors too).
@@ -36,10 +36,40 @@ struct Args {
     #[arg(long, value_name = "NAME")]
     node: Option<String>,
 
-    /// File holding the bearer token that writes (LED API, webhook) must carry [default:
-    /// `token_file` from the config].
+    /// File holding the bearer token that writes (LED API, webhook) and reads from other hosts
+    /// must carry; one token per line, every one accepted [default: `token_file` from the
+    /// config]. Without one the agent serves loopback only.
     #[arg(long, value_name = "PATH")]
     token_file: Option<PathBuf>,
+
+    /// Serve HTTPS with this certificate chain (PEM, may hold the key too) [default: `[tls]
+    /// cert_file`].
+    #[arg(long, value_name = "PATH")]
+    tls_cert: Option<PathBuf>,
+
+    /// The certificate's private key (PEM) [default: `[tls] key_file`, else the certificate's
+    /// file].
+    #[arg(long, value_name = "PATH")]
+    tls_key: Option<PathBuf>,
+
+    /// The fleet CA (PEM): peers, https Alertmanagers and client certificates are verified
+    /// against it [default: `[tls] ca_file`].
+    #[arg(long, value_name = "PATH")]
+    tls_ca: Option<PathBuf>,
+
+    /// Alertmanager basic-auth user [default: `[alertmanager] username`, else agent].
+    #[arg(long, value_name = "NAME")]
+    alertmanager_user: Option<String>,
+
+    /// File holding that user's password [default: `[alertmanager] password_file`].
+    #[arg(long, value_name = "PATH")]
+    alertmanager_password_file: Option<PathBuf>,
+
+    /// Serve the network without a token: anyone who reaches the port can then read the
+    /// readings, set the LEDs and post alerts. Without this (and without a token) the agent
+    /// serves loopback only.
+    #[arg(long)]
+    allow_anonymous_writes: bool,
 
     /// Relay Alertmanager payloads to the A records of NAME:PORT (in the swarm:
     /// edgesense-agent:9842), in addition to the config's [relay].
@@ -55,6 +85,10 @@ struct Args {
     /// FROM-scratch images, which have no shell or wget.
     #[arg(long, value_name = "URL", hide = true)]
     probe: Option<String>,
+
+    /// With --probe: a file with one `user:password` line for basic auth.
+    #[arg(long, value_name = "PATH", hide = true)]
+    probe_auth_file: Option<PathBuf>,
 
     /// Print the device nodes under DIR that the agent opens (GPIO, I2C) as `NAME GID` lines,
     /// then exit: how `edgesense node run` finds a node's devices, on that node, through Docker.
@@ -90,7 +124,9 @@ fn main() -> ExitCode {
     init_logging(args.log_format, &args.log_level);
 
     if let Some(url) = &args.probe {
-        return match edgesense_agent::probe::probe(url, Duration::from_secs(3)) {
+        let ca = args.tls_ca.as_deref();
+        let auth = args.probe_auth_file.as_deref();
+        return match edgesense_agent::probe::probe(url, ca, auth, Duration::from_secs(3)) {
             Ok(_) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("unhealthy: {e}");
@@ -108,14 +144,14 @@ fn main() -> ExitCode {
         return ExitCode::SUCCESS;
     }
 
-    let (node, token) = match load(&args) {
+    let (node, creds) = match load(&args) {
         Ok(v) => v,
         Err(e) => {
             eprintln!("error: {e}");
             return ExitCode::from(EXIT_CONFIG);
         }
     };
-    match run(&args, node, token) {
+    match run(&args, node, creds) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
@@ -124,8 +160,8 @@ fn main() -> ExitCode {
     }
 }
 
-/// The node the flags and config file describe, and its token: at start and on SIGHUP.
-fn load(args: &Args) -> Result<(spec::NodeSpec, Option<Vec<u8>>), String> {
+/// The node the flags and config file describe, and its credentials: at start and on SIGHUP.
+fn load(args: &Args) -> Result<(spec::NodeSpec, credentials::Credentials), String> {
     let loaded = match &args.config {
         Some(path) => config::load(path),
         None => Ok(config::Loaded::none()),
@@ -138,7 +174,15 @@ fn load(args: &Args) -> Result<(spec::NodeSpec, Option<Vec<u8>>), String> {
             simulate: args.simulate,
             sysfs_root: args.sysfs_root.clone(),
             node: args.node.clone(),
-            token_file: args.token_file.clone(),
+            access: AccessFlags {
+                token_file: args.token_file.clone(),
+                tls_cert: args.tls_cert.clone(),
+                tls_key: args.tls_key.clone(),
+                tls_ca: args.tls_ca.clone(),
+                alertmanager_user: args.alertmanager_user.clone(),
+                alertmanager_password_file: args.alertmanager_password_file.clone(),
+                allow_anonymous_writes: args.allow_anonymous_writes,
+            },
             relay_dns: args.relay_dns.clone(),
             alertmanager: args.alertmanager.clone(),
         },
@@ -147,12 +191,8 @@ fn load(args: &Args) -> Result<(spec::NodeSpec, Option<Vec<u8>>), String> {
     if args.config.is_none() && !node.simulate {
         return Err("no hardware to run: give --config PATH for a real node, or --simulate to try the built-in simulated node".into());
     }
-    let token = node
-        .token_file
-        .as_deref()
-        .map(edgesense_agent::read_token)
-        .transpose()?;
-    Ok((node, token))
+    let creds = credentials::Credentials::load(&node.credentials)?;
+    Ok((node, creds))
 }
 
 fn parse_host_port(s: &str) -> Result<String, String> {
@@ -193,11 +233,12 @@ fn list_sensors(args: &Args) -> ExitCode {
 enum Stop {
     /// SIGTERM or SIGINT: switch the LEDs off and exit.
     Exit,
-    /// SIGHUP with a config that checks out: start again with it.
-    Reload(Box<(spec::NodeSpec, Option<Vec<u8>>)>),
+    /// SIGHUP with a config that checks out and changes more than the credentials: start again
+    /// with it.
+    Reload(Box<(spec::NodeSpec, credentials::Credentials)>),
 }
 
-fn run(args: &Args, node: spec::NodeSpec, token: Option<Vec<u8>>) -> anyhow::Result<()> {
+fn run(args: &Args, node: spec::NodeSpec, creds: credentials::Credentials) -> anyhow::Result<()> {
     // One thread for everything async; sensor reads run on the small blocking pool.
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -206,8 +247,10 @@ fn run(args: &Args, node: spec::NodeSpec, token: Option<Vec<u8>>) -> anyhow::Res
         .context("cannot start the async runtime")?;
     let result = rt.block_on(async {
         let mut signals = Signals::install()?;
-        let (mut node, mut token) = (node, token);
+        let (mut node, mut creds) = (node, creds);
         loop {
+            // As loaded, before the bind fills in a port: what a reload compares with.
+            let loaded = node.clone();
             let hw = if node.simulate {
                 let gpio = MockGpio::new();
                 Hardware::simulated(&node, &gpio).map(|mut hw| {
@@ -223,22 +266,31 @@ fn run(args: &Args, node: spec::NodeSpec, token: Option<Vec<u8>>) -> anyhow::Res
             // The bound address (port 0 becomes a real port): the relay leaves it out of its peers.
             node.listen = listener.local_addr().context("listener address")?;
             let addr = node.listen;
+            let scheme = if creds.server_tls().is_some() {
+                "https"
+            } else {
+                "http"
+            };
             tracing::info!(
                 node = %node.node,
                 simulate = node.simulate,
                 sensors = node.sensors.len(),
                 leds = node.leds.len(),
-                auth = node.token_file.is_some(),
+                auth = creds.has_token(),
                 relay = !node.relay.is_empty(),
-                "listening on http://{addr}"
+                "listening on {scheme}://{addr}"
             );
-            let running = edgesense_agent::start(Arc::new(node), hw, token);
-            let stop = edgesense_agent::serve(listener, running, signals.next(args)).await?;
+            warn_about_exposure(&node, &creds);
+            let shared = credentials::Shared::new(creds);
+            let running = edgesense_agent::start(Arc::new(node), hw, shared.clone());
+            let stop =
+                edgesense_agent::serve(listener, running, signals.next(args, &loaded, &shared))
+                    .await?;
             match stop {
                 Stop::Exit => break,
                 Stop::Reload(next) => {
                     tracing::info!("configuration reloaded; restarting with it");
-                    (node, token) = *next;
+                    (node, creds) = *next;
                 }
             }
         }
@@ -269,8 +321,15 @@ impl Signals {
     }
 
     /// Waits for the next reason to stop serving. A SIGHUP whose config does not check out is
-    /// logged and ignored: the running config stays in force.
-    async fn next(&mut self, args: &Args) -> Stop {
+    /// logged and ignored: the running config stays in force. One that changes only what the
+    /// credential files hold swaps them into `shared` and serving goes on: the LEDs, the alert
+    /// set and open connections stay as they are.
+    async fn next(
+        &mut self,
+        args: &Args,
+        running: &spec::NodeSpec,
+        shared: &credentials::Shared,
+    ) -> Stop {
         loop {
             tokio::select! {
                 _ = self.term.recv() => {
@@ -284,12 +343,28 @@ impl Signals {
                 _ = self.hup.recv() => {
                     tracing::info!("SIGHUP received: reloading the configuration");
                     match load(args) {
+                        Ok((node, creds)) if node == *running => {
+                            shared.replace(creds);
+                            tracing::info!("credentials reloaded (token, certificates, Alertmanager password); nothing else changed");
+                        }
                         Ok(next) => return Stop::Reload(Box::new(next)),
                         Err(e) => tracing::error!(error = %e, "config reload failed; the running configuration stays in force"),
                     }
                 }
             }
         }
+    }
+}
+
+/// Says at start what the network can do with this agent when that is more than it should.
+fn warn_about_exposure(node: &spec::NodeSpec, creds: &credentials::Credentials) {
+    let addr = node.listen;
+    if node.loopback_only {
+        tracing::info!("no token_file: serving loopback only; give a token (token_file or --token-file) to serve the network");
+    } else if !creds.has_token() && !addr.ip().is_loopback() {
+        tracing::warn!("--allow-anonymous-writes: anyone who reaches {addr} can read the readings, set the LEDs and post alerts");
+    } else if creds.server_tls().is_none() && !addr.ip().is_loopback() {
+        tracing::warn!("no [tls] certificate: the token and the readings cross the network in clear (edgesense stack up issues certificates)");
     }
 }
 

@@ -1,53 +1,65 @@
-//! `edgesense-agent --probe URL`: one plain HTTP GET, exit 0 on a 2xx answer. The images are
-//! `FROM scratch` (no shell, no wget), so their health checks run this binary.
+//! `edgesense-agent --probe URL`: one GET, exit 0 on a 2xx answer. The images are `FROM
+//! scratch` (no shell, no wget, no curl), so their health checks run this binary: the agent's
+//! own against its loopback (plain HTTP is served there), Prometheus's and Alertmanager's over
+//! https with the fleet CA (`--tls-ca`) and a health-check user (`--probe-auth-file`, one line
+//! `user:password`), since their `--web.config.file` guards every path, `/-/ready` included.
 
-use std::{
-    io::{Read, Write},
-    net::{TcpStream, ToSocketAddrs},
-    time::Duration,
-};
+use std::{path::Path, time::Duration};
 
-/// GETs `url` (`http://host:port/path`); Ok on a 2xx status, else why not.
-pub fn probe(url: &str, timeout: Duration) -> Result<u16, String> {
-    let rest = url
-        .strip_prefix("http://")
-        .ok_or_else(|| format!("{url}: only http:// URLs can be probed"))?;
-    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
-    let path = if path.is_empty() { "/" } else { path };
-    let addr = authority
-        .to_socket_addrs()
-        .map_err(|e| format!("{authority}: {e}"))?
-        .next()
-        .ok_or_else(|| format!("{authority}: no address"))?;
-    let mut s = TcpStream::connect_timeout(&addr, timeout).map_err(|e| format!("{addr}: {e}"))?;
-    s.set_read_timeout(Some(timeout))
+use edgesense_net::{tls, Auth, Call, Client, Target};
+
+/// The `user:password` line of `path`.
+fn read_auth(path: &Path) -> Result<Auth, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("{}: cannot read: {e}", path.display()))?;
+    let line = text.lines().next().unwrap_or("").trim();
+    let (user, password) = line
+        .split_once(':')
+        .ok_or_else(|| format!("{}: write one line user:password", path.display()))?;
+    Ok(Auth::Basic {
+        user: user.to_owned(),
+        password: password.to_owned(),
+    })
+}
+
+/// GETs `url` (`http://…` or, with `ca`, `https://…`); Ok on a 2xx status, else why not.
+pub fn probe(
+    url: &str,
+    ca: Option<&Path>,
+    auth_file: Option<&Path>,
+    timeout: Duration,
+) -> Result<u16, String> {
+    let target = Target::parse(url).map_err(|e| e.to_string())?;
+    let tls = ca
+        .map(|p| tls::load_roots(p).and_then(|r| tls::client_config(r, None)))
+        .transpose()
         .map_err(|e| e.to_string())?;
-    s.set_write_timeout(Some(timeout))
+    let auth = auth_file.map(read_auth).transpose()?;
+    let client = Client::new()
+        .with_tls(tls)
+        .with_auth(auth)
+        .with_timeout(timeout);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("runtime: {e}"))?;
+    let answer = rt
+        .block_on(client.send(&target, Call::get("").limit(64 << 10)))
         .map_err(|e| e.to_string())?;
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: {authority}\r\nConnection: close\r\nUser-Agent: edgesense-probe\r\n\r\n"
-    )
-    .map_err(|e| e.to_string())?;
-    let mut head = [0u8; 64];
-    let n = s.read(&mut head).map_err(|e| e.to_string())?;
-    let line = String::from_utf8_lossy(&head[..n]);
-    let status: u16 = line
-        .split(' ')
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .ok_or_else(|| format!("not an HTTP answer: {line:?}"))?;
-    if (200..300).contains(&status) {
-        Ok(status)
+    if (200..300).contains(&answer.status) {
+        Ok(answer.status)
     } else {
-        Err(format!("{url}: HTTP {status}"))
+        Err(format!("{url}: HTTP {}", answer.status))
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::net::TcpListener;
+    use std::{
+        io::{Read, Write},
+        net::TcpListener,
+    };
 
     fn serve_once(answer: &'static str) -> String {
         let l = TcpListener::bind("127.0.0.1:0").unwrap();
@@ -64,14 +76,35 @@ mod tests {
     #[test]
     fn two_hundred_is_healthy_anything_else_is_not() {
         let t = Duration::from_secs(2);
-        assert_eq!(probe(&serve_once("HTTP/1.1 200 OK\r\n\r\nok"), t), Ok(200));
-        let e = probe(&serve_once("HTTP/1.1 503 Service Unavailable\r\n\r\n"), t).unwrap_err();
+        let ok = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+        assert_eq!(probe(&serve_once(ok), None, None, t), Ok(200));
+        let e = probe(
+            &serve_once("HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n\r\n"),
+            None,
+            None,
+            t,
+        )
+        .unwrap_err();
         assert!(e.contains("503"), "{e}");
-        assert!(probe("https://x", t).is_err());
+        let e = probe("https://127.0.0.1:1/", None, None, t).unwrap_err();
+        assert!(
+            e.contains("CA"),
+            "https without a CA says what is missing: {e}"
+        );
         let closed = TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
             .unwrap();
-        assert!(probe(&format!("http://{closed}/"), t).is_err());
+        assert!(probe(&format!("http://{closed}/"), None, None, t).is_err());
+    }
+
+    #[test]
+    fn the_auth_file_is_one_user_password_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("health");
+        std::fs::write(&p, "health:s3cret\n").unwrap();
+        assert_eq!(format!("{:?}", read_auth(&p).unwrap()), "Basic(health:…)");
+        std::fs::write(&p, "nocolon\n").unwrap();
+        assert!(read_auth(&p).unwrap_err().contains("user:password"));
     }
 }

@@ -6,6 +6,10 @@
 //! `peers`. The forwarded request carries `X-Edgesense-Relayed-By`, so a peer applies it and does
 //! not forward it again. Forwarding runs in the background: a peer that is down is retried with
 //! back-off (0.5 s, 1 s, 2 s, 4 s, 8 s) and logged, and never delays the answer to Alertmanager.
+//!
+//! With the fleet CA, a peer is dialled at its address over https and must present a
+//! certificate for the name it was found by (`edgesense-agent`); the payload carries this
+//! agent's token as a bearer token, so a capture of the LAN shows neither.
 
 use std::{
     net::{IpAddr, SocketAddr, UdpSocket},
@@ -14,12 +18,11 @@ use std::{
 };
 
 use axum::body::Bytes;
-use http_body_util::Full;
-use hyper::{header, Request};
-use hyper_util::rt::TokioIo;
+use edgesense_net::{Call, Target};
+use hyper::header::{HeaderName, HeaderValue};
 use tokio::sync::Semaphore;
 
-use crate::alerts::RelaySpec;
+use crate::{alerts::RelaySpec, credentials};
 
 /// The header that marks a forwarded payload.
 pub const RELAYED_BY: &str = "x-edgesense-relayed-by";
@@ -44,17 +47,35 @@ pub struct Relay {
     /// This agent's listen address, to leave itself out of the A records.
     own_port: u16,
     node: Arc<str>,
-    token: Option<Arc<[u8]>>,
+    credentials: credentials::Shared,
     in_flight: Arc<Semaphore>,
 }
 
+/// A peer: its address and the name it was found by (what its certificate must carry).
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Peer {
+    pub addr: SocketAddr,
+    pub name: String,
+}
+
+impl std::fmt::Display for Peer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.addr)
+    }
+}
+
 impl Relay {
-    pub fn new(spec: RelaySpec, own_port: u16, node: &str, token: Option<Arc<[u8]>>) -> Relay {
+    pub fn new(
+        spec: RelaySpec,
+        own_port: u16,
+        node: &str,
+        credentials: credentials::Shared,
+    ) -> Relay {
         Relay {
             spec,
             own_port,
             node: node.into(),
-            token,
+            credentials,
             in_flight: Arc::new(Semaphore::new(MAX_IN_FLIGHT)),
         }
     }
@@ -86,8 +107,8 @@ impl Relay {
     }
 
     /// The peers now: static ones and the A records of `dns`, without this agent.
-    pub async fn peers(&self) -> Vec<SocketAddr> {
-        let mut out: Vec<SocketAddr> = Vec::new();
+    pub async fn peers(&self) -> Vec<Peer> {
+        let mut out: Vec<Peer> = Vec::new();
         let names = self.spec.peers.iter().chain(self.spec.dns.iter());
         for name in names {
             match tokio::net::lookup_host(name.as_str()).await {
@@ -95,21 +116,30 @@ impl Relay {
                     // A name with both (localhost) is one peer: take its IPv4 addresses.
                     let addrs: Vec<SocketAddr> = addrs.collect();
                     let v4 = addrs.iter().any(SocketAddr::is_ipv4);
-                    out.extend(addrs.into_iter().filter(|a| a.is_ipv4() || !v4));
+                    let host = name.rsplit_once(':').map_or(name.as_str(), |(h, _)| h);
+                    out.extend(
+                        addrs
+                            .into_iter()
+                            .filter(|a| a.is_ipv4() || !v4)
+                            .map(|addr| Peer {
+                                addr,
+                                name: host.to_owned(),
+                            }),
+                    );
                 }
                 Err(e) => tracing::warn!(peer = %name, error = %e, "cannot resolve relay peer"),
             }
         }
         out.sort();
-        out.dedup();
-        out.retain(|a| !is_self(*a, self.own_port));
+        out.dedup_by(|a, b| a.addr == b.addr);
+        out.retain(|p| !is_self(p.addr, self.own_port));
         out
     }
 
-    async fn deliver(&self, peer: SocketAddr, body: Bytes) {
+    async fn deliver(&self, peer: Peer, body: Bytes) {
         let mut waits = BACKOFF.iter();
         loop {
-            match tokio::time::timeout(ATTEMPT_TIMEOUT, self.post(peer, body.clone())).await {
+            match tokio::time::timeout(ATTEMPT_TIMEOUT, self.post(&peer, body.clone())).await {
                 Ok(Ok(status)) if status < 300 => {
                     tracing::debug!(%peer, status, "payload relayed");
                     return;
@@ -134,33 +164,35 @@ impl Relay {
     }
 
     /// One POST of `body` to `peer`; the response status.
-    async fn post(&self, peer: SocketAddr, body: Bytes) -> Result<u16, String> {
-        let stream = tokio::net::TcpStream::connect(peer)
+    async fn post(&self, peer: &Peer, body: Bytes) -> Result<u16, String> {
+        let creds = self.credentials.get();
+        let target = Target {
+            url: format!(
+                "{}://{}:{}",
+                if creds.peers_use_tls() {
+                    "https"
+                } else {
+                    "http"
+                },
+                peer.name,
+                peer.addr.port()
+            ),
+            tls: creds.peers_use_tls(),
+            host: peer.name.clone(),
+            port: peer.addr.port(),
+            prefix: String::new(),
+        };
+        let node = HeaderValue::from_str(&self.node).map_err(|e| e.to_string())?;
+        let call = Call::post_json("/api/v1/alertmanager", body)
+            .header(HeaderName::from_static(RELAYED_BY), node)
+            .dial(peer.addr)
+            .limit(64 << 10);
+        creds
+            .peers
+            .send(&target, call)
             .await
-            .map_err(|e| format!("connect: {e}"))?;
-        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-            .await
-            .map_err(|e| format!("handshake: {e}"))?;
-        tokio::spawn(async move {
-            let _ = conn.await;
-        });
-        let mut req = Request::post("/api/v1/alertmanager")
-            .header(header::HOST, peer.to_string())
-            .header(header::CONTENT_TYPE, "application/json")
-            .header(RELAYED_BY, &*self.node);
-        if let Some(t) = &self.token {
-            let mut v = b"Bearer ".to_vec();
-            v.extend_from_slice(t);
-            req = req.header(header::AUTHORIZATION, v);
-        }
-        let req = req
-            .body(Full::new(body))
-            .map_err(|e| format!("request: {e}"))?;
-        let resp = sender
-            .send_request(req)
-            .await
-            .map_err(|e| format!("send: {e}"))?;
-        Ok(resp.status().as_u16())
+            .map(|r| r.status)
+            .map_err(|e| e.to_string())
     }
 }
 
@@ -204,10 +236,18 @@ mod tests {
             ],
             dns: None,
         };
-        let r = Relay::new(spec, 9842, "n", None);
+        let r = Relay::new(
+            spec,
+            9842,
+            "n",
+            credentials::Shared::new(credentials::Credentials::none()),
+        );
         assert_eq!(
             r.peers().await,
-            ["127.0.0.1:9850".parse::<SocketAddr>().unwrap()]
+            [Peer {
+                addr: "127.0.0.1:9850".parse().unwrap(),
+                name: "127.0.0.1".into()
+            }]
         );
     }
 }

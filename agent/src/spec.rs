@@ -6,8 +6,10 @@ use std::{collections::HashSet, net::SocketAddr, path::Path, path::PathBuf, time
 use edgesense_sensors::{bus::sysfs::Sysfs, detect::Device, led::LedMode, Quantity, SensorKind};
 
 use crate::{
+    access::{self, ListenFrom},
     alerts::{self, AlertRoute, RelaySpec},
     config::{self, ConfigError, Loaded, Severity, DEFAULT_LISTEN},
+    credentials::CredentialFiles,
     devices,
 };
 
@@ -22,13 +24,19 @@ pub const MAX_HISTORY: Duration = Duration::from_secs(24 * 3600);
 /// Sensors are not read more often than this (a DS18B20 conversion alone takes 750 ms).
 pub const MIN_INTERVAL: Duration = Duration::from_millis(100);
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct NodeSpec {
     pub node: String,
     /// Raspberry Pi model from the device tree, or `simulated`.
     pub model: String,
     pub listen: SocketAddr,
-    pub token_file: Option<PathBuf>,
+    /// No token, so the default address was moved to loopback ([`crate::access`]).
+    pub loopback_only: bool,
+    pub allow_anonymous_writes: bool,
+    /// Token, TLS and Alertmanager credential files.
+    pub credentials: CredentialFiles,
+    /// Open HTTP connections from one address at most.
+    pub max_connections_per_client: usize,
     pub read_timeout: Duration,
     /// How much history `/api/v1/history` keeps per sensor.
     pub history: Duration,
@@ -55,14 +63,14 @@ pub const DEFAULT_RECONCILE_INTERVAL: Duration = Duration::from_secs(15);
 /// Default `[[button]] silence`.
 pub const DEFAULT_SILENCE: Duration = Duration::from_secs(2 * 3600);
 
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct AlertmanagerSpec {
     /// `http://host:port` (with an optional path prefix), in the order to try them.
     pub urls: Vec<String>,
     pub interval: Duration,
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct ButtonSpec {
     pub name: String,
     pub pin: u8,
@@ -71,7 +79,7 @@ pub struct ButtonSpec {
     pub silence: Duration,
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct SensorSpec {
     pub name: String,
     pub kind: SensorKind,
@@ -80,7 +88,7 @@ pub struct SensorSpec {
     pub device: Option<Device>,
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct LedSpec {
     pub name: String,
     pub pin: u8,
@@ -103,7 +111,7 @@ impl Threshold {
     }
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct RuleSpec {
     pub name: String,
     /// Index into [`NodeSpec::sensors`].
@@ -124,7 +132,8 @@ pub struct Overrides {
     pub simulate: bool,
     pub sysfs_root: Option<PathBuf>,
     pub node: Option<String>,
-    pub token_file: Option<PathBuf>,
+    /// Token, TLS, Alertmanager user, `--allow-anonymous-writes`.
+    pub access: access::AccessFlags,
     /// `name:port` whose A records are relay peers (adds to the file's `[relay]`).
     pub relay_dns: Option<String>,
     /// Alertmanager URLs (replace the file's `[alertmanager] url`).
@@ -137,16 +146,20 @@ pub fn resolve(loaded: &Loaded, flags: &Overrides) -> Result<NodeSpec, ConfigErr
     let c = &loaded.config;
     let simulate = flags.simulate || c.simulate;
 
-    let listen = match (&flags.listen, &c.listen) {
-        (Some(a), _) => *a,
-        (None, Some(s)) => {
-            config::parse_listen(s.get_ref()).map_err(|m| loaded.error_at(s.span(), m))?
-        }
-        (None, None) => config::parse_listen(DEFAULT_LISTEN).map_err(|m| ConfigError {
-            path: loaded.path.clone(),
-            location: None,
-            message: m,
-        })?,
+    let (listen, listen_from) = match (&flags.listen, &c.listen) {
+        (Some(a), _) => (*a, ListenFrom::Flag),
+        (None, Some(s)) => (
+            config::parse_listen(s.get_ref()).map_err(|m| loaded.error_at(s.span(), m))?,
+            ListenFrom::File(s.span()),
+        ),
+        (None, None) => (
+            config::parse_listen(DEFAULT_LISTEN).map_err(|m| ConfigError {
+                path: loaded.path.clone(),
+                location: None,
+                message: m,
+            })?,
+            ListenFrom::Default,
+        ),
     };
     let dur = |d: &Option<toml::Spanned<config::Dur>>, default: Duration, what: &str| match d {
         None => Ok(default),
@@ -375,18 +388,12 @@ pub fn resolve(loaded: &Loaded, flags: &Overrides) -> Result<NodeSpec, ConfigErr
         urls: Vec::new(),
         interval: DEFAULT_RECONCILE_INTERVAL,
     };
+    let mut am_urls = Vec::new();
     if let Some(a) = &c.alertmanager {
         if let Some(u) = &a.url {
             for url in &u.get_ref().0 {
                 let url = url.trim_end_matches('/');
-                if !url.starts_with("http://") || url.len() <= "http://".len() {
-                    return Err(loaded.error_at(
-                        u.span(),
-                        format!(
-                            "url \"{url}\" is not http://host:port (e.g. http://alertmanager:9093)"
-                        ),
-                    ));
-                }
+                am_urls.push((url.to_owned(), Some(u.span())));
                 am.urls.push(url.to_owned());
             }
         }
@@ -402,7 +409,9 @@ pub fn resolve(loaded: &Loaded, flags: &Overrides) -> Result<NodeSpec, ConfigErr
             .iter()
             .map(|u| u.trim_end_matches('/').to_owned())
             .collect();
+        am_urls = am.urls.iter().map(|u| (u.clone(), None)).collect();
     }
+    let access = access::resolve(loaded, &flags.access, listen, listen_from, &am_urls)?;
 
     let alert_routes = alerts::resolve_routes(hw_loaded, &leds)?;
     let mut relay = alerts::resolve_relay(loaded, c.relay.as_ref())?;
@@ -421,8 +430,11 @@ pub fn resolve(loaded: &Loaded, flags: &Overrides) -> Result<NodeSpec, ConfigErr
         } else {
             pi_model()
         },
-        listen,
-        token_file: flags.token_file.clone().or_else(|| c.token_file.clone()),
+        listen: access.listen,
+        loopback_only: access.loopback_only,
+        allow_anonymous_writes: access.allow_anonymous_writes,
+        credentials: access.credentials,
+        max_connections_per_client: access.max_connections_per_client,
         read_timeout,
         history,
         max_connections: match &c.max_connections {
@@ -541,7 +553,7 @@ mod tests {
         let n = resolve_text("listen = \"127.0.0.1:0\"\ntoken_file = \"/t\"\n", true).unwrap();
         assert_eq!(n.sensors.len(), 4, "built-in hardware");
         assert_eq!(n.listen.to_string(), "127.0.0.1:0");
-        assert_eq!(n.token_file.as_deref(), Some(Path::new("/t")));
+        assert_eq!(n.credentials.token_file.as_deref(), Some(Path::new("/t")));
     }
 
     #[test]

@@ -6,7 +6,7 @@ mod common;
 use std::time::Duration;
 
 use axum::http::{Method, StatusCode};
-use common::{metric, node};
+use common::{metric, node, REMOTE};
 use edgesense_sensors::bus::gpio::Drive;
 
 const NODE: &str = r#"
@@ -75,11 +75,69 @@ async fn auth_no_token_wrong_token_right_token() {
     assert_eq!(s, StatusCode::OK, "{v}");
     assert_eq!(v["mode"], "blink");
     assert_eq!(v["source"]["kind"], "manual");
-    // Reads need no token.
+    // Reads from this host need no token.
     assert_eq!(
         n.call(Method::GET, "/api/v1/leds", None, "").await.0,
         StatusCode::OK
     );
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn reads_from_another_host_need_a_client_certificate_or_the_token() {
+    use base64::Engine as _;
+    let n = node(NODE, Some("s3cret"), true);
+    let basic = |user_pw: &str| {
+        format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(user_pw)
+        )
+    };
+    for path in ["/metrics", "/api/v1/readings", "/healthz", "/", "/app.js"] {
+        let (s, v) = n
+            .call_from(REMOTE, false, Method::GET, path, None, "")
+            .await;
+        assert_eq!(s, StatusCode::UNAUTHORIZED, "{path}: {v}");
+        let wrong = basic("edgesense:s3cre");
+        let (s, _) = n
+            .call_from(REMOTE, false, Method::GET, path, Some(&wrong), "")
+            .await;
+        assert_eq!(s, StatusCode::UNAUTHORIZED, "{path} with a wrong password");
+        for ok in [Some("Bearer s3cret".to_owned()), Some(basic("any:s3cret"))] {
+            let (s, v) = n
+                .call_from(REMOTE, false, Method::GET, path, ok.as_deref(), "")
+                .await;
+            assert_eq!(s, StatusCode::OK, "{path} with {ok:?}: {v}");
+        }
+        let (s, _) = n.call_from(REMOTE, true, Method::GET, path, None, "").await;
+        assert_eq!(s, StatusCode::OK, "{path} with a client certificate");
+    }
+    // Writes need the bearer token: neither basic auth (a browser would resend it on a
+    // cross-site request) nor a client certificate will do.
+    let body = r#"{"mode":"on"}"#;
+    for (cert, auth) in [(false, Some(basic("any:s3cret"))), (true, None)] {
+        let (s, _) = n
+            .call_from(
+                REMOTE,
+                cert,
+                Method::PUT,
+                "/api/v1/leds/red",
+                auth.as_deref(),
+                body,
+            )
+            .await;
+        assert_eq!(s, StatusCode::UNAUTHORIZED, "cert {cert}, {auth:?}");
+    }
+    let (s, _) = n
+        .call_from(
+            REMOTE,
+            false,
+            Method::PUT,
+            "/api/v1/leds/red",
+            Some("Bearer s3cret"),
+            body,
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
 }
 
 #[tokio::test(flavor = "current_thread")]

@@ -12,19 +12,21 @@
 //! unaffected), logs the outage once and its end, and tries again with back-off. Silences the
 //! node's button asked for wait in a queue until one answers. With several URLs (an HA pair)
 //! the first that answers is asked; they gossip the same alerts and silences.
+//!
+//! `https://` URLs are verified against the fleet CA (`[tls] ca_file`) and the calls carry the
+//! agent's own Alertmanager user (`[alertmanager] username`, `password_file`): a silence is an
+//! LED control, so the stack's Alertmanager answers nobody without credentials.
 
-use std::{collections::BTreeMap, net::SocketAddr, sync::Arc, time::Duration};
+use std::{collections::BTreeMap, sync::Arc, time::Duration};
 
-use http_body_util::{BodyExt, Full};
-use hyper::{body::Bytes, header, Request};
-use hyper_util::rt::TokioIo;
+use edgesense_net::{Call, Target};
+use hyper::body::Bytes;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, Notify};
 
 use super::webhook::{parse_rfc3339_ms, Alert, Status};
+use crate::credentials;
 
-/// One attempt: connect, send, read the whole answer.
-const TIMEOUT: Duration = Duration::from_secs(5);
 /// Bodies larger than this are refused (an Alertmanager with thousands of alerts answers in
 /// well under a megabyte per hundred).
 const MAX_BODY: usize = 16 << 20;
@@ -154,42 +156,20 @@ fn truth(node: &str, alerts: &[u8], silences: &[u8]) -> Result<Truth, String> {
     Ok(out)
 }
 
-/// One Alertmanager's address: `host:port` and the path prefix (`--web.route-prefix`).
-#[derive(Clone, Debug, PartialEq)]
-struct Target {
-    url: String,
-    authority: String,
-    prefix: String,
-}
-
-fn target(url: &str) -> Option<Target> {
-    let rest = url.strip_prefix("http://")?;
-    let (authority, prefix) = match rest.find('/') {
-        Some(i) => (&rest[..i], rest[i..].trim_end_matches('/')),
-        None => (rest, ""),
-    };
-    let authority = if authority.contains(':') {
-        authority.to_owned()
-    } else {
-        format!("{authority}:80")
-    };
-    Some(Target {
-        url: url.to_owned(),
-        authority,
-        prefix: prefix.to_owned(),
-    })
-}
-
 /// A client of Alertmanager's API v2 on one or more URLs.
 #[derive(Clone, Debug)]
 pub struct Client {
     targets: Vec<Target>,
+    credentials: credentials::Shared,
 }
 
 impl Client {
-    pub fn new(urls: &[String]) -> Client {
+    /// The URLs were checked with the config ([`crate::spec`]); one that does not parse is left
+    /// out.
+    pub fn new(urls: &[String], credentials: credentials::Shared) -> Client {
         Client {
-            targets: urls.iter().filter_map(|u| target(u)).collect(),
+            targets: urls.iter().filter_map(|u| Target::parse(u).ok()).collect(),
+            credentials,
         }
     }
 
@@ -198,18 +178,17 @@ impl Client {
     }
 
     /// `method path` on the first Alertmanager that answers: its status and body.
-    async fn call(
-        &self,
-        method: &str,
-        path: &str,
-        body: Option<Vec<u8>>,
-    ) -> Result<(u16, Bytes), String> {
+    async fn call(&self, path: &str, body: Option<Vec<u8>>) -> Result<(u16, Bytes), String> {
+        let client = self.credentials.get().alertmanager.clone();
         let mut errors = Vec::new();
         for t in &self.targets {
-            match tokio::time::timeout(TIMEOUT, once(t, method, path, body.clone())).await {
-                Ok(Ok(r)) => return Ok(r),
-                Ok(Err(e)) => errors.push(format!("{}: {e}", t.url)),
-                Err(_) => errors.push(format!("{}: timed out", t.url)),
+            let call = match &body {
+                Some(b) => Call::post_json(path, b.clone()),
+                None => Call::get(path),
+            };
+            match client.send(t, call.limit(MAX_BODY)).await {
+                Ok(r) => return Ok((r.status, r.body)),
+                Err(e) => errors.push(e.to_string()),
             }
         }
         Err(errors.join("; "))
@@ -219,7 +198,6 @@ impl Client {
     pub async fn truth(&self, node: &str) -> Result<Truth, String> {
         let (status, alerts) = self
             .call(
-                "GET",
                 "/api/v2/alerts?active=true&silenced=true&inhibited=true&unprocessed=true",
                 None,
             )
@@ -227,7 +205,7 @@ impl Client {
         if status != 200 {
             return Err(format!("GET /api/v2/alerts: HTTP {status}"));
         }
-        let (status, silences) = self.call("GET", "/api/v2/silences", None).await?;
+        let (status, silences) = self.call("/api/v2/silences", None).await?;
         if status != 200 {
             return Err(format!("GET /api/v2/silences: HTTP {status}"));
         }
@@ -247,11 +225,7 @@ impl Client {
             "comment": s.comment,
         });
         let (status, answer) = self
-            .call(
-                "POST",
-                "/api/v2/silences",
-                Some(body.to_string().into_bytes()),
-            )
+            .call("/api/v2/silences", Some(body.to_string().into_bytes()))
             .await?;
         if status != 200 {
             return Err(format!(
@@ -263,51 +237,6 @@ impl Client {
             serde_json::from_slice(&answer).map_err(|e| format!("silence answer: {e}"))?;
         Ok(v["silenceID"].as_str().unwrap_or_default().to_owned())
     }
-}
-
-async fn once(
-    t: &Target,
-    method: &str,
-    path: &str,
-    body: Option<Vec<u8>>,
-) -> Result<(u16, Bytes), String> {
-    let addrs: Vec<SocketAddr> = tokio::net::lookup_host(t.authority.as_str())
-        .await
-        .map_err(|e| format!("resolve: {e}"))?
-        .collect();
-    let addr = addrs
-        .iter()
-        .find(|a| a.is_ipv4())
-        .or(addrs.first())
-        .copied()
-        .ok_or("resolves to nothing")?;
-    let stream = tokio::net::TcpStream::connect(addr)
-        .await
-        .map_err(|e| format!("connect: {e}"))?;
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .map_err(|e| format!("handshake: {e}"))?;
-    tokio::spawn(async move {
-        let _ = conn.await;
-    });
-    let req = Request::builder()
-        .method(method)
-        .uri(format!("{}{path}", t.prefix))
-        .header(header::HOST, &t.authority)
-        .header(header::CONTENT_TYPE, "application/json")
-        .body(Full::new(Bytes::from(body.unwrap_or_default())))
-        .map_err(|e| format!("request: {e}"))?;
-    let resp = sender
-        .send_request(req)
-        .await
-        .map_err(|e| format!("send: {e}"))?;
-    let status = resp.status().as_u16();
-    let body = http_body_util::Limited::new(resp.into_body(), MAX_BODY)
-        .collect()
-        .await
-        .map_err(|e| format!("read: {e}"))?
-        .to_bytes();
-    Ok((status, body))
 }
 
 /// RFC 3339 (UTC, seconds) for `t`, as Alertmanager reads it.
@@ -455,17 +384,7 @@ mod tests {
     }
 
     #[test]
-    fn urls_become_targets() {
-        assert_eq!(
-            target("http://alertmanager:9093").unwrap().authority,
-            "alertmanager:9093"
-        );
-        let t = target("http://am.local/prefix/").unwrap();
-        assert_eq!(
-            (t.authority.as_str(), t.prefix.as_str()),
-            ("am.local:80", "/prefix")
-        );
-        assert!(target("https://x").is_none());
+    fn silences_end_in_rfc3339() {
         assert_eq!(
             rfc3339(std::time::UNIX_EPOCH + Duration::from_secs(1_796_113_185)),
             "2026-12-01T08:19:45Z"

@@ -210,7 +210,7 @@ fn readings_json(st: &AppState, snap: &Snapshot) -> Value {
         "node": st.spec.node,
         "model": st.spec.model,
         "simulate": st.spec.simulate,
-        "auth": st.token.is_some(),
+        "auth": st.credentials.get().has_token(),
         "version": env!("CARGO_PKG_VERSION"),
         "sensors": sensors,
         "alerts": alerts,

@@ -20,6 +20,9 @@ pub enum ApiError {
     BadRequest(String),
     #[error("missing or wrong bearer token")]
     Unauthorized,
+    /// A read from another host without a client certificate or the token.
+    #[error("this agent needs credentials: a client certificate from the fleet CA, the token as a bearer token, or basic auth with the token as the password")]
+    ReadUnauthorized,
     #[error("request body larger than {} KiB", .0 / 1024)]
     PayloadTooLarge(usize),
     #[error("the agent is shutting down")]
@@ -31,20 +34,23 @@ impl IntoResponse for ApiError {
         let status = match self {
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
-            ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
+            ApiError::Unauthorized | ApiError::ReadUnauthorized => StatusCode::UNAUTHORIZED,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
         };
         let body = Json(serde_json::json!({ "error": self.to_string() }));
-        if matches!(self, ApiError::Unauthorized) {
-            (
-                status,
-                [(header::WWW_AUTHENTICATE, "Bearer realm=\"edgesense\"")],
-                body,
-            )
-                .into_response()
-        } else {
-            (status, body).into_response()
+        // A browser prompts for basic auth (reads); writes want a bearer token it never sends
+        // on its own.
+        let challenge = match self {
+            ApiError::Unauthorized => Some("Bearer realm=\"edgesense\""),
+            ApiError::ReadUnauthorized => {
+                Some("Basic realm=\"edgesense agent\", charset=\"UTF-8\"")
+            }
+            _ => None,
+        };
+        match challenge {
+            Some(c) => (status, [(header::WWW_AUTHENTICATE, c)], body).into_response(),
+            None => (status, body).into_response(),
         }
     }
 }

@@ -32,8 +32,8 @@ pub struct AppState {
     pub hub: mpsc::Sender<Msg>,
     /// Controls of the simulated sensors, by sensor index (empty unless simulated).
     pub sim: Arc<[SimControl]>,
-    /// The bearer token write requests must carry, if one is configured.
-    pub token: Option<Arc<[u8]>>,
+    /// The token(s) requests must carry and the agent's TLS set-up, replaced on a reload.
+    pub credentials: crate::credentials::Shared,
     /// Forwards Alertmanager payloads to the peers.
     pub relay: Relay,
     /// The mock GPIO of a simulated node, whose record `/api/v1/sim/gpio` serves.
@@ -44,8 +44,8 @@ pub struct AppState {
     pub history: crate::history::SharedHistory,
 }
 
-/// The agent's routes. Writes sit behind the token check; the simulation routes exist only on a
-/// simulated node (404 otherwise).
+/// The agent's routes. Everything sits behind the read check, writes also behind the token
+/// check ([`auth`]); the simulation routes exist only on a simulated node (404 otherwise).
 pub fn router(state: AppState) -> Router {
     let mut writes = Router::new()
         .route("/api/v1/leds/{name}", put(api::set_led))
@@ -64,6 +64,7 @@ pub fn router(state: AppState) -> Router {
     ));
     Router::new()
         .route("/", get(index))
+        .route("/app.js", get(script))
         .route("/metrics", get(api::metrics))
         .route("/healthz", get(api::healthz))
         .route("/api/v1/readings", get(api::readings))
@@ -72,23 +73,42 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/history", get(api::history))
         .merge(reads)
         .merge(writes)
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            auth::require_read,
+        ))
         .with_state(state)
 }
 
-/// The node page: one self-contained HTML file (inline CSS and JS, no CDN, no build step),
-/// embedded in the binary.
+/// The node page: one HTML file with inline CSS and one script beside it (no CDN, no build
+/// step), both embedded in the binary. The script is a file of its own so that the policy can
+/// forbid inline scripts: injected markup could not run code even if some text were ever
+/// inserted as HTML.
 const PAGE: &str = include_str!("page.html");
+const SCRIPT: &str = include_str!("page.js");
+
+/// No script but the agent's own file, no connection but to the agent, no framing.
+const CSP: &str = "default-src 'none'; script-src 'self'; connect-src 'self'; style-src 'unsafe-inline'; img-src 'self' data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
 
 async fn index() -> impl IntoResponse {
     (
         [
             (header::CACHE_CONTROL, "no-cache"),
-            (
-                header::CONTENT_SECURITY_POLICY,
-                "default-src 'self'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; img-src 'self' data:",
-            ),
+            (header::CONTENT_SECURITY_POLICY, CSP),
             (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+            (header::X_FRAME_OPTIONS, "DENY"),
         ],
         Html(PAGE),
+    )
+}
+
+async fn script() -> impl IntoResponse {
+    (
+        [
+            (header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
+            (header::CACHE_CONTROL, "no-cache"),
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        ],
+        SCRIPT,
     )
 }

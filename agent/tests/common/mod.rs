@@ -9,7 +9,9 @@ use axum::{
     http::{header, Method, Request, StatusCode},
     Router,
 };
-use edgesense_agent::{config, hub::Snapshot, spec, Hardware, Running};
+use edgesense_agent::{
+    config, credentials, hub::Snapshot, listener::Peer, spec, Hardware, Running,
+};
 use edgesense_sensors::bus::gpio::MockGpio;
 use serde_json::Value;
 use tower::ServiceExt;
@@ -35,7 +37,11 @@ pub fn node(text: &str, token: Option<&str>, simulate: bool) -> Node {
     let gpio = MockGpio::new();
     let hw = Hardware::simulated(&spec, &gpio).unwrap();
     spec.simulate = simulate;
-    let running = edgesense_agent::start(Arc::new(spec), hw, token.map(|t| t.as_bytes().to_vec()));
+    let creds = match token {
+        Some(t) => credentials::Credentials::tokens_only(&[t.as_bytes()]),
+        None => credentials::Credentials::none(),
+    };
+    let running = edgesense_agent::start(Arc::new(spec), hw, credentials::Shared::new(creds));
     let router = running.router.clone();
     Node {
         running: Some(running),
@@ -44,7 +50,13 @@ pub fn node(text: &str, token: Option<&str>, simulate: bool) -> Node {
     }
 }
 
+/// A client on this host (loopback, as the listener records it).
+pub const LOCAL: &str = "127.0.0.1:40000";
+/// A client on another host of the LAN.
+pub const REMOTE: &str = "192.168.1.77:40000";
+
 impl Node {
+    /// A request from [`LOCAL`] with `token` as the bearer token.
     pub async fn call(
         &self,
         method: Method,
@@ -52,16 +64,33 @@ impl Node {
         token: Option<&str>,
         body: &str,
     ) -> (StatusCode, Value) {
-        let mut req = Request::builder().method(method).uri(uri);
-        if let Some(t) = token {
-            req = req.header(header::AUTHORIZATION, format!("Bearer {t}"));
-        }
-        let resp = self
-            .router
-            .clone()
-            .oneshot(req.body(Body::from(body.to_owned())).unwrap())
+        let auth = token.map(|t| format!("Bearer {t}"));
+        self.call_from(LOCAL, false, method, uri, auth.as_deref(), body)
             .await
-            .unwrap();
+    }
+
+    /// A request from `peer` (with a verified client certificate if `cert`), `authorization`
+    /// as its `Authorization` header.
+    pub async fn call_from(
+        &self,
+        peer: &str,
+        cert: bool,
+        method: Method,
+        uri: &str,
+        authorization: Option<&str>,
+        body: &str,
+    ) -> (StatusCode, Value) {
+        let mut req = Request::builder().method(method).uri(uri);
+        if let Some(a) = authorization {
+            req = req.header(header::AUTHORIZATION, a);
+        }
+        let mut req = req.body(Body::from(body.to_owned())).unwrap();
+        req.extensions_mut().insert(Peer {
+            addr: peer.parse().unwrap(),
+            tls: cert,
+            client_cert: cert,
+        });
+        let resp = self.router.clone().oneshot(req).await.unwrap();
         let status = resp.status();
         let bytes = axum::body::to_bytes(resp.into_body(), usize::MAX)
             .await

@@ -130,7 +130,10 @@ fn main() {
             .await
             .expect("bind");
         let addr = listener.local_addr().expect("addr");
-        let running = edgesense_agent::start(Arc::new(spec), hw, None);
+        let creds = edgesense_agent::credentials::Shared::new(
+            edgesense_agent::credentials::Credentials::none(),
+        );
+        let running = edgesense_agent::start(Arc::new(spec), hw, creds);
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let g = gpio.clone();
         let client = thread::spawn(move || {

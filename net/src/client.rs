@@ -1,0 +1,375 @@
+//! One HTTP/1.1 request per connection, over TCP or TLS, with the fleet's credentials.
+//!
+//! Every outgoing call of the agent (relay to peers, reconcile and silences against
+//! Alertmanager, the health probe) and of the CLI (readiness, `stack status`, the dashboard's
+//! proxy to Prometheus and Alertmanager) goes through [`Client::send`]. Calls are rare (seconds
+//! apart), so there is no pool: a connection per call, closed after it. The TLS client config is
+//! shared, so its session cache turns the next handshake into a resumption.
+
+use std::{net::SocketAddr, sync::Arc, time::Duration};
+
+use base64::Engine as _;
+use http_body_util::{BodyExt, Full};
+use hyper::{
+    body::Bytes,
+    header::{self, HeaderName, HeaderValue},
+    Request,
+};
+use hyper_util::rt::TokioIo;
+use rustls::{pki_types::ServerName, ClientConfig};
+
+/// Why a call got no answer.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("\"{0}\" is not an http:// or https:// URL")]
+    Url(String),
+    #[error("{0}: https:// needs the CA to verify it against (give the fleet's ca.crt)")]
+    NoTls(String),
+    #[error("resolve {0}: {1}")]
+    Resolve(String, String),
+    #[error("connect {0}: {1}")]
+    Connect(SocketAddr, std::io::Error),
+    #[error("TLS with {0}: {1}")]
+    Tls(String, std::io::Error),
+    #[error("{0}: {1}")]
+    Http(String, String),
+    #[error("{0}: no answer within {1:?}")]
+    Timeout(String, Duration),
+    #[error("{0}: answer larger than {1} bytes")]
+    TooLarge(String, usize),
+}
+
+/// Credentials a client sends with every call.
+#[derive(Clone)]
+pub enum Auth {
+    /// `Authorization: Bearer <token>` (the agents' webhook token).
+    Bearer(Vec<u8>),
+    /// `Authorization: Basic …` (Prometheus's and Alertmanager's `--web.config.file` users).
+    Basic { user: String, password: String },
+}
+
+impl std::fmt::Debug for Auth {
+    /// Never the secret.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Auth::Bearer(_) => f.write_str("Bearer(…)"),
+            Auth::Basic { user, .. } => write!(f, "Basic({user}:…)"),
+        }
+    }
+}
+
+impl Auth {
+    /// The `Authorization` header value, marked sensitive (hyper keeps it out of debug output).
+    pub fn header(&self) -> Option<HeaderValue> {
+        let raw = match self {
+            Auth::Bearer(t) => [b"Bearer ".as_slice(), t].concat(),
+            Auth::Basic { user, password } => format!(
+                "Basic {}",
+                base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
+            )
+            .into_bytes(),
+        };
+        let mut v = HeaderValue::from_bytes(&raw).ok()?;
+        v.set_sensitive(true);
+        Some(v)
+    }
+}
+
+/// Where a call goes: scheme, host (the name a certificate must carry), port, path prefix.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Target {
+    pub url: String,
+    pub tls: bool,
+    pub host: String,
+    pub port: u16,
+    /// A path every call's path is appended to (`--web.route-prefix`), without a trailing `/`.
+    pub prefix: String,
+}
+
+impl Target {
+    /// `http://host[:port][/prefix]` or `https://…` (ports default to 80 and 443).
+    pub fn parse(url: &str) -> Result<Target, Error> {
+        let bad = || Error::Url(url.to_owned());
+        let (tls, rest) = if let Some(r) = url.strip_prefix("https://") {
+            (true, r)
+        } else if let Some(r) = url.strip_prefix("http://") {
+            (false, r)
+        } else {
+            return Err(bad());
+        };
+        let (authority, prefix) = match rest.find('/') {
+            Some(i) => (&rest[..i], rest[i..].trim_end_matches('/')),
+            None => (rest, ""),
+        };
+        let (host, port) = match authority.rsplit_once(':') {
+            // An IPv6 literal without a port ([::1]) has its colons inside the brackets.
+            Some((h, p)) if !p.contains(']') => (h, p.parse::<u16>().map_err(|_| bad())?),
+            _ => (authority, if tls { 443 } else { 80 }),
+        };
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        if host.is_empty() || authority.contains('@') {
+            return Err(bad());
+        }
+        Ok(Target {
+            url: url.trim_end_matches('/').to_owned(),
+            tls,
+            host: host.to_owned(),
+            port,
+            prefix: prefix.to_owned(),
+        })
+    }
+
+    /// `host:port` as the `Host` header carries it.
+    pub fn authority(&self) -> String {
+        if self.host.contains(':') {
+            format!("[{}]:{}", self.host, self.port)
+        } else {
+            format!("{}:{}", self.host, self.port)
+        }
+    }
+}
+
+/// One request: method, path (with query), headers, body, and the largest answer read.
+pub struct Call {
+    method: hyper::Method,
+    path: String,
+    headers: Vec<(HeaderName, HeaderValue)>,
+    body: Bytes,
+    limit: usize,
+    dial: Option<SocketAddr>,
+}
+
+impl Call {
+    pub fn get(path: impl Into<String>) -> Call {
+        Call::new(hyper::Method::GET, path, Bytes::new())
+    }
+
+    /// A POST of a JSON body.
+    pub fn post_json(path: impl Into<String>, body: impl Into<Bytes>) -> Call {
+        Call::new(hyper::Method::POST, path, body.into()).header(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )
+    }
+
+    pub fn new(method: hyper::Method, path: impl Into<String>, body: Bytes) -> Call {
+        Call {
+            method,
+            path: path.into(),
+            headers: Vec::new(),
+            body,
+            limit: 1 << 20,
+            dial: None,
+        }
+    }
+
+    pub fn header(mut self, name: HeaderName, value: HeaderValue) -> Call {
+        self.headers.push((name, value));
+        self
+    }
+
+    /// Answers larger than `bytes` are an error ([`Error::TooLarge`]).
+    pub fn limit(mut self, bytes: usize) -> Call {
+        self.limit = bytes;
+        self
+    }
+
+    /// Connect to `addr` instead of resolving the target's host (a peer found by its A
+    /// record); the host is still the name its certificate is checked for.
+    pub fn dial(mut self, addr: SocketAddr) -> Call {
+        self.dial = Some(addr);
+        self
+    }
+}
+
+/// An answer: status and body.
+#[derive(Debug)]
+pub struct Response {
+    pub status: u16,
+    pub body: Bytes,
+}
+
+/// A client: TLS trust and identity (for `https://`), credentials, a time limit per call.
+#[derive(Clone, Debug)]
+pub struct Client {
+    tls: Option<Arc<ClientConfig>>,
+    auth: Option<Auth>,
+    timeout: Duration,
+}
+
+impl Default for Client {
+    fn default() -> Client {
+        Client::new()
+    }
+}
+
+impl Client {
+    /// Plain HTTP only, no credentials, 5 s per call.
+    pub fn new() -> Client {
+        Client {
+            tls: None,
+            auth: None,
+            timeout: Duration::from_secs(5),
+        }
+    }
+
+    pub fn with_tls(mut self, config: Option<Arc<ClientConfig>>) -> Client {
+        self.tls = config;
+        self
+    }
+
+    pub fn with_auth(mut self, auth: Option<Auth>) -> Client {
+        self.auth = auth;
+        self
+    }
+
+    pub fn with_timeout(mut self, timeout: Duration) -> Client {
+        self.timeout = timeout;
+        self
+    }
+
+    pub fn has_tls(&self) -> bool {
+        self.tls.is_some()
+    }
+
+    /// Sends `call` to `target`: connect (resolve, TCP, TLS), send, read the whole answer, all
+    /// within the client's time limit.
+    pub async fn send(&self, target: &Target, call: Call) -> Result<Response, Error> {
+        let what = format!("{}{}", target.url, call.path);
+        tokio::time::timeout(self.timeout, self.send_inner(target, call))
+            .await
+            .map_err(|_| Error::Timeout(what, self.timeout))?
+    }
+
+    async fn send_inner(&self, target: &Target, call: Call) -> Result<Response, Error> {
+        if target.tls && self.tls.is_none() {
+            return Err(Error::NoTls(target.url.clone()));
+        }
+        let addr = match call.dial {
+            Some(a) => a,
+            None => resolve(target).await?,
+        };
+        let tcp = tokio::net::TcpStream::connect(addr)
+            .await
+            .map_err(|e| Error::Connect(addr, e))?;
+        let _ = tcp.set_nodelay(true);
+        if target.tls {
+            let config = self
+                .tls
+                .clone()
+                .ok_or_else(|| Error::NoTls(target.url.clone()))?;
+            let name = ServerName::try_from(target.host.clone())
+                .map_err(|_| Error::Url(target.url.clone()))?;
+            let stream = tokio_rustls::TlsConnector::from(config)
+                .connect(name, tcp)
+                .await
+                .map_err(|e| Error::Tls(target.authority(), e))?;
+            self.exchange(target, call, stream).await
+        } else {
+            self.exchange(target, call, tcp).await
+        }
+    }
+
+    async fn exchange<S>(&self, target: &Target, call: Call, io: S) -> Result<Response, Error>
+    where
+        S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static,
+    {
+        let url = format!("{}{}", target.url, call.path);
+        let http = |e: hyper::Error| Error::Http(url.clone(), e.to_string());
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(io))
+            .await
+            .map_err(http)?;
+        tokio::spawn(async move {
+            let _ = conn.await;
+        });
+        let mut path = format!("{}{}", target.prefix, call.path);
+        if path.is_empty() {
+            path.push('/');
+        }
+        let mut req = Request::builder()
+            .method(call.method)
+            .uri(path)
+            .header(header::HOST, target.authority())
+            .header(header::USER_AGENT, "edgesense");
+        if let Some(v) = self.auth.as_ref().and_then(Auth::header) {
+            req = req.header(header::AUTHORIZATION, v);
+        }
+        for (k, v) in call.headers {
+            req = req.header(k, v);
+        }
+        let req = req
+            .body(Full::new(call.body))
+            .map_err(|e| Error::Http(url.clone(), e.to_string()))?;
+        let resp = sender.send_request(req).await.map_err(http)?;
+        let status = resp.status().as_u16();
+        let body = http_body_util::Limited::new(resp.into_body(), call.limit)
+            .collect()
+            .await
+            .map_err(|_| Error::TooLarge(url.clone(), call.limit))?
+            .to_bytes();
+        Ok(Response { status, body })
+    }
+}
+
+/// The target's address: its first IPv4 address if it has one (Docker's DNS answers A
+/// records; `localhost` has both).
+async fn resolve(target: &Target) -> Result<SocketAddr, Error> {
+    let authority = target.authority();
+    let addrs: Vec<SocketAddr> = tokio::net::lookup_host((target.host.as_str(), target.port))
+        .await
+        .map_err(|e| Error::Resolve(authority.clone(), e.to_string()))?
+        .collect();
+    addrs
+        .iter()
+        .find(|a| a.is_ipv4())
+        .or(addrs.first())
+        .copied()
+        .ok_or_else(|| Error::Resolve(authority, "no address".into()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_become_targets() {
+        let t = Target::parse("http://alertmanager:9093").unwrap();
+        assert_eq!(
+            (t.tls, t.authority().as_str()),
+            (false, "alertmanager:9093")
+        );
+        let t = Target::parse("https://am.local/prefix/").unwrap();
+        assert_eq!(
+            (t.tls, t.host.as_str(), t.port, t.prefix.as_str()),
+            (true, "am.local", 443, "/prefix")
+        );
+        assert_eq!(t.url, "https://am.local/prefix");
+        let t = Target::parse("https://[::1]:9093").unwrap();
+        assert_eq!((t.host.as_str(), t.port), ("::1", 9093));
+        assert_eq!(t.authority(), "[::1]:9093");
+        for bad in [
+            "ftp://x",
+            "x:9093",
+            "http://",
+            "http://user:pw@x:1",
+            "http://x:port",
+        ] {
+            assert!(Target::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn credentials_never_show_in_debug_output() {
+        let b = Auth::Basic {
+            user: "agent".into(),
+            password: "hunter2".into(),
+        };
+        assert_eq!(format!("{b:?}"), "Basic(agent:…)");
+        assert_eq!(
+            b.header().unwrap().to_str().unwrap(),
+            "Basic YWdlbnQ6aHVudGVyMg=="
+        );
+        assert!(b.header().unwrap().is_sensitive());
+        assert!(!format!("{:?}", Auth::Bearer(b"t0k".to_vec())).contains("t0k"));
+    }
+}

@@ -1,0 +1,10 @@
+//! The network pieces the agent and the CLI share: TLS configurations from the fleet's PEM
+//! files ([`tls`]) and one HTTP/1.1 client over TCP or TLS with bearer or basic auth
+//! ([`client`]). No OpenSSL: rustls with ring, so every static musl build stays static.
+
+pub mod client;
+pub mod tls;
+
+pub use client::{Auth, Call, Client, Error, Response, Target};
+pub use rustls;
+pub use tokio_rustls;
