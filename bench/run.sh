@@ -29,6 +29,8 @@ need=()
 command -v prometheus-node-exporter >/dev/null || need+=(prometheus-node-exporter)
 command -v wrk >/dev/null || need+=(wrk)
 command -v valgrind >/dev/null || need+=(valgrind)
+# ring (TLS) compiles C for the static musl agent.
+command -v musl-gcc >/dev/null || need+=(musl-tools)
 if [ ${#need[@]} -gt 0 ]; then
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi

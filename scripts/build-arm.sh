@@ -4,15 +4,16 @@
 #
 #   scripts/build-arm.sh TARGET [PACKAGE...]     (default packages: edgesense-agent edgesense)
 #
-#   aarch64-unknown-linux-musl       Pi 3/4/5, 64-bit OS   rustup's std + rust-lld (.cargo/config.toml)
-#   armv7-unknown-linux-musleabihf   Pi 2/3/4, 32-bit OS   std built from source, linked by zig
+#   aarch64-unknown-linux-musl       Pi 3/4/5, 64-bit OS   rustup's std, C and linking by zig
+#   armv7-unknown-linux-musleabihf   Pi 2/3/4, 32-bit OS   std built from source, zig
 #   arm-unknown-linux-musleabihf     Pi Zero/1 (ARMv6)     std built from source for arm1176jzf-s
-#   x86_64-unknown-linux-musl        PCs, the tests        rustup's std
+#   x86_64-unknown-linux-musl        PCs, the tests        rustup's std, C by musl-gcc (musl-tools)
 #
-# Where `rustup target add` serves the target's standard library, plain cargo builds it. Where
-# it does not (the 32-bit ARM musl targets here), the standard library is built from source
-# (`-Zbuild-std`, rust-src) and linked with zig through cargo-zigbuild (pip packages ziglang and
-# cargo-zigbuild, installed with --user if missing). The binaries land in
+# ring (rustls's crypto) compiles C and assembly for the target, so every target but this
+# machine's own needs a C cross compiler: zig's, through cargo-zigbuild (pip packages ziglang
+# and cargo-zigbuild, installed with --user if missing). Where `rustup target add` serves the
+# target's standard library it is used; where it does not (the 32-bit ARM musl targets here),
+# the standard library is built from source (`-Zbuild-std`, rust-src). The binaries land in
 # target/TARGET/release/; their sizes are printed.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -30,16 +31,26 @@ case "$target" in
     *) echo "error: unsupported target $target" >&2; exit 2 ;;
 esac
 
-if rustup target list --installed | grep -qx "$target" || rustup target add "$target" >/dev/null 2>&1; then
-    echo "==> $target: rustup's standard library, plain cargo" >&2
+need_zig() {
+    export PATH="$HOME/.local/bin:$PATH"
+    if ! command -v cargo-zigbuild >/dev/null || ! python3 -m ziglang version >/dev/null 2>&1; then
+        python3 -m pip install --quiet --user ziglang cargo-zigbuild
+    fi
+}
+
+host="$(uname -m)-unknown-linux-musl"
+if [ "$target" = "$host" ]; then
+    echo "==> $target: this machine's own target, plain cargo" >&2
+    rustup target list --installed | grep -qx "$target" || rustup target add "$target" >/dev/null
     RUSTFLAGS="$rustflags" cargo build --release --locked --target "$target" "${pkg_args[@]}"
+elif rustup target list --installed | grep -qx "$target" || rustup target add "$target" >/dev/null 2>&1; then
+    echo "==> $target: rustup's standard library, zig for C and linking" >&2
+    need_zig
+    RUSTFLAGS="$rustflags" cargo zigbuild --release --locked --target "$target" "${pkg_args[@]}"
 else
     echo "==> $target: no prebuilt standard library; building it from source with zig as linker" >&2
     rustup component list --installed | grep -q '^rust-src' || rustup component add rust-src
-    if ! command -v cargo-zigbuild >/dev/null || ! python3 -m ziglang version >/dev/null 2>&1; then
-        python3 -m pip install --quiet --user ziglang cargo-zigbuild
-        export PATH="$HOME/.local/bin:$PATH"
-    fi
+    need_zig
     # musl's own CRT objects come from zig, so Rust's self-contained ones stay out.
     # A target directory of its own: proc-macro2's build script reruns when RUSTC_BOOTSTRAP
     # changes, so sharing target/release's host proc macros with plain builds would rebuild

@@ -43,6 +43,10 @@ declare -A PKG_FOR=(
     [npm]=npm
     [ip]=iproute2
     [nsenter]=util-linux
+    # ring's C for the static x86_64 musl builds (images, benchmarks).
+    [musl-gcc]=musl-tools
+    # The capture of the fleet's LAN (no secret in clear).
+    [tcpdump]=tcpdump
 )
 missing=()
 for cmd in "${!PKG_FOR[@]}"; do

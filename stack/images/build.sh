@@ -5,8 +5,8 @@
 #   edgesense/prometheus:local    FROM scratch, Debian's prometheus + its libraries
 #   edgesense/alertmanager:local  FROM scratch, Debian's prometheus-alertmanager + its libraries
 #   edgesense/launcher:local      FROM scratch, the static musl `edgesense` CLI (stack up --agents)
-# Needs: docker (client; DOCKER_HOST honoured), rustup/cargo, Debian's prometheus and
-# prometheus-alertmanager packages.
+# Needs: docker (client; DOCKER_HOST honoured), rustup/cargo, musl-gcc (Debian's musl-tools: ring,
+# the TLS library, compiles C), Debian's prometheus and prometheus-alertmanager packages.
 # Usage: stack/images/build.sh [agent|prometheus|alertmanager|launcher]...
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
@@ -24,6 +24,7 @@ musl_bin() {
     if ! rustup target list --installed | grep -qx "$target"; then
         rustup target add "$target" >&2
     fi
+    command -v musl-gcc >/dev/null || { echo "error: musl-gcc not found (apt-get install musl-tools): ring, the TLS library, compiles C for $target" >&2; exit 1; }
     cargo build --release --locked -p "$1" --bin "$2" --target "$target" >&2
     echo "target/$target/release/$2"
 }
