@@ -110,13 +110,25 @@ pub fn roots_from_certs(certs: Vec<CertificateDer<'static>>) -> Result<RootCertS
 /// The chain in `cert` and the key in `key` (the same file may hold both).
 pub fn load_identity(cert: &Path, key: &Path) -> Result<Identity, TlsError> {
     let chain = load_certs(cert)?;
-    let key = PrivateKeyDer::from_pem_slice(&read(key)?).map_err(|e| {
-        file_error(
-            key,
-            format!("no private key in it (PKCS#8, SEC1 or PKCS#1 PEM): {e}"),
-        )
-    })?;
+    let key = key_from_pem(&read(key)?).map_err(|e| file_error(key, e))?;
     Ok(Identity { chain, key })
+}
+
+/// The chain and key of one PEM text holding both.
+pub fn load_identity_pem(pem: &[u8]) -> Result<Identity, String> {
+    let chain = certs_from_pem(pem)?;
+    if chain.is_empty() {
+        return Err("no CERTIFICATE block".into());
+    }
+    Ok(Identity {
+        chain,
+        key: key_from_pem(pem)?,
+    })
+}
+
+fn key_from_pem(pem: &[u8]) -> Result<PrivateKeyDer<'static>, String> {
+    PrivateKeyDer::from_pem_slice(pem)
+        .map_err(|e| format!("no private key in it (PKCS#8, SEC1 or PKCS#1 PEM): {e}"))
 }
 
 /// A client that trusts only `roots` and, with `identity`, presents it when a server asks.

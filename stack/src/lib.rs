@@ -7,6 +7,7 @@
 //! | [`assets`] | the shipped Prometheus/Alertmanager files, rendered with the flags |
 //! | [`plan`] | the stack as data: configs by content hash, secret, volumes, service specs |
 //! | [`up`], [`down`], [`status`], [`render`] | the `stack` subcommands |
+//! | [`pki`], [`credentials`] | the fleet CA and certificates; the stack's kept secrets and the agent bundle |
 //! | [`node`] | `node run` / `node stop`: the agent container, least privilege |
 //! | [`launcher`] | `edgesense launcher`: the global service that keeps each node's agent in the desired state |
 //! | [`docker`] | connecting, API version negotiation, swarm manager check |
@@ -14,6 +15,7 @@
 //! | [`dashboard`] | `edgesense dashboard`: the cluster page over Prometheus and Alertmanager |
 
 pub mod assets;
+pub mod credentials;
 pub mod dashboard;
 pub mod docker;
 pub mod doctor;
@@ -22,6 +24,7 @@ pub mod error;
 pub mod http;
 pub mod launcher;
 pub mod node;
+pub mod pki;
 pub mod plan;
 pub mod progress;
 pub mod render;
