@@ -78,7 +78,8 @@ step "cargo clippy -D warnings"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
 step "shipped Prometheus and Alertmanager configs (promtool, amtool)"
-promtool check config stack/assets/prometheus.yml
+# --syntax-only: the TLS files it names are swarm secrets, only there in the task.
+promtool check config --syntax-only stack/assets/prometheus.yml
 promtool test rules stack/assets/rules/edgesense.test.yml
 amtool check-config stack/assets/alertmanager.yml
 

@@ -86,9 +86,18 @@ struct Args {
     #[arg(long, value_name = "URL", hide = true)]
     probe: Option<String>,
 
-    /// With --probe: a file with one `user:password` line for basic auth.
-    #[arg(long, value_name = "PATH", hide = true)]
-    probe_auth_file: Option<PathBuf>,
+    /// With --probe: basic auth as this user …
+    #[arg(
+        long,
+        value_name = "NAME",
+        hide = true,
+        requires = "probe_password_file"
+    )]
+    probe_user: Option<String>,
+
+    /// … with the password on this file's first line.
+    #[arg(long, value_name = "PATH", hide = true, requires = "probe_user")]
+    probe_password_file: Option<PathBuf>,
 
     /// Print the device nodes under DIR that the agent opens (GPIO, I2C) as `NAME GID` lines,
     /// then exit: how `edgesense node run` finds a node's devices, on that node, through Docker.
@@ -125,7 +134,10 @@ fn main() -> ExitCode {
 
     if let Some(url) = &args.probe {
         let ca = args.tls_ca.as_deref();
-        let auth = args.probe_auth_file.as_deref();
+        let auth = args
+            .probe_user
+            .as_deref()
+            .zip(args.probe_password_file.as_deref());
         return match edgesense_agent::probe::probe(url, ca, auth, Duration::from_secs(3)) {
             Ok(_) => ExitCode::SUCCESS,
             Err(e) => {

@@ -1,32 +1,34 @@
 //! `edgesense-agent --probe URL`: one GET, exit 0 on a 2xx answer. The images are `FROM
 //! scratch` (no shell, no wget, no curl), so their health checks run this binary: the agent's
 //! own against its loopback (plain HTTP is served there), Prometheus's and Alertmanager's over
-//! https with the fleet CA (`--tls-ca`) and a health-check user (`--probe-auth-file`, one line
-//! `user:password`), since their `--web.config.file` guards every path, `/-/ready` included.
+//! https with the fleet CA (`--tls-ca`) and a health-check user (`--probe-user`,
+//! `--probe-password-file`), since their `--web.config.file` guards every path, `/-/ready`
+//! included.
 
 use std::{path::Path, time::Duration};
 
 use edgesense_net::{tls, Auth, Call, Client, Target};
 
-/// The `user:password` line of `path`.
-fn read_auth(path: &Path) -> Result<Auth, String> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| format!("{}: cannot read: {e}", path.display()))?;
-    let line = text.lines().next().unwrap_or("").trim();
-    let (user, password) = line
-        .split_once(':')
-        .ok_or_else(|| format!("{}: write one line user:password", path.display()))?;
+/// Basic auth as `user` with the password on the first line of `password_file`.
+fn read_auth(user: &str, password_file: &Path) -> Result<Auth, String> {
+    let text = std::fs::read_to_string(password_file)
+        .map_err(|e| format!("{}: cannot read: {e}", password_file.display()))?;
+    let password = text.lines().next().unwrap_or("").trim();
+    if password.is_empty() {
+        return Err(format!("{}: no password in it", password_file.display()));
+    }
     Ok(Auth::Basic {
         user: user.to_owned(),
         password: password.to_owned(),
     })
 }
 
-/// GETs `url` (`http://…` or, with `ca`, `https://…`); Ok on a 2xx status, else why not.
+/// GETs `url` (`http://…` or, with `ca`, `https://…`), with `auth` (user, password file) as
+/// basic auth; Ok on a 2xx status, else why not.
 pub fn probe(
     url: &str,
     ca: Option<&Path>,
-    auth_file: Option<&Path>,
+    auth: Option<(&str, &Path)>,
     timeout: Duration,
 ) -> Result<u16, String> {
     let target = Target::parse(url).map_err(|e| e.to_string())?;
@@ -34,7 +36,7 @@ pub fn probe(
         .map(|p| tls::load_roots(p).and_then(|r| tls::client_config(r, None)))
         .transpose()
         .map_err(|e| e.to_string())?;
-    let auth = auth_file.map(read_auth).transpose()?;
+    let auth = auth.map(|(u, f)| read_auth(u, f)).transpose()?;
     let client = Client::new()
         .with_tls(tls)
         .with_auth(auth)
@@ -99,12 +101,15 @@ mod tests {
     }
 
     #[test]
-    fn the_auth_file_is_one_user_password_line() {
+    fn the_password_is_the_files_first_line() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("health");
-        std::fs::write(&p, "health:s3cret\n").unwrap();
-        assert_eq!(format!("{:?}", read_auth(&p).unwrap()), "Basic(health:…)");
-        std::fs::write(&p, "nocolon\n").unwrap();
-        assert!(read_auth(&p).unwrap_err().contains("user:password"));
+        std::fs::write(&p, "s3cret\n").unwrap();
+        assert_eq!(
+            format!("{:?}", read_auth("self", &p).unwrap()),
+            "Basic(self:…)"
+        );
+        std::fs::write(&p, "\n").unwrap();
+        assert!(read_auth("self", &p).unwrap_err().contains("no password"));
     }
 }

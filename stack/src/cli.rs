@@ -41,18 +41,7 @@ pub enum Command {
     },
     /// Serve the cluster dashboard: nodes, history, alerts (with silencing), from Prometheus
     /// and Alertmanager.
-    Dashboard {
-        /// Prometheus URL.
-        #[arg(long, value_name = "URL", default_value = "http://127.0.0.1:9090")]
-        prometheus: String,
-        /// Alertmanager URL.
-        #[arg(long, value_name = "URL", default_value = "http://127.0.0.1:9093")]
-        alertmanager: String,
-        /// Address to serve on (the page can silence alerts: keep it on loopback unless the
-        /// network is trusted).
-        #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:9843")]
-        listen: std::net::SocketAddr,
-    },
+    Dashboard(DashboardArgs),
     /// Write a Raspberry Pi OS image to an SD card and prepare it to join the swarm.
     Flash(Box<flash_cli::FlashArgs>),
     /// Keep this node's agent container in the desired state: what each task of the stack's
@@ -75,7 +64,44 @@ pub enum Command {
         prometheus: Option<String>,
         #[arg(long, default_value = plan::DEFAULT_NETWORK)]
         network: String,
+        #[command(flatten)]
+        login: Login,
     },
+}
+
+/// How the CLI logs in to the stack's Prometheus and Alertmanager.
+#[derive(Args, Debug, Clone, Default)]
+pub struct Login {
+    /// The operator's password (user edgesense) for Prometheus, Alertmanager and the dashboard
+    /// [default: the one `stack up` keeps on this machine].
+    #[arg(long, value_name = "FILE")]
+    pub web_password_file: Option<PathBuf>,
+    /// The fleet CA to verify them against [default: the one `stack up` keeps on this machine;
+    /// `edgesense stack ca` prints it].
+    #[arg(long, value_name = "FILE")]
+    pub ca_file: Option<PathBuf>,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct DashboardArgs {
+    /// Prometheus URL.
+    #[arg(long, value_name = "URL", default_value = "https://127.0.0.1:9090")]
+    pub prometheus: String,
+    /// Alertmanager URL.
+    #[arg(long, value_name = "URL", default_value = "https://127.0.0.1:9093")]
+    pub alertmanager: String,
+    /// Address to serve on. The page can silence alerts (an LED control): beyond loopback it
+    /// asks for the operator's password, and it does not start there without one.
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:9843")]
+    pub listen: std::net::SocketAddr,
+    #[command(flatten)]
+    pub login: Login,
+    /// The stack whose kept credentials to use (with --state-dir, or the only one kept here).
+    #[arg(long, default_value = "edgesense")]
+    pub stack: String,
+    /// Where the stack's secrets are kept [default: /var/lib/edgesense/stacks/<swarm>/<stack>].
+    #[arg(long, value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -95,6 +121,27 @@ pub struct LauncherArgs {
         default_value = "/run/secrets/edgesense_token"
     )]
     pub token_file: PathBuf,
+    /// The agents' certificate and key (the stack's swarm secret).
+    #[arg(
+        long,
+        value_name = "FILE",
+        default_value = "/run/secrets/edgesense_agent.pem"
+    )]
+    pub tls_cert: PathBuf,
+    /// The fleet CA (the stack's swarm secret).
+    #[arg(
+        long,
+        value_name = "FILE",
+        default_value = "/run/secrets/edgesense_ca.crt"
+    )]
+    pub tls_ca: PathBuf,
+    /// The agents' Alertmanager password (the stack's swarm secret).
+    #[arg(
+        long,
+        value_name = "FILE",
+        default_value = "/run/secrets/edgesense_alertmanager_password"
+    )]
+    pub alertmanager_password_file: PathBuf,
     /// Node name [default: $EDGESENSE_NODE (the service sets it to the swarm node's hostname),
     /// else the Docker host's name].
     #[arg(long, value_name = "NAME")]
@@ -124,6 +171,10 @@ pub struct StackName {
     /// The attachable overlay network shared with the agent containers.
     #[arg(long, default_value = plan::DEFAULT_NETWORK)]
     pub network: String,
+    /// Where this machine keeps the stack's secrets (the fleet CA and its key, certificates,
+    /// token, passwords) [default: /var/lib/edgesense/stacks/<swarm cluster id>/<stack>].
+    #[arg(long, value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
 }
 
 /// What the deployed files and services look like (`stack up` and `stack render`).
@@ -137,9 +188,29 @@ pub struct StackContent {
     /// Alertmanager image (pinned upstream; offline: edgesense/alertmanager:local).
     #[arg(long, value_name = "IMAGE", default_value = plan::ALERTMANAGER_IMAGE)]
     pub alertmanager_image: String,
-    /// File with the webhook token [default: keep the stack's secret, or generate one and print it once].
+    /// File with the webhook token [default: the one kept for the stack, or a new one, printed
+    /// once].
     #[arg(long, value_name = "FILE")]
     pub token_file: Option<PathBuf>,
+    /// The operator's password (user edgesense) for Prometheus, Alertmanager and the dashboard
+    /// [default: the one kept for the stack, or a new one, printed once].
+    #[arg(long, value_name = "FILE")]
+    pub web_password_file: Option<PathBuf>,
+    /// Grafana's admin password (with --grafana) [default: kept, or a new one, printed once].
+    #[arg(long, value_name = "FILE")]
+    pub grafana_password_file: Option<PathBuf>,
+    /// One more name (DNS name or address) for the certificates of Prometheus, Alertmanager
+    /// and Grafana, as you reach their published ports; the managers' names and addresses are
+    /// in them already. Repeatable.
+    #[arg(long, value_name = "NAME")]
+    pub tls_name: Vec<String>,
+    /// Issue again every certificate that ends within this many days (they last a year).
+    #[arg(long, value_name = "DAYS", default_value_t = 30)]
+    pub renew_within: u64,
+    /// Encrypt the overlay's VXLAN traffic with IPsec (Docker's `--opt encrypted`), on top of
+    /// TLS. Every node's kernel needs ESP: `edgesense doctor` says whether a node has it.
+    #[arg(long)]
+    pub encrypted_overlay: bool,
     /// Air temperature warning threshold, °C.
     #[arg(long, value_name = "°C", default_value_t = 30.0)]
     pub warn_celsius: f64,
@@ -247,6 +318,17 @@ pub enum StackAction {
         /// Alertmanager URL [default: port 9093 of the node running Alertmanager].
         #[arg(long, value_name = "URL")]
         alertmanager: Option<String>,
+        #[command(flatten)]
+        login: Login,
+    },
+    /// Print the fleet CA certificate (PEM), for browsers and clients to trust: the node pages,
+    /// Prometheus, Alertmanager and Grafana all present certificates it signed.
+    Ca {
+        #[command(flatten)]
+        name: StackName,
+        /// Write it to this file instead of standard output.
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
     },
     /// Write docker-stack.yml and its files for `docker stack deploy`.
     Render {
@@ -281,6 +363,11 @@ pub enum NodeAction {
         /// Run the agent without a token: anyone who reaches it can set its LEDs and post alerts.
         #[arg(long, conflicts_with = "token_file")]
         no_token: bool,
+        /// The fleet credentials for the agent (the agent/ directory `stack up` writes: CA,
+        /// certificate, token, Alertmanager password) [default: /etc/edgesense/fleet, else the
+        /// one kept on this machine for the swarm --docker-host belongs to].
+        #[arg(long, value_name = "DIR")]
+        credentials: Option<PathBuf>,
         /// Simulated hardware: try the stack without a Pi.
         #[arg(long)]
         simulate: bool,
@@ -389,6 +476,7 @@ impl StackContent {
                 HealthcheckArg::None => Healthcheck::None,
             },
             agents: None,
+            encrypted_overlay: self.encrypted_overlay,
         }
     }
 
@@ -412,16 +500,21 @@ impl StackContent {
     }
 
     pub fn token(&self) -> anyhow::Result<Option<String>> {
-        let Some(p) = &self.token_file else {
-            return Ok(None);
-        };
-        let t = read_file(p, "--token-file")?;
-        let t = t.lines().next().unwrap_or("").trim().to_owned();
-        anyhow::ensure!(
-            !t.is_empty(),
-            "--token-file {}: empty; put the token on its first line",
-            p.display()
-        );
-        Ok(Some(t))
+        first_line(self.token_file.as_ref(), "--token-file")
     }
+}
+
+/// The first line of `p`, trimmed; an empty one is an error naming `what`.
+pub fn first_line(p: Option<&PathBuf>, what: &str) -> anyhow::Result<Option<String>> {
+    let Some(p) = p else {
+        return Ok(None);
+    };
+    let t = read_file(p, what)?;
+    let t = t.lines().next().unwrap_or("").trim().to_owned();
+    anyhow::ensure!(
+        !t.is_empty(),
+        "{what} {}: empty; put it on its first line",
+        p.display()
+    );
+    Ok(Some(t))
 }

@@ -48,6 +48,8 @@ pub const GRAFANA_ADMIN: &str = "grafana-admin";
 
 /// The identities that get a certificate.
 pub const IDENTITIES: [&str; 3] = ["prometheus", "alertmanager", "agent"];
+/// … and with `--grafana`.
+pub const GRAFANA: &str = "grafana";
 
 /// bcrypt's work factor for every user (exporter-toolkit accepts 4–31 and caches a good check).
 const BCRYPT_COST: u32 = 10;
@@ -141,6 +143,8 @@ pub struct Want {
     pub renew_within: Duration,
     /// Whether Grafana is part of the stack (its passwords are made then).
     pub grafana: bool,
+    /// `--grafana-password-file`'s password for Grafana's admin: replaces the kept one.
+    pub grafana_admin_password: Option<String>,
 }
 
 /// What [`Secrets::ensure`] made, for the operator to hear once.
@@ -151,6 +155,8 @@ pub struct Made {
     pub token: Option<String>,
     /// A generated operator password (shown once).
     pub operator_password: Option<String>,
+    /// A generated Grafana admin password (shown once).
+    pub grafana_admin_password: Option<String>,
     /// Identities whose certificate was issued now, and why.
     pub issued: Vec<String>,
 }
@@ -200,6 +206,29 @@ pub fn make_private_dir(dir: &Path) -> Result<()> {
         .map_err(|e| io_error(dir, e))
 }
 
+/// `user`'s password: `given` if there is one, else the kept one, else a new one, which is
+/// returned to be shown once.
+fn given_or_kept(
+    passwords: &mut BTreeMap<String, Password>,
+    user: &str,
+    given: Option<&str>,
+) -> Result<Option<String>> {
+    match (given, passwords.get(user)) {
+        (Some(p), Some(have)) if p == have.plain => Ok(None),
+        (Some(p), _) => {
+            passwords.insert(user.into(), Password::new(p)?);
+            Ok(None)
+        }
+        (None, Some(_)) => Ok(None),
+        (None, None) => {
+            let p = Password::random()?;
+            let plain = p.plain.clone();
+            passwords.insert(user.into(), p);
+            Ok(Some(plain))
+        }
+    }
+}
+
 fn first_line(s: &str) -> String {
     s.lines().next().unwrap_or("").trim().to_owned()
 }
@@ -227,14 +256,14 @@ impl Secrets {
         let passwords: BTreeMap<String, Password> =
             read_json(&dir.join("passwords.json"))?.unwrap_or_default();
         let mut leaves = BTreeMap::new();
-        for who in IDENTITIES {
+        for who in IDENTITIES.iter().chain([&GRAFANA]) {
             let certs = dir.join("certs");
             if let (Some(pem), Some(m)) = (
                 read(&certs.join(format!("{who}.pem")))?,
                 read_json::<LeafMeta>(&certs.join(format!("{who}.json")))?,
             ) {
                 leaves.insert(
-                    who.to_owned(),
+                    (*who).to_owned(),
                     Leaf {
                         pem,
                         not_after: m.not_after,
@@ -295,26 +324,27 @@ impl Secrets {
         }
         let mut users = vec![USER_AGENT, USER_PROMETHEUS, USER_SELF];
         if want.grafana {
-            users.extend([USER_GRAFANA, GRAFANA_ADMIN]);
+            users.push(USER_GRAFANA);
         }
         for u in users {
             if !s.passwords.contains_key(u) {
                 s.passwords.insert(u.to_owned(), Password::random()?);
             }
         }
-        match (&want.operator_password, s.passwords.get(OPERATOR)) {
-            (Some(p), Some(have)) if *p == have.plain => {}
-            (Some(p), _) => {
-                s.passwords.insert(OPERATOR.into(), Password::new(p)?);
-            }
-            (None, Some(_)) => {}
-            (None, None) => {
-                let p = Password::random()?;
-                made.operator_password = Some(p.plain.clone());
-                s.passwords.insert(OPERATOR.into(), p);
-            }
+        if want.grafana {
+            made.grafana_admin_password = given_or_kept(
+                &mut s.passwords,
+                GRAFANA_ADMIN,
+                want.grafana_admin_password.as_deref(),
+            )?;
         }
-        for who in IDENTITIES {
+        made.operator_password = given_or_kept(
+            &mut s.passwords,
+            OPERATOR,
+            want.operator_password.as_deref(),
+        )?;
+        let grafana = want.grafana.then_some(GRAFANA);
+        for who in IDENTITIES.into_iter().chain(grafana) {
             let names = want.names.get(who).cloned().unwrap_or_default();
             let why = match s.leaves.get(who) {
                 None => Some("new"),

@@ -59,6 +59,8 @@ pub struct DoctorOptions {
     pub network: String,
     /// Prometheus to ask whether it scrapes this agent.
     pub prometheus: Option<String>,
+    /// The fleet CA and the operator's login for it.
+    pub access: crate::http::Access,
     /// Alertmanager as the agent reaches it.
     pub alertmanager_from_agent: String,
 }
@@ -70,7 +72,8 @@ impl Default for DoctorOptions {
             container: crate::node::DEFAULT_NAME.into(),
             network: DEFAULT_NETWORK.into(),
             prometheus: None,
-            alertmanager_from_agent: "http://alertmanager:9093/-/ready".into(),
+            alertmanager_from_agent: "https://alertmanager:9093/-/ready".into(),
+            access: crate::http::Access::default(),
         }
     }
 }
@@ -254,6 +257,7 @@ pub fn host_checks(root: &Path) -> Vec<Check> {
             Some("the agent runs as nobody with the device's group: `sudo chmod g+rw` it, or a udev rule (Raspberry Pi OS ships one for gpio and i2c)"),
         )
     });
+    out.push(crate::kernel::esp_check(root));
     out
 }
 
@@ -411,7 +415,7 @@ pub async fn docker_checks(docker: Result<Docker, String>, o: &DoctorOptions) ->
             "no agent container to look for",
             None,
         ),
-        (Some(url), Some(node)) => scraped(url, node).await,
+        (Some(url), Some(node)) => scraped(&o.access, url, node).await,
     });
     if node_name.is_some() {
         out.push(alertmanager_from_agent(&docker, o).await);
@@ -426,7 +430,7 @@ pub async fn docker_checks(docker: Result<Docker, String>, o: &DoctorOptions) ->
     out
 }
 
-async fn scraped(url: &str, node: &str) -> Check {
+async fn scraped(access: &crate::http::Access, url: &str, node: &str) -> Check {
     let q = format!("up{{job=\"edgesense\"}} * on (instance) group_left (node) edgesense_node_info{{node=\"{node}\"}}");
     let full = format!(
         "{}/api/v1/query?query={}",
@@ -434,7 +438,7 @@ async fn scraped(url: &str, node: &str) -> Check {
         http::urlencode(&q)
     );
     let name = "prometheus scrapes the agent";
-    match http::get(&full, Duration::from_secs(5)).await {
+    match access.get(&full, Duration::from_secs(5)).await {
         Err(e) => check(
             name,
             Status::Fail,
@@ -460,10 +464,17 @@ async fn alertmanager_from_agent(docker: &Docker, o: &DoctorOptions) -> Check {
         .create_exec(
             &o.container,
             CreateExecOptions {
+                // With the agent's own credentials, as its reconciles go.
                 cmd: Some(vec![
                     "/bin/edgesense-agent".to_owned(),
                     "--probe".to_owned(),
                     o.alertmanager_from_agent.clone(),
+                    "--tls-ca".to_owned(),
+                    crate::node::CA_IN.to_owned(),
+                    "--probe-user".to_owned(),
+                    crate::credentials::USER_AGENT.to_owned(),
+                    "--probe-password-file".to_owned(),
+                    crate::node::PASSWORD_IN.to_owned(),
                 ]),
                 attach_stdout: Some(true),
                 attach_stderr: Some(true),
@@ -552,6 +563,17 @@ mod tests {
             put("/sys/bus/iio/devices/iio:device0/name", "dht11\n");
             put("/dev/i2c-1", "");
             put("/dev/gpiomem", "");
+            // Raspberry Pi OS's kernel: ESP and GCM as modules.
+            put("/proc/sys/kernel/osrelease", "6.6.31+rpt-rpi-v8\n");
+            put(
+                "/lib/modules/6.6.31+rpt-rpi-v8/modules.builtin",
+                "kernel/net/ipv4/tcp_cubic.ko\n",
+            );
+            put(
+                "/lib/modules/6.6.31+rpt-rpi-v8/kernel/net/ipv4/esp4.ko.xz",
+                "",
+            );
+            put("/lib/modules/6.6.31+rpt-rpi-v8/kernel/crypto/gcm.ko.xz", "");
             for f in ["/dev/i2c-1", "/dev/gpiomem"] {
                 std::fs::set_permissions(at(d.path(), f), std::fs::Permissions::from_mode(0o660))
                     .unwrap();

@@ -71,7 +71,7 @@ async fn remove_agents(
         config: None,
         named: Vec::new(),
     };
-    let mut spec = launcher::service(&opts, &a, Which::Off, None, "");
+    let mut spec = launcher::service(&opts, &a, Which::Off, None, &Default::default());
     let name = format!("{}_agents-down", o.stack);
     spec.name = Some(name.clone());
     if let Some(t) = spec.task_template.as_mut() {

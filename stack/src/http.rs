@@ -1,65 +1,76 @@
-//! Plain HTTP GETs to Prometheus and Alertmanager (their published ports): readiness, targets,
-//! alerts. hyper's HTTP/1 client connection, already in the tree through bollard.
+//! The CLI's calls to Prometheus and Alertmanager (their published ports): readiness, targets,
+//! alerts, silences. Over https verified against the fleet CA, logged in as the operator
+//! (`edgesense`), through the client the agent uses too ([`edgesense_net`]).
 
 use std::time::Duration;
 
-use http_body_util::{BodyExt, Full};
-use hyper::{body::Bytes, Request};
-use hyper_util::rt::TokioIo;
+use edgesense_net::{tls, Auth, Call, Client, Target};
 
-/// GETs `url` (`http://host:port/path`) within `timeout`: (status, body).
-pub async fn get(url: &str, timeout: Duration) -> Result<(u16, String), String> {
-    tokio::time::timeout(timeout, request(url, None))
-        .await
-        .map_err(|_| format!("{url}: no answer within {timeout:?}"))?
+/// How the CLI reaches the stack's web endpoints: which CA it trusts and who it logs in as.
+#[derive(Clone, Debug, Default)]
+pub struct Access {
+    client: Client,
 }
 
-/// POSTs the JSON `body` to `url` within `timeout`: (status, body).
-pub async fn post_json(
-    url: &str,
-    body: String,
-    timeout: Duration,
-) -> Result<(u16, String), String> {
-    tokio::time::timeout(timeout, request(url, Some(body)))
-        .await
-        .map_err(|_| format!("{url}: no answer within {timeout:?}"))?
-}
+impl Access {
+    /// Trusting `ca_pem` (the fleet CA) for https, logging in as `login` (user, password).
+    pub fn new(ca_pem: Option<&str>, login: Option<(&str, &str)>) -> Result<Access, String> {
+        let tls = ca_pem
+            .map(|pem| {
+                let roots = tls::roots_from_certs(tls::certs_from_pem(pem.as_bytes())?)?;
+                tls::client_config(roots, None).map_err(|e| e.to_string())
+            })
+            .transpose()
+            .map_err(|e| format!("the fleet CA: {e}"))?;
+        Ok(Access {
+            client: Client::new()
+                .with_tls(tls)
+                .with_auth(login.map(|(u, p)| Auth::Basic {
+                    user: u.to_owned(),
+                    password: p.to_owned(),
+                })),
+        })
+    }
 
-async fn request(url: &str, json: Option<String>) -> Result<(u16, String), String> {
-    let rest = url
-        .strip_prefix("http://")
-        .ok_or_else(|| format!("{url}: only http:// is supported"))?;
-    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
-    let path = if path.is_empty() { "/" } else { path };
-    let stream = tokio::net::TcpStream::connect(authority)
-        .await
-        .map_err(|e| format!("{authority}: {e}"))?;
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .map_err(|e| format!("{authority}: {e}"))?;
-    tokio::spawn(async move {
-        let _ = conn.await;
-    });
-    let builder = match &json {
-        None => Request::get(path),
-        Some(_) => Request::post(path).header(hyper::header::CONTENT_TYPE, "application/json"),
-    };
-    let req = builder
-        .header(hyper::header::HOST, authority)
-        .body(Full::new(Bytes::from(json.unwrap_or_default())))
-        .map_err(|e| e.to_string())?;
-    let resp = sender
-        .send_request(req)
-        .await
-        .map_err(|e| format!("{url}: {e}"))?;
-    let status = resp.status().as_u16();
-    let body = resp
-        .into_body()
-        .collect()
-        .await
-        .map_err(|e| format!("{url}: {e}"))?
-        .to_bytes();
-    Ok((status, String::from_utf8_lossy(&body).into_owned()))
+    /// GETs `url` within `timeout`: (status, body).
+    pub async fn get(&self, url: &str, timeout: Duration) -> Result<(u16, String), String> {
+        self.send(url, None, timeout).await
+    }
+
+    /// POSTs the JSON `body` to `url` within `timeout`: (status, body).
+    pub async fn post_json(
+        &self,
+        url: &str,
+        body: String,
+        timeout: Duration,
+    ) -> Result<(u16, String), String> {
+        self.send(url, Some(body), timeout).await
+    }
+
+    async fn send(
+        &self,
+        url: &str,
+        json: Option<String>,
+        timeout: Duration,
+    ) -> Result<(u16, String), String> {
+        // The whole URL is the target: its path is the call's.
+        let target = Target::parse(url).map_err(|e| e.to_string())?;
+        let call = match json {
+            None => Call::get(""),
+            Some(b) => Call::post_json("", b),
+        };
+        let answer = self
+            .client
+            .clone()
+            .with_timeout(timeout)
+            .send(&target, call.limit(16 << 20))
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok((
+            answer.status,
+            String::from_utf8_lossy(&answer.body).into_owned(),
+        ))
+    }
 }
 
 /// `%XX`-escapes `s` for a query string.

@@ -48,8 +48,14 @@ pub struct LauncherOptions {
     pub agent_image: String,
     /// The agent config the task got (a swarm config), if any.
     pub config: Option<PathBuf>,
-    /// The stack's webhook token (a swarm secret), if any.
+    /// The agents' token file (a swarm secret). Without it no agent is started: an agent the
+    /// project starts always has a token.
     pub token_file: Option<PathBuf>,
+    /// The agents' certificate and key, the fleet CA and the agents' Alertmanager password
+    /// (swarm secrets).
+    pub tls_cert: Option<PathBuf>,
+    pub tls_ca: Option<PathBuf>,
+    pub alertmanager_password_file: Option<PathBuf>,
     /// The node name (the swarm node's hostname, from the task's env); else the daemon's name.
     pub node_name: Option<String>,
     pub interval: Duration,
@@ -138,18 +144,36 @@ impl Launcher {
             .filter(|p| p.exists())
             .map(|p| read(p, "agent config"))
             .transpose()?;
-        let token = o
-            .token_file
-            .as_deref()
-            .filter(|p| p.exists())
-            .map(|p| read(p, "token"))
-            .transpose()?;
+        let token = match (o.mode, o.token_file.as_deref()) {
+            (Mode::Absent, _) => None,
+            (Mode::Present, Some(p)) if p.exists() => Some(read(p, "token")?),
+            (Mode::Present, p) => {
+                return Err(StackError::Input(format!(
+                    "no token at {}: the launcher never starts an agent without one (the stack's secret edgesense_token is mounted there by `stack up --agents`)",
+                    p.map_or("(none given)".into(), |p| p.display().to_string())
+                )))
+            }
+        };
+        let tls = match (
+            o.mode,
+            &o.tls_cert,
+            &o.tls_ca,
+            &o.alertmanager_password_file,
+        ) {
+            (Mode::Present, Some(cert), Some(ca), Some(pw)) => Some(node::AgentTls {
+                ca: read(ca, "fleet CA")?,
+                cert: read(cert, "agent certificate")?,
+                alertmanager_password: read(pw, "agent's Alertmanager password")?,
+            }),
+            _ => None,
+        };
         let desired = NodeOptions {
             image: o.agent_image.clone(),
             name: DEFAULT_NAME.into(),
             node_name: o.node_name.clone().filter(|n| !n.is_empty()),
             config,
             token,
+            tls,
             network: o.network.clone(),
             launcher: Some(o.stack.clone()),
             ..NodeOptions::new()

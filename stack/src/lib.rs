@@ -22,12 +22,14 @@ pub mod doctor;
 pub mod down;
 pub mod error;
 pub mod http;
+pub mod kernel;
 pub mod launcher;
 pub mod node;
 pub mod pki;
 pub mod plan;
 pub mod progress;
 pub mod render;
+pub mod secrets;
 pub mod status;
 pub mod up;
 

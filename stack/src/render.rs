@@ -1,6 +1,8 @@
 //! `edgesense stack render --out DIR`: the stack as a compose v3 `docker-stack.yml` plus its
 //! files, for `docker stack deploy -c docker-stack.yml <stack>` without this tool. Config and
-//! secret names are the ones `stack up` uses, so both ways make the same objects.
+//! secret names are the ones `stack up` uses, so both ways make the same objects. The secrets
+//! (certificates with their keys, the token, passwords, web configs) are written into
+//! `secrets/` beside it, mode 0600: the directory is as secret as they are.
 
 use std::{fmt::Write as _, path::Path};
 
@@ -8,16 +10,21 @@ use bollard::models::ServiceSpec;
 
 use crate::{
     error::{Result, StackError},
-    plan::{Plan, StackOptions, TOKEN_TARGET},
+    plan::{Plan, StackOptions},
 };
 
 fn q(s: &str) -> String {
     serde_json::to_string(s).unwrap_or_else(|_| format!("\"{s}\""))
 }
 
-/// The compose text for `plan`. `token_file` is the file the secret is read from (absolute), or
-/// `None` for a secret created beforehand (`external: true`).
-pub fn compose(opts: &StackOptions, plan: &Plan, token_file: Option<&str>) -> String {
+/// Where a secret's file is in the output directory.
+fn secret_file(key: &str) -> String {
+    format!("secrets/{key}")
+}
+
+/// The compose text for `plan`. A secret whose content the plan has is read from its file in
+/// `secrets/`; one it has not is `external: true` (created beforehand).
+pub fn compose(opts: &StackOptions, plan: &Plan) -> String {
     let mut y = String::new();
     let _ = writeln!(
         y,
@@ -38,17 +45,16 @@ pub fn compose(opts: &StackOptions, plan: &Plan, token_file: Option<&str>) -> St
             c.file
         );
     }
-    let _ = writeln!(
-        y,
-        "\nsecrets:\n  {TOKEN_TARGET}:\n    name: {}",
-        q(&plan.secret_name)
-    );
-    match token_file {
-        Some(f) => {
-            let _ = writeln!(y, "    file: {}", q(f));
-        }
-        None => {
-            let _ = writeln!(y, "    external: true");
+    let _ = writeln!(y, "\nsecrets:");
+    for f in plan.secrets.files.values() {
+        let _ = writeln!(y, "  {}:\n    name: {}", f.key, q(&f.name));
+        match f.data {
+            Some(_) => {
+                let _ = writeln!(y, "    file: ./{}", secret_file(&f.key));
+            }
+            None => {
+                let _ = writeln!(y, "    external: true");
+            }
         }
     }
     let _ = writeln!(y, "\nvolumes:");
@@ -64,6 +70,35 @@ fn config_key<'a>(plan: &'a Plan, name: &str) -> &'a str {
         .iter()
         .find(|p| p.name == name)
         .map_or("?", |p| p.key.as_str())
+}
+
+/// The `secrets:` of a service, as its spec mounts them.
+fn secrets_of(
+    y: &mut String,
+    plan: &Plan,
+    refs: &Option<Vec<bollard::models::TaskSpecContainerSpecSecrets>>,
+) {
+    let Some(refs) = refs else {
+        return;
+    };
+    let _ = writeln!(y, "    secrets:");
+    for r in refs {
+        let name = r.secret_name.as_deref().unwrap_or("");
+        let key = plan
+            .secrets
+            .files
+            .values()
+            .find(|f| f.name == name)
+            .map_or("?", |f| f.key.as_str());
+        let f = r.file.clone().unwrap_or_default();
+        let _ = writeln!(
+            y,
+            "      - source: {key}\n        target: {}\n        uid: {}\n        gid: {}\n        mode: 0400",
+            q(f.name.as_deref().unwrap_or("")),
+            q(f.uid.as_deref().unwrap_or("0")),
+            q(f.gid.as_deref().unwrap_or("0"))
+        );
+    }
 }
 
 /// A launcher (`stack up --agents`): a global service with its node's Docker socket.
@@ -114,12 +149,7 @@ fn launcher(y: &mut String, opts: &StackOptions, plan: &Plan, s: &ServiceSpec) {
             );
         }
     }
-    if c.secrets.is_some() {
-        let _ = writeln!(
-            y,
-            "    secrets:\n      - source: {TOKEN_TARGET}\n        target: {TOKEN_TARGET}\n        mode: 0400"
-        );
-    }
+    secrets_of(y, plan, &c.secrets);
     if let Some(h) = c.health_check {
         let secs = |ns: Option<i64>| format!("{}s", ns.unwrap_or(0) / 1_000_000_000);
         let _ = writeln!(
@@ -197,11 +227,14 @@ fn service(y: &mut String, opts: &StackOptions, plan: &Plan, s: &ServiceSpec) {
             );
         }
     }
-    if c.secrets.is_some() {
-        let _ = writeln!(
-            y,
-            "    secrets:\n      - source: {TOKEN_TARGET}\n        target: {TOKEN_TARGET}\n        uid: \"65534\"\n        gid: \"65534\"\n        mode: 0400"
-        );
+    secrets_of(y, plan, &c.secrets);
+    if let Some(env) = &c.env {
+        let _ = writeln!(y, "    environment:");
+        for e in env {
+            if let Some((k, v)) = e.split_once('=') {
+                let _ = writeln!(y, "      {k}: {}", q(v));
+            }
+        }
     }
     let _ = writeln!(y, "    volumes:");
     for m in c.mounts.unwrap_or_default() {
@@ -234,13 +267,8 @@ fn service(y: &mut String, opts: &StackOptions, plan: &Plan, s: &ServiceSpec) {
     );
 }
 
-/// Writes `docker-stack.yml` and the config files into `out`.
-pub fn write(
-    out: &Path,
-    opts: &StackOptions,
-    plan: &Plan,
-    token_file: Option<&str>,
-) -> Result<Vec<String>> {
+/// Writes `docker-stack.yml`, the config files and the secrets (mode 0600) into `out`.
+pub fn write(out: &Path, opts: &StackOptions, plan: &Plan) -> Result<Vec<String>> {
     let io = |p: &Path, e: std::io::Error| StackError::Input(format!("{}: {e}", p.display()));
     let mut written = Vec::new();
     for c in &plan.configs {
@@ -251,8 +279,15 @@ pub fn write(
         std::fs::write(&p, &c.data).map_err(|e| io(&p, e))?;
         written.push(c.file.clone());
     }
+    for f in plan.secrets.files.values() {
+        if let Some(data) = &f.data {
+            let file = secret_file(&f.key);
+            crate::credentials::write_private(&out.join(&file), data)?;
+            written.push(file);
+        }
+    }
     let p = out.join("docker-stack.yml");
-    std::fs::write(&p, compose(opts, plan, token_file)).map_err(|e| io(&p, e))?;
+    std::fs::write(&p, compose(opts, plan)).map_err(|e| io(&p, e))?;
     written.push("docker-stack.yml".into());
     Ok(written)
 }
@@ -271,16 +306,20 @@ mod tests {
         let p = plan(
             &opts,
             &render(&AssetOptions::default()).unwrap(),
-            "edgesense_token_ab",
+            &crate::plan::secrets::fixture(false),
         );
-        let y = compose(&opts, &p, None);
+        let y = compose(&opts, &p);
         for c in &p.configs {
             assert!(y.contains(&format!("name: \"{}\"", c.name)), "{y}");
         }
         assert!(y.contains("core-infra:\n    external: true"), "{y}");
         assert!(y.contains("endpoint_mode: dnsrr"));
         assert!(
-            y.contains("name: \"edgesense_token_ab\"\n    external: true"),
+            y.contains("  token:\n    name: \"edgesense_token_x\"\n    external: true"),
+            "{y}"
+        );
+        assert!(
+            y.contains("      - source: tls_alertmanager\n        target: \"edgesense_tls.pem\"\n        uid: \"65534\""),
             "{y}"
         );
         assert!(y.contains("- prometheus_data:/prometheus"));
@@ -303,9 +342,9 @@ mod tests {
         let p = plan(
             &opts,
             &render(&AssetOptions::default()).unwrap(),
-            "edgesense_token_ab",
+            &crate::plan::secrets::fixture(false),
         );
-        let y = compose(&opts, &p, None);
+        let y = compose(&opts, &p);
         for s in ["launcher:", "launcher-shed:", "launcher-off:"] {
             assert!(y.contains(&format!("\n  {s}\n")), "{s}: {y}");
         }

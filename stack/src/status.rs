@@ -20,6 +20,7 @@ use crate::{
 pub async fn collect(
     docker: &Docker,
     stack: &str,
+    access: &http::Access,
     prometheus: Option<&str>,
     alertmanager: Option<&str>,
 ) -> Result<Value> {
@@ -101,12 +102,13 @@ pub async fn collect(
         })
         .collect();
     let agents = match prometheus {
-        Some(url) => agents(url).await,
+        Some(url) => agents(access, url).await,
         None => json!({ "error": "Prometheus is not published (--prometheus URL to ask it)" }),
     };
-    let fleet = fleet(docker, stack, &node_names, prometheus).await?;
+    let fleet = fleet(docker, stack, access, &node_names, prometheus).await?;
+    let certificates = certificates(docker, stack).await?;
     let alerts = match alertmanager {
-        Some(url) => alerts(url).await,
+        Some(url) => alerts(access, url).await,
         None => json!({ "error": "Alertmanager is not published (--alertmanager URL to ask it)" }),
     };
     Ok(json!({
@@ -117,8 +119,53 @@ pub async fn collect(
         "agents": agents,
         "launchers": fleet.0,
         "rollouts": fleet.1,
+        "certificates": certificates,
         "alerts": alerts,
     }))
+}
+
+/// The stack's certificates (the CA and each identity's) with when they end, from the labels
+/// `stack up` puts on their secrets: what `stack up` will renew when it is due.
+async fn certificates(docker: &Docker, stack: &str) -> Result<Value> {
+    let list = docker
+        .list_secrets(Some(bollard::query_parameters::ListSecretsOptions {
+            filters: Some(filters(&[("label", format!("{NAMESPACE}={stack}"))])),
+        }))
+        .await
+        .context(|| "list secrets".into())?;
+    let now = crate::pki::unix_now();
+    // The newest secret of each key: the one the services use once they rolled.
+    let mut newest: std::collections::BTreeMap<String, (String, u64)> = Default::default();
+    for sec in list {
+        let created = sec.created_at.clone().unwrap_or_default();
+        let Some(labels) = sec.spec.and_then(|s| s.labels) else {
+            continue;
+        };
+        let (Some(key), Some(end)) = (
+            labels.get(crate::plan::ROLE),
+            labels
+                .get(crate::plan::secrets::NOT_AFTER)
+                .and_then(|v| v.parse::<u64>().ok()),
+        ) else {
+            continue;
+        };
+        let e = newest.entry(key.clone()).or_default();
+        if created >= e.0 {
+            *e = (created, end);
+        }
+    }
+    Ok(Value::Array(
+        newest
+            .into_iter()
+            .map(|(key, (_, end))| {
+                json!({
+                    "certificate": key.strip_prefix("tls_").unwrap_or(&key),
+                    "not_after": crate::pki::rfc3339(end),
+                    "days_left": (end.saturating_sub(now)) / 86_400,
+                })
+            })
+            .collect(),
+    ))
 }
 
 /// `stack up --agents`: each node's launcher task (its state and since when: the launcher's
@@ -128,6 +175,7 @@ pub async fn collect(
 async fn fleet(
     docker: &Docker,
     stack: &str,
+    access: &http::Access,
     node_names: &HashMap<String, String>,
     prometheus: Option<&str>,
 ) -> Result<(Value, Value)> {
@@ -147,10 +195,13 @@ async fn fleet(
     // node -> (version, scraped) from Prometheus.
     let mut versions: HashMap<String, (String, bool)> = HashMap::new();
     if let Some(url) = prometheus {
-        let info = get_json(&format!(
-            "{url}/api/v1/query?query={}",
-            http::urlencode("edgesense_node_info")
-        ))
+        let info = get_json(
+            access,
+            &format!(
+                "{url}/api/v1/query?query={}",
+                http::urlencode("edgesense_node_info")
+            ),
+        )
         .await
         .ok();
         for r in info
@@ -242,8 +293,8 @@ async fn services_by_id(docker: &Docker, stack: &str) -> Result<HashMap<String, 
         .collect())
 }
 
-async fn get_json(url: &str) -> std::result::Result<Value, String> {
-    let (status, body) = http::get(url, Duration::from_secs(5)).await?;
+async fn get_json(access: &http::Access, url: &str) -> std::result::Result<Value, String> {
+    let (status, body) = access.get(url, Duration::from_secs(5)).await?;
     if status != 200 {
         return Err(format!("{url}: HTTP {status}"));
     }
@@ -251,25 +302,27 @@ async fn get_json(url: &str) -> std::result::Result<Value, String> {
 }
 
 /// The `edgesense` scrape targets with their health and node names.
-async fn agents(prometheus: &str) -> Value {
-    let targets = match get_json(&format!("{prometheus}/api/v1/targets?state=active")).await {
+async fn agents(access: &http::Access, prometheus: &str) -> Value {
+    let targets = match get_json(access, &format!("{prometheus}/api/v1/targets?state=active")).await
+    {
         Ok(v) => v,
         Err(e) => return json!({ "error": format!("Prometheus unreachable: {e}") }),
     };
     let q = http::urlencode("edgesense_node_info");
-    let names: HashMap<String, String> = get_json(&format!("{prometheus}/api/v1/query?query={q}"))
-        .await
-        .ok()
-        .and_then(|v| v["data"]["result"].as_array().cloned())
-        .unwrap_or_default()
-        .iter()
-        .filter_map(|r| {
-            Some((
-                r["metric"]["instance"].as_str()?.to_owned(),
-                r["metric"]["node"].as_str()?.to_owned(),
-            ))
-        })
-        .collect();
+    let names: HashMap<String, String> =
+        get_json(access, &format!("{prometheus}/api/v1/query?query={q}"))
+            .await
+            .ok()
+            .and_then(|v| v["data"]["result"].as_array().cloned())
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|r| {
+                Some((
+                    r["metric"]["instance"].as_str()?.to_owned(),
+                    r["metric"]["node"].as_str()?.to_owned(),
+                ))
+            })
+            .collect();
     let list: Vec<Value> = targets["data"]["activeTargets"]
         .as_array()
         .cloned()
@@ -290,8 +343,8 @@ async fn agents(prometheus: &str) -> Value {
     json!(list)
 }
 
-async fn alerts(alertmanager: &str) -> Value {
-    match get_json(&format!("{alertmanager}/api/v2/alerts?active=true")).await {
+async fn alerts(access: &http::Access, alertmanager: &str) -> Value {
+    match get_json(access, &format!("{alertmanager}/api/v2/alerts?active=true")).await {
         Ok(Value::Array(list)) => json!(list
             .iter()
             .map(|a| json!({

@@ -7,7 +7,7 @@ use std::{
 };
 
 use bollard::{
-    models::{ConfigSpec, NetworkCreateRequest, SecretSpec, VolumeCreateRequest},
+    models::{ConfigSpec, NetworkCreateRequest, VolumeCreateRequest},
     query_parameters::{
         InspectServiceOptions, ListConfigsOptions, ListSecretsOptions, ListTasksOptions,
         UpdateServiceOptions,
@@ -50,16 +50,31 @@ fn ns_label(stack: &str) -> String {
     format!("{NAMESPACE}={stack}")
 }
 
-fn base64(data: &[u8]) -> String {
+pub(crate) fn base64(data: &[u8]) -> String {
     use base64::Engine;
     base64::engine::general_purpose::STANDARD.encode(data)
 }
 
-/// Makes sure `name` is an attachable overlay network; creates it if missing, refuses (never
-/// deletes) one that is not.
-pub async fn ensure_network(docker: &Docker, name: &str, out: &mut Outcome) -> Result<()> {
+/// Makes sure `name` is an attachable overlay network, encrypted if `encrypted`; creates it if
+/// missing, refuses (never deletes) one that is not.
+pub async fn ensure_network(
+    docker: &Docker,
+    name: &str,
+    encrypted: bool,
+    out: &mut Outcome,
+) -> Result<()> {
     match docker.inspect_network(name, None).await {
         Ok(n) => {
+            let is_encrypted = n
+                .options
+                .as_ref()
+                .is_some_and(|o| o.contains_key("encrypted"));
+            if encrypted && !is_encrypted {
+                return Err(StackError::BadNetwork {
+                    name: name.into(),
+                    what: "an overlay network without encryption (an existing network cannot be encrypted: `edgesense stack down`, stop the agents, and `stack up --encrypted-overlay` again)".into(),
+                });
+            }
             let driver = n.driver.unwrap_or_default();
             if driver != "overlay" {
                 return Err(StackError::BadNetwork {
@@ -82,6 +97,7 @@ pub async fn ensure_network(docker: &Docker, name: &str, out: &mut Outcome) -> R
                     driver: Some("overlay".into()),
                     attachable: Some(true),
                     labels: Some([("com.edgesense.network".to_owned(), "true".to_owned())].into()),
+                    options: encrypted.then(|| [("encrypted".to_owned(), String::new())].into()),
                     ..Default::default()
                 })
                 .await
@@ -91,76 +107,6 @@ pub async fn ensure_network(docker: &Docker, name: &str, out: &mut Outcome) -> R
         Err(e) => return Err(e).context(|| format!("inspect network {name}")),
     }
     Ok(())
-}
-
-/// The token: the one given, else the stack's existing secret (its content cannot be read back,
-/// so it is kept as it is), else a new random one. Returns the secret name and, when it was
-/// generated now, the token to show once.
-pub async fn ensure_token(
-    docker: &Docker,
-    stack: &str,
-    given: Option<&str>,
-    out: &mut Outcome,
-) -> Result<(String, Option<String>)> {
-    let secrets = docker
-        .list_secrets(Some(ListSecretsOptions {
-            filters: Some(filters(&[
-                ("label", ns_label(stack)),
-                ("label", format!("{ROLE}=token")),
-            ])),
-        }))
-        .await
-        .context(|| "list secrets".into())?;
-    let existing: Vec<String> = secrets
-        .iter()
-        .filter_map(|s| s.spec.as_ref()?.name.clone())
-        .collect();
-    let (token, generated) = match given {
-        Some(t) => (t.to_owned(), false),
-        None => {
-            if let Some(newest) = secrets
-                .iter()
-                .max_by_key(|s| s.created_at.clone().unwrap_or_default())
-                .and_then(|s| s.spec.as_ref()?.name.clone())
-            {
-                out.unchanged.push(format!("secret {newest}"));
-                return Ok((newest, None));
-            }
-            (random_token()?, true)
-        }
-    };
-    let name = crate::plan::secret_name(stack, &token);
-    if existing.contains(&name) {
-        out.unchanged.push(format!("secret {name}"));
-    } else {
-        docker
-            .create_secret(SecretSpec {
-                name: Some(name.clone()),
-                labels: Some(
-                    [
-                        (NAMESPACE.to_owned(), stack.to_owned()),
-                        (ROLE.to_owned(), "token".to_owned()),
-                    ]
-                    .into(),
-                ),
-                data: Some(base64(token.as_bytes())),
-                ..Default::default()
-            })
-            .await
-            .context(|| format!("create secret {name}"))?;
-        out.created.push(format!("secret {name}"));
-    }
-    Ok((name, generated.then_some(token)))
-}
-
-/// 32 hex digits from the kernel's random source.
-fn random_token() -> Result<String> {
-    use std::io::Read;
-    let mut b = [0u8; 16];
-    std::fs::File::open("/dev/urandom")
-        .and_then(|mut f| f.read_exact(&mut b))
-        .map_err(|e| StackError::Input(format!("cannot read /dev/urandom for a token: {e}")))?;
-    Ok(b.iter().map(|x| format!("{x:02x}")).collect())
 }
 
 /// Applies `plan`: configs and volumes first, then services; then removes the stack's configs
@@ -399,6 +345,7 @@ pub async fn service_address(docker: &Docker, service: &str) -> Result<Option<St
 pub async fn wait_ready(
     docker: &Docker,
     plan: &Plan,
+    access: &http::Access,
     prometheus_port: u16,
     limit: Duration,
     progress: &mut Progress,
@@ -468,8 +415,10 @@ pub async fn wait_ready(
                     false
                 }
                 Some(addr) => {
-                    let u = format!("http://{addr}:{prometheus_port}");
-                    let answer = http::get(&format!("{u}/-/ready"), Duration::from_secs(2)).await;
+                    let u = format!("https://{addr}:{prometheus_port}");
+                    let answer = access
+                        .get(&format!("{u}/-/ready"), Duration::from_secs(2))
+                        .await;
                     url = Some(u.clone());
                     match answer {
                         Ok((200, _)) => true,
@@ -508,22 +457,24 @@ pub async fn wait_ready(
     }
 }
 
-/// `stack up` from start to end.
+/// `stack up` from start to end, with the stack's secrets resolved
+/// ([`crate::secrets::resolve`]).
 pub async fn up(
     docker: &Docker,
     opts: &StackOptions,
     files: &crate::assets::Rendered,
-    token: Option<&str>,
+    secrets: &crate::plan::StackSecrets,
     progress: &mut Progress,
-) -> Result<(Outcome, Plan, Option<String>)> {
+) -> Result<(Outcome, Plan)> {
     ensure_manager(docker).await?;
     let mut out = Outcome::default();
     progress.set(&format!("network {}", opts.network));
-    ensure_network(docker, &opts.network, &mut out).await?;
-    progress.set("webhook token secret");
-    let (secret, generated) = ensure_token(docker, &opts.stack, token, &mut out).await?;
-    let plan = crate::plan::plan(opts, files, &secret);
+    ensure_network(docker, &opts.network, opts.encrypted_overlay, &mut out).await?;
+    let plan = crate::plan::plan(opts, files, secrets);
+    progress.set("secrets");
+    crate::secrets::create(docker, &opts.stack, &plan, &mut out).await?;
     progress.set("configs, volumes and services");
     apply(docker, opts, &plan, &mut out).await?;
-    Ok((out, plan, generated))
+    crate::secrets::remove_unused(docker, &opts.stack, &plan, &mut out).await?;
+    Ok((out, plan))
 }

@@ -28,8 +28,14 @@ use crate::error::{Result, StackError};
 pub const FILES_DIR: &str = "/etc/edgesense";
 pub const CONFIG_IN: &str = "/etc/edgesense/agent.toml";
 pub const TOKEN_IN: &str = "/etc/edgesense/token";
-/// The stack's Alertmanager as agents on the overlay reach it (its service's network alias).
-pub const ALERTMANAGER_URL: &str = "http://alertmanager:9093";
+pub const CA_IN: &str = "/etc/edgesense/ca.crt";
+pub const CERT_IN: &str = "/etc/edgesense/agent.pem";
+pub const PASSWORD_IN: &str = "/etc/edgesense/alertmanager.password";
+/// The stack's Alertmanager as agents on the overlay reach it (its service's network alias):
+/// https, its certificate verified against the fleet CA, the agent logged in as `agent`.
+pub const ALERTMANAGER_URL: &str = "https://alertmanager:9093";
+/// … for an agent without the fleet's credentials.
+pub const ALERTMANAGER_URL_PLAIN: &str = "http://alertmanager:9093";
 /// `nobody`: the agent needs no root, only the device groups.
 pub const USER: &str = "65534:65534";
 const USER_ID: u64 = 65534;
@@ -117,13 +123,35 @@ pub fn container(o: &NodeOptions, node: &str, devices: &[Device]) -> Result<Cont
         // The stack's Alertmanager on the overlay (its network alias): the agent reconciles
         // its LEDs against it (silences, restarts, lost webhooks).
         "--alertmanager".into(),
-        ALERTMANAGER_URL.into(),
+        if o.tls.is_some() {
+            ALERTMANAGER_URL
+        } else {
+            ALERTMANAGER_URL_PLAIN
+        }
+        .into(),
     ];
+    if o.tls.is_some() {
+        cmd.extend(
+            [
+                "--tls-cert",
+                CERT_IN,
+                "--tls-ca",
+                CA_IN,
+                "--alertmanager-password-file",
+                PASSWORD_IN,
+            ]
+            .map(str::to_owned),
+        );
+    }
     if o.config.is_some() {
         cmd.extend(["--config".into(), CONFIG_IN.into()]);
     }
     if o.token.is_some() {
         cmd.extend(["--token-file".into(), TOKEN_IN.into()]);
+    } else {
+        // Asked for (`node run --no-token`): an agent without a token serves loopback only
+        // unless told that the open API is wanted.
+        cmd.push("--allow-anonymous-writes".into());
     }
     if o.simulate {
         cmd.push("--simulate".into());
@@ -219,9 +247,11 @@ fn spec_hash(body: &ContainerCreateBody, o: &NodeOptions) -> String {
         .map(|v| v.to_string())
         .unwrap_or_default();
     let mut data = canonical.into_bytes();
-    for f in [&o.config, &o.token] {
+    for (name, content) in o.files() {
         data.push(0);
-        data.extend(f.as_deref().unwrap_or("").as_bytes());
+        data.extend(name.as_bytes());
+        data.push(0);
+        data.extend(content.as_bytes());
     }
     crate::assets::short_hash(&data)
 }
@@ -235,13 +265,10 @@ fn owner(o: &NodeOptions) -> u64 {
     }
 }
 
-/// The config and token as a tar archive for [`FILES_DIR`]: owned by the container's user,
-/// readable by it alone. `None` when there is nothing to copy.
+/// The config, token and TLS files as a tar archive for [`FILES_DIR`]: owned by the
+/// container's user, readable by it alone. `None` when there is nothing to copy.
 pub fn files_tar(o: &NodeOptions) -> Result<Option<Vec<u8>>> {
-    let files: Vec<(&str, &str)> = [("agent.toml", &o.config), ("token", &o.token)]
-        .into_iter()
-        .filter_map(|(n, c)| Some((n, c.as_deref()?)))
-        .collect();
+    let files = o.files();
     if files.is_empty() {
         return Ok(None);
     }

@@ -11,8 +11,6 @@ mod container;
 mod script;
 mod start_again;
 
-use std::path::{Path, PathBuf};
-
 use bollard::{
     query_parameters::{
         CreateContainerOptions, LogsOptions, RemoveContainerOptions, StopContainerOptions,
@@ -22,7 +20,10 @@ use bollard::{
 };
 use futures_util::StreamExt;
 
-pub use container::{container, files_tar, parse_devices, probe, Device, CONFIG_IN, TOKEN_IN};
+pub use container::{
+    container, files_tar, parse_devices, probe, Device, CA_IN, CERT_IN, CONFIG_IN, PASSWORD_IN,
+    TOKEN_IN,
+};
 pub use script::{docker_args, first_boot_lines, DockerArgs};
 pub use start_again::{
     check_timer_instance, install_start_again, start_again_install_script, start_again_instance,
@@ -61,6 +62,8 @@ pub struct NodeOptions {
     pub config: Option<String>,
     /// The webhook token (the file's text), copied into the container.
     pub token: Option<String>,
+    /// The fleet CA, the agent's certificate and its Alertmanager password: HTTPS everywhere.
+    pub tls: Option<AgentTls>,
     pub simulate: bool,
     pub privileged: bool,
     pub network: String,
@@ -70,7 +73,40 @@ pub struct NodeOptions {
     pub launcher: Option<String>,
 }
 
+/// What an agent needs for TLS in the stack (from the stack's agent bundle).
+#[derive(Clone, PartialEq, Eq, Default)]
+pub struct AgentTls {
+    pub ca: String,
+    /// Certificate and key, PEM.
+    pub cert: String,
+    pub alertmanager_password: String,
+}
+
+impl std::fmt::Debug for AgentTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AgentTls(…)")
+    }
+}
+
 impl NodeOptions {
+    /// The files copied into the container (name under [`HOST_DIR`] and in the container,
+    /// content), in a fixed order.
+    pub fn files(&self) -> Vec<(&'static str, &str)> {
+        let mut v = Vec::new();
+        if let Some(c) = &self.config {
+            v.push(("agent.toml", c.as_str()));
+        }
+        if let Some(t) = &self.token {
+            v.push(("token", t.as_str()));
+        }
+        if let Some(t) = &self.tls {
+            v.push(("ca.crt", t.ca.as_str()));
+            v.push(("agent.pem", t.cert.as_str()));
+            v.push(("alertmanager.password", t.alertmanager_password.as_str()));
+        }
+        v
+    }
+
     pub fn new() -> NodeOptions {
         NodeOptions {
             image: DEFAULT_IMAGE.into(),
@@ -89,34 +125,6 @@ pub struct Started {
     pub image: String,
     /// The device nodes passed (names under `/dev`).
     pub devices: Vec<String>,
-}
-
-/// Where `node run` keeps a generated token.
-pub const STATE_DIR: &str = "/var/lib/edgesense";
-
-/// The token file for agent `name` under `dir`, created (0600, 32 random hex digits) if it does
-/// not exist; returns its path and, when created now, the token to show once.
-pub fn default_token(dir: &Path, name: &str) -> Result<(PathBuf, Option<String>)> {
-    use std::{io::Read, os::unix::fs::OpenOptionsExt};
-    let path = dir.join(format!("{name}.token"));
-    if path.exists() {
-        return Ok((path, None));
-    }
-    let err = |e: std::io::Error| StackError::Input(format!("{}: {e}", path.display()));
-    std::fs::create_dir_all(dir).map_err(err)?;
-    let mut raw = [0u8; 16];
-    std::fs::File::open("/dev/urandom")
-        .and_then(|mut f| f.read_exact(&mut raw))
-        .map_err(err)?;
-    let token: String = raw.iter().map(|b| format!("{b:02x}")).collect();
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&path)
-        .map_err(err)?;
-    std::io::Write::write_all(&mut f, format!("{token}\n").as_bytes()).map_err(err)?;
-    Ok((path, Some(token)))
 }
 
 /// Where first boot installs the agent's config and token (`edgesense flash`).
@@ -414,22 +422,6 @@ pub async fn remove(docker: &Docker, name: &str) -> Result<bool> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn a_token_is_generated_once_and_kept() {
-        use std::os::unix::fs::PermissionsExt;
-        let dir = tempfile::tempdir().unwrap();
-        let (path, first) = default_token(dir.path(), "agent-a").unwrap();
-        let first = first.expect("created now");
-        assert_eq!(first.len(), 32);
-        assert_eq!(std::fs::read_to_string(&path).unwrap().trim(), first);
-        assert_eq!(
-            std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
-            0o600
-        );
-        let (again, second) = default_token(dir.path(), "agent-a").unwrap();
-        assert_eq!((again, second), (path, None), "kept, not rotated");
-    }
 
     #[test]
     fn node_architectures_map_to_image_suffixes() {

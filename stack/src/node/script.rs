@@ -248,14 +248,11 @@ for attempt in 1 2 3 4 5 6; do
 done
 "#,
     );
-    let files: Vec<&str> = [("agent.toml", &o.config), ("token", &o.token)]
-        .into_iter()
-        .filter_map(|(n, c)| c.as_ref().map(|_| n))
-        .collect();
+    let files: Vec<&str> = o.files().into_iter().map(|(n, _)| n).collect();
     if !files.is_empty() {
         let uid = if o.privileged { 0 } else { 65534 };
         s.push_str(&format!(
-            "# The config and token, owned by the agent's user and readable by it alone.\ntar -C {host} --numeric-owner --owner={uid} --group={uid} --mode=0400 -cf - {files} | docker cp - \"$name:{FILES_DIR}\"\n",
+            "# The config, token and TLS files, owned by the agent's user and readable by it alone.\ntar -C {host} --numeric-owner --owner={uid} --group={uid} --mode=0400 -cf - {files} | docker cp - \"$name:{FILES_DIR}\"\n",
             host = super::HOST_DIR,
             files = files.join(" "),
         ));

@@ -13,12 +13,12 @@
 use bollard::models::{
     HealthConfig, Limit, Mount, MountType, ServiceSpec, ServiceSpecMode, ServiceSpecUpdateConfig,
     ServiceSpecUpdateConfigFailureActionEnum, ServiceSpecUpdateConfigOrderEnum, TaskSpec,
-    TaskSpecContainerSpec, TaskSpecContainerSpecConfigs, TaskSpecContainerSpecFile,
-    TaskSpecContainerSpecFile1, TaskSpecContainerSpecSecrets, TaskSpecPlacement, TaskSpecResources,
-    TaskSpecRestartPolicy, TaskSpecRestartPolicyConditionEnum,
+    TaskSpecContainerSpec, TaskSpecContainerSpecConfigs, TaskSpecContainerSpecFile1,
+    TaskSpecPlacement, TaskSpecResources, TaskSpecRestartPolicy,
+    TaskSpecRestartPolicyConditionEnum,
 };
 
-use super::{labels, ConfigFile, StackOptions, NAMESPACE, ROLE, SECOND_NS, TOKEN_TARGET};
+use super::{labels, secrets, ConfigFile, StackOptions, StackSecrets, NAMESPACE, ROLE, SECOND_NS};
 
 /// `stack up --agents`: what every node's agent is made of.
 #[derive(Clone, Debug, PartialEq)]
@@ -120,13 +120,14 @@ fn constraints(a: &Agents, which: Which) -> Vec<String> {
 }
 
 /// The launcher service `which`, with its agent config (none for the default without one and
-/// for `Off`) and the stack's token secret.
+/// for `Off`) and the agents' secrets: the fleet CA, their certificate, the token, their
+/// Alertmanager password (root's, mode 0400: the launcher copies them into the agent).
 pub fn service(
     opts: &StackOptions,
     a: &Agents,
     which: Which,
     config: Option<&ConfigFile>,
-    secret_name: &str,
+    all: &StackSecrets,
 ) -> ServiceSpec {
     let ns = [(NAMESPACE, opts.stack.as_str())];
     let container = TaskSpecContainerSpec {
@@ -161,18 +162,7 @@ pub fn service(
                 ..Default::default()
             }]
         }),
-        secrets: (which != Which::Off).then(|| {
-            vec![TaskSpecContainerSpecSecrets {
-                file: Some(TaskSpecContainerSpecFile {
-                    name: Some(TOKEN_TARGET.into()),
-                    uid: Some("0".into()),
-                    gid: Some("0".into()),
-                    mode: Some(0o400),
-                }),
-                secret_name: Some(secret_name.to_owned()),
-                ..Default::default()
-            }]
-        }),
+        secrets: (which != Which::Off).then(|| super::secret_refs(all, secrets::LAUNCHER, "0")),
         mounts: Some(vec![
             // The node's Docker: root on that node (SECURITY.md).
             Mount {
@@ -265,7 +255,7 @@ mod tests {
         let opts = StackOptions::default();
         let a = agents();
         let c = |w: Which| {
-            service(&opts, &a, w, None, "s")
+            service(&opts, &a, w, None, &secrets::fixture(false))
                 .task_template
                 .unwrap()
                 .placement
@@ -299,7 +289,8 @@ mod tests {
         let opts = StackOptions::default();
         let a = agents();
         let cfg = config_file("edgesense", Which::Default, a.config.as_deref().unwrap());
-        let s = service(&opts, &a, Which::Default, Some(&cfg), "edgesense_token_ab");
+        let all = secrets::fixture(false);
+        let s = service(&opts, &a, Which::Default, Some(&cfg), &all);
         assert!(
             s.mode.as_ref().unwrap().global.is_some(),
             "one task per node"
@@ -334,7 +325,32 @@ mod tests {
         );
         assert_eq!(c.configs.as_ref().unwrap()[0].config_name, Some(cfg.name));
         assert!(s.endpoint_spec.is_none(), "no port");
-        let off = service(&opts, &a, Which::Off, None, "s");
+        let mounted: Vec<(String, String)> = c
+            .secrets
+            .as_ref()
+            .unwrap()
+            .iter()
+            .map(|r| {
+                let f = r.file.as_ref().unwrap();
+                assert_eq!((f.uid.as_deref(), f.mode), (Some("0"), Some(0o400)));
+                (r.secret_name.clone().unwrap(), f.name.clone().unwrap())
+            })
+            .collect();
+        assert_eq!(
+            mounted,
+            [
+                ("edgesense_ca_x", "edgesense_ca.crt"),
+                ("edgesense_tls_agent_x", "edgesense_agent.pem"),
+                ("edgesense_agent_tokens_x", "edgesense_token"),
+                (
+                    "edgesense_password_agent_x",
+                    "edgesense_alertmanager_password"
+                ),
+            ]
+            .map(|(a, b)| (a.to_owned(), b.to_owned())),
+            "the agents' credentials, and no CA key"
+        );
+        let off = service(&opts, &a, Which::Off, None, &all);
         let oc = off.task_template.unwrap().container_spec.unwrap();
         assert!(oc.args.unwrap().contains(&"--absent".to_owned()));
         assert!(oc.secrets.is_none() && oc.configs.is_none());

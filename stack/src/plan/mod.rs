@@ -15,9 +15,11 @@ use bollard::models::{
 };
 
 pub mod launcher;
+pub mod secrets;
 
 use crate::assets::{short_hash, Rendered};
 pub use launcher::Agents;
+pub use secrets::{SecretFile, StackSecrets};
 
 /// The label Docker's own `docker stack` uses; `docker stack ls/ps/rm` see our stack too.
 pub const NAMESPACE: &str = "com.docker.stack.namespace";
@@ -27,8 +29,6 @@ pub const SPEC_HASH: &str = "com.edgesense.spec";
 pub const ROLE: &str = "com.edgesense.role";
 /// The overlay network agents and services share.
 pub const DEFAULT_NETWORK: &str = "core-infra";
-/// Where the token secret is mounted (the path `alertmanager.yml` reads).
-pub const TOKEN_TARGET: &str = "edgesense_token";
 /// Pinned upstream images.
 pub const PROMETHEUS_IMAGE: &str = "prom/prometheus:v2.53.2";
 pub const ALERTMANAGER_IMAGE: &str = "prom/alertmanager:v0.27.0";
@@ -62,6 +62,8 @@ pub struct StackOptions {
     pub grafana_port: u16,
     /// `--agents`: the launcher services that run every node's agent.
     pub agents: Option<Agents>,
+    /// `--encrypted-overlay`: the overlay's VXLAN traffic in IPsec ESP.
+    pub encrypted_overlay: bool,
 }
 
 impl Default for StackOptions {
@@ -77,6 +79,7 @@ impl Default for StackOptions {
             grafana: None,
             grafana_port: 3000,
             agents: None,
+            encrypted_overlay: false,
         }
     }
 }
@@ -97,15 +100,10 @@ pub struct ConfigFile {
 #[derive(Clone, Debug)]
 pub struct Plan {
     pub configs: Vec<ConfigFile>,
-    pub secret_name: String,
+    pub secrets: StackSecrets,
     pub volumes: Vec<String>,
     /// Prometheus, then Alertmanager.
     pub services: Vec<ServiceSpec>,
-}
-
-/// The token secret's name for `token`.
-pub fn secret_name(stack: &str, token: &str) -> String {
-    format!("{stack}_token_{}", short_hash(token.as_bytes()))
 }
 
 fn labels(pairs: &[(&str, &str)]) -> HashMap<String, String> {
@@ -117,19 +115,53 @@ fn labels(pairs: &[(&str, &str)]) -> HashMap<String, String> {
 
 const SECOND_NS: i64 = 1_000_000_000;
 
-fn health(kind: Healthcheck, image: &str, url: &str) -> Option<HealthConfig> {
+/// A service's health check: the command for the local FROM-scratch images (their probe, the
+/// agent binary) and the one for upstream images (their own tools).
+struct Check {
+    probe: Vec<String>,
+    upstream: Vec<String>,
+}
+
+fn strings(v: &[&str]) -> Vec<String> {
+    v.iter().map(|s| (*s).to_owned()).collect()
+}
+
+impl Check {
+    /// `GET https://127.0.0.1:PORT/PATH` with the fleet CA and the service's `self` user:
+    /// the web config guards every path, `/-/ready` too. Upstream: `tool` with the
+    /// `health.yml` client config (promtool ≥ 2.44, amtool ≥ 0.25 read `--http.config.file`).
+    fn web(port: u16, path: &str, upstream: Vec<String>) -> Check {
+        Check {
+            probe: vec![
+                "/bin/edgesense-probe".into(),
+                "--probe".into(),
+                format!("https://127.0.0.1:{port}{path}"),
+                "--tls-ca".into(),
+                secrets::path(secrets::CA_TARGET),
+                "--probe-user".into(),
+                crate::credentials::USER_SELF.into(),
+                "--probe-password-file".into(),
+                secrets::path(secrets::SELF_PASSWORD_TARGET),
+            ],
+            upstream,
+        }
+    }
+}
+
+fn health(kind: Healthcheck, image: &str, check: Check) -> Option<HealthConfig> {
     let kind = match kind {
         Healthcheck::Auto if image.starts_with("edgesense/") => Healthcheck::Probe,
         Healthcheck::Auto => Healthcheck::Wget,
         k => k,
     };
-    let test: Vec<&str> = match kind {
-        Healthcheck::Probe => vec!["CMD", "/bin/edgesense-probe", "--probe", url],
-        Healthcheck::Wget => vec!["CMD", "wget", "-q", "-O", "/dev/null", url],
+    let mut test = vec!["CMD".to_owned()];
+    match kind {
+        Healthcheck::Probe => test.extend(check.probe),
+        Healthcheck::Wget => test.extend(check.upstream),
         Healthcheck::None | Healthcheck::Auto => return None,
-    };
+    }
     Some(HealthConfig {
-        test: Some(test.into_iter().map(str::to_owned).collect()),
+        test: Some(test),
         interval: Some(10 * SECOND_NS),
         timeout: Some(5 * SECOND_NS),
         retries: Some(3),
@@ -138,30 +170,54 @@ fn health(kind: Healthcheck, image: &str, url: &str) -> Option<HealthConfig> {
     })
 }
 
+/// Where a task finds the configs and secrets it mounts, and as whom.
+fn secret_refs(
+    all: &StackSecrets,
+    wanted: &[(&str, &str)],
+    owner: &str,
+) -> Vec<TaskSpecContainerSpecSecrets> {
+    wanted
+        .iter()
+        .map(|(key, target)| TaskSpecContainerSpecSecrets {
+            file: Some(TaskSpecContainerSpecFile {
+                name: Some((*target).to_owned()),
+                uid: Some(owner.to_owned()),
+                gid: Some(owner.to_owned()),
+                mode: Some(0o400),
+            }),
+            secret_name: Some(all.name(key).to_owned()),
+            ..Default::default()
+        })
+        .collect()
+}
+
 struct Service<'a> {
     name: &'a str,
-    /// Answers 200 when the service is ready.
-    health_path: &'a str,
+    check: Check,
     image: &'a str,
     args: Vec<String>,
+    env: Vec<String>,
     alias: &'a str,
     port: u16,
     published: u16,
     configs: Vec<&'a ConfigFile>,
-    secret: Option<&'a str>,
+    /// (key, target) of each secret it mounts, from [`secrets`].
+    secrets: &'a [(&'a str, &'a str)],
+    /// The uid (and gid) the task runs as: its secrets are that user's, mode 0400.
+    user: &'a str,
     volume: (&'a str, &'a str),
     memory_mib: i64,
     nano_cpus: i64,
 }
 
-fn service(opts: &StackOptions, s: Service) -> ServiceSpec {
+fn service(opts: &StackOptions, all: &StackSecrets, s: Service) -> ServiceSpec {
     let ns = [(NAMESPACE, opts.stack.as_str())];
-    let url = format!("http://127.0.0.1:{}{}", s.port, s.health_path);
     let container = TaskSpecContainerSpec {
         image: Some(s.image.to_owned()),
         labels: Some(labels(&ns)),
         args: (!s.args.is_empty()).then_some(s.args),
-        health_check: health(opts.healthcheck, s.image, &url),
+        env: (!s.env.is_empty()).then_some(s.env),
+        health_check: health(opts.healthcheck, s.image, s.check),
         configs: Some(
             s.configs
                 .iter()
@@ -177,18 +233,7 @@ fn service(opts: &StackOptions, s: Service) -> ServiceSpec {
                 })
                 .collect(),
         ),
-        secrets: s.secret.map(|name| {
-            vec![TaskSpecContainerSpecSecrets {
-                file: Some(TaskSpecContainerSpecFile {
-                    name: Some(TOKEN_TARGET.into()),
-                    uid: Some("65534".into()),
-                    gid: Some("65534".into()),
-                    mode: Some(0o400),
-                }),
-                secret_name: Some(name.to_owned()),
-                ..Default::default()
-            }]
-        }),
+        secrets: Some(secret_refs(all, s.secrets, s.user)),
         mounts: Some(vec![Mount {
             target: Some(s.volume.1.to_owned()),
             source: Some(s.volume.0.to_owned()),
@@ -273,8 +318,23 @@ fn service(opts: &StackOptions, s: Service) -> ServiceSpec {
     spec
 }
 
-/// The stack for `opts`, its rendered files and the token secret `secret_name`.
-pub fn plan(opts: &StackOptions, files: &Rendered, secret_name: &str) -> Plan {
+/// The http client config of the upstream images' own health checks (promtool, amtool).
+pub const HEALTH_CLIENT_YML: &str =
+    "# edgesense stack up: how promtool/amtool check this service's health.
+basic_auth:
+  username: self
+  password_file: /run/secrets/edgesense_self_password
+tls_config:
+  ca_file: /run/secrets/edgesense_ca.crt
+";
+
+/// The user Debian's and upstream's Prometheus and Alertmanager images run as (nobody).
+const NOBODY: &str = "65534";
+/// The user of Grafana's image.
+const GRAFANA_USER: &str = "472";
+
+/// The stack for `opts`, its rendered files and its secrets.
+pub fn plan(opts: &StackOptions, files: &Rendered, secrets: &StackSecrets) -> Plan {
     let stack = &opts.stack;
     let config = |key: &str, data: &str, file: &str, target: &str| ConfigFile {
         key: key.to_owned(),
@@ -302,26 +362,53 @@ pub fn plan(opts: &StackOptions, files: &Rendered, secret_name: &str) -> Plan {
             "alertmanager.yml",
             "/etc/alertmanager/alertmanager.yml",
         ),
+        config(
+            "health_prometheus",
+            HEALTH_CLIENT_YML,
+            "health.yml",
+            "/etc/prometheus/health.yml",
+        ),
+        config(
+            "health_alertmanager",
+            HEALTH_CLIENT_YML,
+            "health.yml",
+            "/etc/alertmanager/health.yml",
+        ),
     ];
+    let web = format!("--web.config.file={}", secrets::path(secrets::WEB_TARGET));
     let prom_volume = format!("{stack}_prometheus_data");
     let am_volume = format!("{stack}_alertmanager_data");
     let prometheus = service(
         opts,
+        secrets,
         Service {
             name: "prometheus",
-            health_path: "/-/ready",
+            check: Check::web(
+                9090,
+                "/-/ready",
+                strings(&[
+                    "promtool",
+                    "check",
+                    "ready",
+                    "--url=https://127.0.0.1:9090",
+                    "--http.config.file=/etc/prometheus/health.yml",
+                ]),
+            ),
             image: &opts.prometheus_image,
             args: vec![
                 "--config.file=/etc/prometheus/prometheus.yml".into(),
                 "--storage.tsdb.path=/prometheus".into(),
                 "--storage.tsdb.retention.time=30d".into(),
                 "--web.listen-address=:9090".into(),
+                web.clone(),
             ],
+            env: Vec::new(),
             alias: "prometheus",
             port: 9090,
             published: opts.prometheus_port,
-            configs: vec![&configs[0], &configs[1]],
-            secret: None,
+            configs: vec![&configs[0], &configs[1], &configs[3]],
+            secrets: secrets::PROMETHEUS,
+            user: NOBODY,
             volume: (&prom_volume, "/prometheus"),
             memory_mib: 512,
             nano_cpus: 1_000_000_000,
@@ -329,22 +416,36 @@ pub fn plan(opts: &StackOptions, files: &Rendered, secret_name: &str) -> Plan {
     );
     let alertmanager = service(
         opts,
+        secrets,
         Service {
             name: "alertmanager",
-            health_path: "/-/ready",
+            check: Check::web(
+                9093,
+                "/-/ready",
+                strings(&[
+                    "amtool",
+                    "--alertmanager.url=https://127.0.0.1:9093",
+                    "--http.config.file=/etc/alertmanager/health.yml",
+                    "config",
+                    "show",
+                ]),
+            ),
             image: &opts.alertmanager_image,
             args: vec![
                 "--config.file=/etc/alertmanager/alertmanager.yml".into(),
                 "--storage.path=/alertmanager".into(),
                 "--web.listen-address=:9093".into(),
+                web,
                 // One instance: no gossip cluster.
                 "--cluster.listen-address=".into(),
             ],
+            env: Vec::new(),
             alias: "alertmanager",
             port: 9093,
             published: opts.alertmanager_port,
-            configs: vec![&configs[2]],
-            secret: Some(secret_name),
+            configs: vec![&configs[2], &configs[4]],
+            secrets: secrets::ALERTMANAGER,
+            user: NOBODY,
             volume: (&am_volume, "/alertmanager"),
             memory_mib: 128,
             nano_cpus: 500_000_000,
@@ -374,18 +475,32 @@ pub fn plan(opts: &StackOptions, files: &Rendered, secret_name: &str) -> Plan {
             "/etc/grafana/dashboards/edgesense.json",
         ));
         let volume = format!("{stack}_grafana_data");
+        let wget = strings(&[
+            "wget",
+            "-q",
+            "-O",
+            "/dev/null",
+            "--no-check-certificate",
+            "https://127.0.0.1:3000/api/health",
+        ]);
         services.push(service(
             opts,
+            secrets,
             Service {
                 name: "grafana",
-                health_path: "/api/health",
+                check: Check {
+                    probe: wget.clone(),
+                    upstream: wget,
+                },
                 image,
                 args: Vec::new(),
+                env: grafana_env(),
                 alias: "grafana",
                 port: 3000,
                 published: opts.grafana_port,
                 configs: configs[first..].iter().collect(),
-                secret: None,
+                secrets: secrets::GRAFANA,
+                user: GRAFANA_USER,
                 volume: (&volume, "/var/lib/grafana"),
                 memory_mib: 256,
                 nano_cpus: 500_000_000,
@@ -397,7 +512,7 @@ pub fn plan(opts: &StackOptions, files: &Rendered, secret_name: &str) -> Plan {
         use launcher::Which;
         let mut add = |which: Which, data: Option<&str>| {
             let cfg = data.map(|d| launcher::config_file(stack, which, d));
-            services.push(launcher::service(opts, a, which, cfg.as_ref(), secret_name));
+            services.push(launcher::service(opts, a, which, cfg.as_ref(), secrets));
             configs.extend(cfg);
         };
         add(Which::Default, a.config.as_deref());
@@ -408,13 +523,33 @@ pub fn plan(opts: &StackOptions, files: &Rendered, secret_name: &str) -> Plan {
     }
     Plan {
         volumes,
-        secret_name: secret_name.to_owned(),
+        secrets: secrets.clone(),
         services,
         configs,
     }
 }
 
-/// Grafana's data source, provisioned: the stack's Prometheus by its network alias.
+/// Grafana over HTTPS with its own certificate, its admin password from a secret (the image's
+/// `__FILE` convention), no anonymous access, no sign-up.
+fn grafana_env() -> Vec<String> {
+    let tls = secrets::path(secrets::TLS_TARGET);
+    vec![
+        "GF_SERVER_PROTOCOL=https".into(),
+        format!("GF_SERVER_CERT_FILE={tls}"),
+        format!("GF_SERVER_CERT_KEY={tls}"),
+        format!(
+            "GF_SECURITY_ADMIN_PASSWORD__FILE={}",
+            secrets::path(secrets::GRAFANA_ADMIN_TARGET)
+        ),
+        "GF_AUTH_ANONYMOUS_ENABLED=false".into(),
+        "GF_USERS_ALLOW_SIGN_UP=false".into(),
+        "GF_USERS_ALLOW_ORG_CREATE=false".into(),
+    ]
+}
+
+/// Grafana's data source, provisioned: the stack's Prometheus by its network alias, over https
+/// verified against the fleet CA, as user `grafana` (Grafana reads `$__file{…}` when it
+/// provisions; the password is hex, so no `$` in it is mangled).
 pub const GRAFANA_DATASOURCE: &str = "# Provisioned by `edgesense stack up --grafana`.
 apiVersion: 1
 datasources:
@@ -422,9 +557,17 @@ datasources:
     uid: prometheus
     type: prometheus
     access: proxy
-    url: http://prometheus:9090
+    url: https://prometheus:9090
     isDefault: true
     editable: false
+    basicAuth: true
+    basicAuthUser: grafana
+    jsonData:
+      tlsAuthWithCACert: true
+      serverName: prometheus
+    secureJsonData:
+      basicAuthPassword: $__file{/run/secrets/edgesense_prometheus_password}
+      tlsCACert: $__file{/run/secrets/edgesense_ca.crt}
 ";
 
 /// Grafana's dashboard provider: the edgesense dashboard from a file.
@@ -449,7 +592,7 @@ mod tests {
         plan(
             opts,
             &render(&AssetOptions::default()).unwrap(),
-            "edgesense_token_x",
+            &secrets::fixture(opts.grafana.is_some()),
         )
     }
 
@@ -486,12 +629,33 @@ mod tests {
             .container_spec
             .as_ref()
             .unwrap();
+        let mounted: Vec<&str> = am
+            .secrets
+            .as_ref()
+            .unwrap()
+            .iter()
+            .map(|r| r.secret_name.as_deref().unwrap())
+            .collect();
         assert_eq!(
-            am.secrets.as_ref().unwrap()[0].secret_name.as_deref(),
-            Some("edgesense_token_x")
+            mounted,
+            [
+                "edgesense_ca_x",
+                "edgesense_tls_alertmanager_x",
+                "edgesense_web_alertmanager_x",
+                "edgesense_token_x",
+                "edgesense_password_self_x"
+            ]
         );
+        let args = am.args.as_ref().unwrap();
+        assert!(args.contains(&"--web.config.file=/run/secrets/edgesense_web.yml".to_owned()));
         let hc = am.health_check.as_ref().unwrap().test.as_ref().unwrap();
-        assert_eq!(hc[1], "wget", "upstream image: busybox wget");
+        assert_eq!(
+            hc[1], "amtool",
+            "upstream image: its own amtool, over https"
+        );
+        assert!(hc
+            .iter()
+            .any(|a| a == "--http.config.file=/etc/alertmanager/health.yml"));
         assert!(plan
             .configs
             .iter()
@@ -511,7 +675,7 @@ mod tests {
         assert_eq!(hash(&a, 0), hash(&b, 0));
         let mut ao = AssetOptions::default();
         ao.thresholds.crit_celsius = 40.0;
-        let c = plan(&opts, &render(&ao).unwrap(), "edgesense_token_x");
+        let c = plan(&opts, &render(&ao).unwrap(), &secrets::fixture(false));
         assert_eq!(
             a.configs[0].name, c.configs[0].name,
             "prometheus.yml unchanged"
@@ -557,7 +721,7 @@ mod tests {
         let hc = c.health_check.as_ref().unwrap().test.clone().unwrap();
         assert_eq!(
             hc.last().map(String::as_str),
-            Some("http://127.0.0.1:3000/api/health")
+            Some("https://127.0.0.1:3000/api/health")
         );
         assert_eq!(
             g.endpoint_spec.as_ref().unwrap().ports.as_ref().unwrap()[0].published_port,
@@ -575,7 +739,16 @@ mod tests {
             .iter()
             .find(|c| c.key == "grafana_datasource")
             .unwrap();
-        assert!(ds.data.contains("url: http://prometheus:9090"));
+        assert!(ds.data.contains("url: https://prometheus:9090"));
+        assert!(ds.data.contains("basicAuthUser: grafana"));
+        let env = c.env.as_ref().unwrap();
+        for e in [
+            "GF_SERVER_PROTOCOL=https",
+            "GF_AUTH_ANONYMOUS_ENABLED=false",
+            "GF_SECURITY_ADMIN_PASSWORD__FILE=/run/secrets/edgesense_grafana_admin",
+        ] {
+            assert!(env.contains(&e.to_owned()), "{e}: {env:?}");
+        }
         let prov = plan
             .configs
             .iter()
@@ -611,6 +784,19 @@ mod tests {
             .as_ref()
             .unwrap();
         let test = c.health_check.as_ref().unwrap().test.clone().unwrap();
-        assert_eq!(test[1..3], ["/bin/edgesense-probe", "--probe"]);
+        assert_eq!(
+            test[1..],
+            [
+                "/bin/edgesense-probe",
+                "--probe",
+                "https://127.0.0.1:9090/-/ready",
+                "--tls-ca",
+                "/run/secrets/edgesense_ca.crt",
+                "--probe-user",
+                "self",
+                "--probe-password-file",
+                "/run/secrets/edgesense_self_password"
+            ]
+        );
     }
 }

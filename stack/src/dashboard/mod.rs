@@ -4,8 +4,13 @@
 //! one. The page (embedded, no CDN) talks only to this server, which asks Prometheus and
 //! Alertmanager; when either is unreachable the page says so instead of showing stale data.
 //!
-//! The silence button writes to Alertmanager without authentication of its own: the dashboard
-//! listens on 127.0.0.1 unless told otherwise.
+//! The silence button is an LED control (agents follow Alertmanager's silences), so the
+//! dashboard guards it ([`guard`]): writes must be JSON from the dashboard's own origin, a
+//! non-loopback listener needs the operator's password, and on loopback only the loopback host
+//! names are answered (a DNS-rebinding page cannot reach it). It reaches Prometheus and
+//! Alertmanager over https with the fleet CA, as the operator.
+
+mod guard;
 
 use std::{
     collections::{BTreeMap, HashMap},
@@ -24,21 +29,30 @@ use serde_json::{json, Value};
 
 use crate::http;
 
-const PAGE: &str = include_str!("dashboard.html");
+const PAGE: &str = include_str!("page.html");
+const SCRIPT: &str = include_str!("page.js");
 /// uPlot (MIT; stack/assets/vendor/uplot/, vendored by scripts/vendor-uplot.sh): the charts.
-const UPLOT_JS: &str = include_str!("../assets/vendor/uplot/uPlot.iife.min.js");
-const UPLOT_CSS: &str = include_str!("../assets/vendor/uplot/uPlot.min.css");
+const UPLOT_JS: &str = include_str!("../../assets/vendor/uplot/uPlot.iife.min.js");
+const UPLOT_CSS: &str = include_str!("../../assets/vendor/uplot/uPlot.min.css");
+/// Scripts only from the dashboard itself (uPlot and the page's own file), no framing.
+const CSP: &str = "default-src 'none'; script-src 'self'; connect-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
 const TIMEOUT: Duration = Duration::from_secs(5);
 
 #[derive(Clone)]
 pub struct Dash {
     pub prometheus: Arc<str>,
     pub alertmanager: Arc<str>,
+    /// The fleet CA and the operator's login for both.
+    pub access: http::Access,
 }
 
-pub fn router(d: Dash) -> Router {
+pub use guard::Guard;
+
+/// The dashboard's routes behind `guard`.
+pub fn router(d: Dash, guard: Guard) -> Router {
     Router::new()
         .route("/", get(page))
+        .route("/app.js", get(script))
         .route("/vendor/uPlot.iife.min.js", get(uplot_js))
         .route("/vendor/uPlot.min.css", get(uplot_css))
         .route("/api/cluster", get(cluster))
@@ -46,18 +60,32 @@ pub fn router(d: Dash) -> Router {
         .route("/api/alerts", get(alerts))
         .route("/api/silence", post(silence))
         .with_state(d)
+        .layer(axum::middleware::from_fn_with_state(
+            Arc::new(guard),
+            guard::check,
+        ))
 }
 
 async fn page() -> impl IntoResponse {
     (
         [
             (header::CACHE_CONTROL, "no-cache"),
-            (
-                header::CONTENT_SECURITY_POLICY,
-                "default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'; img-src 'self' data:",
-            ),
+            (header::CONTENT_SECURITY_POLICY, CSP),
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+            (header::X_FRAME_OPTIONS, "DENY"),
         ],
         Html(PAGE),
+    )
+}
+
+async fn script() -> impl IntoResponse {
+    (
+        [
+            (header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
+            (header::CACHE_CONTROL, "no-cache"),
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        ],
+        SCRIPT,
     )
 }
 
@@ -82,9 +110,9 @@ async fn uplot_css() -> impl IntoResponse {
 }
 
 /// Prometheus `/api/v1/query` → the result vector, or why not.
-async fn query(prom: &str, q: &str) -> Result<Vec<Value>, String> {
-    let url = format!("{prom}/api/v1/query?query={}", http::urlencode(q));
-    let (status, body) = http::get(&url, TIMEOUT).await?;
+async fn query(d: &Dash, q: &str) -> Result<Vec<Value>, String> {
+    let url = format!("{}/api/v1/query?query={}", d.prometheus, http::urlencode(q));
+    let (status, body) = d.access.get(&url, TIMEOUT).await?;
     let v: Value =
         serde_json::from_str(&body).map_err(|e| format!("Prometheus answered {status}: {e}"))?;
     if v["status"] != "success" {
@@ -106,9 +134,9 @@ fn number(r: &Value) -> Option<f64> {
 
 /// Instance → node name, from node_info over the last hour (so a node that just went down keeps
 /// its name).
-async fn names(prom: &str) -> Result<HashMap<String, (String, String, String)>, String> {
+async fn names(d: &Dash) -> Result<HashMap<String, (String, String, String)>, String> {
     Ok(query(
-        prom,
+        d,
         "max by (instance, node, model, version) (max_over_time(edgesense_node_info[1h]))",
     )
     .await?
@@ -126,9 +154,9 @@ async fn names(prom: &str) -> Result<HashMap<String, (String, String, String)>, 
     .collect())
 }
 
-async fn cluster_json(prom: &str) -> Result<Value, String> {
-    let names = names(prom).await?;
-    let up: HashMap<String, f64> = query(prom, "up{job=\"edgesense\"}")
+async fn cluster_json(d: &Dash) -> Result<Value, String> {
+    let names = names(d).await?;
+    let up: HashMap<String, f64> = query(d, "up{job=\"edgesense\"}")
         .await?
         .iter()
         .filter_map(|r| Some((label(r, "instance").to_owned(), number(r)?)))
@@ -160,7 +188,7 @@ async fn cluster_json(prom: &str) -> Result<Value, String> {
         ),
         ("edgesense_sensor_up", "up"),
     ] {
-        for r in query(prom, metric).await? {
+        for r in query(d, metric).await? {
             let s = sensors
                 .entry(label(&r, "instance").to_owned())
                 .or_default()
@@ -173,7 +201,7 @@ async fn cluster_json(prom: &str) -> Result<Value, String> {
     // instance → LEDs: what each shows and why (edgesense_led_state), lit or not (led_on).
     let mut leds: BTreeMap<String, BTreeMap<String, serde_json::Map<String, Value>>> =
         BTreeMap::new();
-    for r in query(prom, "edgesense_led_state").await? {
+    for r in query(d, "edgesense_led_state").await? {
         let l = leds
             .entry(label(&r, "instance").to_owned())
             .or_default()
@@ -182,7 +210,7 @@ async fn cluster_json(prom: &str) -> Result<Value, String> {
         l.insert("mode".into(), json!(label(&r, "mode")));
         l.insert("reason".into(), json!(label(&r, "reason")));
     }
-    for r in query(prom, "edgesense_led_on").await? {
+    for r in query(d, "edgesense_led_on").await? {
         leds.entry(label(&r, "instance").to_owned())
             .or_default()
             .entry(label(&r, "led").to_owned())
@@ -252,7 +280,7 @@ fn fold_replaced(nodes: &mut Vec<Value>) {
 /// `GET /api/cluster`: every node with its sensors; `prometheus.ok` false with the reason when
 /// Prometheus cannot be asked.
 async fn cluster(State(d): State<Dash>) -> Json<Value> {
-    Json(match cluster_json(&d.prometheus).await {
+    Json(match cluster_json(&d).await {
         Ok(mut v) => {
             v["prometheus"] = json!({ "ok": true, "url": &*d.prometheus });
             v
@@ -309,14 +337,14 @@ async fn range(State(d): State<Dash>, RawQuery(q): RawQuery) -> Response {
         http::urlencode(metric),
         end - seconds
     );
-    let answer = match http::get(&url, TIMEOUT).await {
+    let answer = match d.access.get(&url, TIMEOUT).await {
         Ok((_, body)) => body,
         Err(e) => {
             return Json(json!({ "error": format!("Prometheus unreachable: {e}") })).into_response()
         }
     };
     let v: Value = serde_json::from_str(&answer).unwrap_or(Value::Null);
-    let names = names(&d.prometheus).await.unwrap_or_default();
+    let names = names(&d).await.unwrap_or_default();
     let series: Vec<Value> = v["data"]["result"]
         .as_array()
         .cloned()
@@ -350,7 +378,7 @@ async fn alerts(State(d): State<Dash>) -> Json<Value> {
         "{}/api/v2/alerts?active=true&silenced=true&inhibited=true",
         d.alertmanager
     );
-    let v = match http::get(&url, TIMEOUT).await {
+    let v = match d.access.get(&url, TIMEOUT).await {
         Ok((200, body)) => serde_json::from_str::<Value>(&body).unwrap_or(Value::Null),
         Ok((status, _)) => {
             return Json(
@@ -364,17 +392,20 @@ async fn alerts(State(d): State<Dash>) -> Json<Value> {
         }
     };
     // Who silenced what, until when (the alerts name their silences by id).
-    let silences: std::collections::HashMap<String, Value> =
-        match http::get(&format!("{}/api/v2/silences", d.alertmanager), TIMEOUT).await {
-            Ok((200, body)) => serde_json::from_str::<Value>(&body)
-                .ok()
-                .and_then(|v| v.as_array().cloned())
-                .unwrap_or_default()
-                .into_iter()
-                .filter_map(|s| Some((s["id"].as_str()?.to_owned(), s)))
-                .collect(),
-            _ => Default::default(),
-        };
+    let silences: std::collections::HashMap<String, Value> = match d
+        .access
+        .get(&format!("{}/api/v2/silences", d.alertmanager), TIMEOUT)
+        .await
+    {
+        Ok((200, body)) => serde_json::from_str::<Value>(&body)
+            .ok()
+            .and_then(|v| v.as_array().cloned())
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|s| Some((s["id"].as_str()?.to_owned(), s)))
+            .collect(),
+        _ => Default::default(),
+    };
     let list: Vec<Value> = v
         .as_array()
         .cloned()
@@ -453,12 +484,14 @@ async fn silence(State(d): State<Dash>, body: axum::body::Bytes) -> Response {
         "createdBy": "edgesense dashboard",
         "comment": v["comment"].as_str().unwrap_or("silenced from the edgesense dashboard"),
     });
-    match http::post_json(
-        &format!("{}/api/v2/silences", d.alertmanager),
-        req.to_string(),
-        TIMEOUT,
-    )
-    .await
+    match d
+        .access
+        .post_json(
+            &format!("{}/api/v2/silences", d.alertmanager),
+            req.to_string(),
+            TIMEOUT,
+        )
+        .await
     {
         Ok((200, body)) => (
             StatusCode::OK,
@@ -518,6 +551,7 @@ mod tests {
         let d = Dash {
             prometheus: format!("http://{closed}").into(),
             alertmanager: format!("http://{closed}").into(),
+            access: http::Access::default(),
         };
         let Json(v) = cluster(State(d.clone())).await;
         assert_eq!(v["prometheus"]["ok"], false, "{v}");
