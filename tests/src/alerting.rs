@@ -1,6 +1,8 @@
 //! Debian's Prometheus and Alertmanager on loopback with the shipped `stack/assets` configs, made
 //! fast (1 s scrape and evaluation, `for: 0s`, `group_wait: 0s`, `group_interval: 1s`) and
-//! pointed at one agent: for the end-to-end alert tests and the alert-loop benchmark.
+//! pointed at one agent: for the end-to-end alert tests and the alert-loop benchmark. TLS and
+//! basic auth as in the stack: the fleet's credentials of a [`TestFleet`], each service's
+//! secrets in a directory of its own where the stack has /run/secrets.
 
 use std::{
     net::SocketAddr,
@@ -9,7 +11,7 @@ use std::{
     time::Duration,
 };
 
-use crate::{free_port, which, workspace, Daemon};
+use crate::{free_port, which, workspace, Daemon, Endpoint, TestFleet};
 
 /// `stack/assets` in the workspace.
 pub fn assets() -> PathBuf {
@@ -42,29 +44,38 @@ pub struct FastStack {
     pub am: Daemon,
     pub prom_addr: SocketAddr,
     pub am_addr: SocketAddr,
+    /// The operator at each (https, user edgesense).
+    pub prom_api: Endpoint,
+    pub am_api: Endpoint,
+}
+
+/// `dir/name/` with a service's secrets, and `/run/secrets/` in `text` pointing there.
+fn with_secrets(text: &str, dir: &Path) -> String {
+    swap(
+        text,
+        "/run/secrets/",
+        &format!("{}/", dir.to_str().expect("utf-8 path")),
+    )
 }
 
 /// Debian's Alertmanager on `addr` with the shipped config, posting to the agent at `agent`
-/// with the token in `token_file`, `group_wait` 0 s and `group_interval` 1 s; its data in
-/// `dir/am` (kept across restarts: silences survive). Returns once it is ready.
+/// with the fleet's token, `group_wait` 0 s and `group_interval` 1 s; its data in `dir/am`
+/// (kept across restarts: silences survive). Returns once it is ready.
 pub fn start_alertmanager(
     dir: &Path,
+    fleet: &TestFleet,
     addr: SocketAddr,
     agent: SocketAddr,
-    token_file: &Path,
 ) -> Daemon {
+    let secrets = fleet.alertmanager_secrets(&dir.join("am-secrets"));
     let am_cfg = std::fs::read_to_string(assets().join("alertmanager.yml"))
         .expect("read shipped alertmanager.yml");
     let am_cfg = swap(
         &am_cfg,
-        "http://edgesense-agent:9842",
-        &format!("http://{agent}"),
+        "https://edgesense-agent:9842",
+        &format!("https://{agent}"),
     );
-    let am_cfg = swap(
-        &am_cfg,
-        "/run/secrets/edgesense_token",
-        token_file.to_str().expect("utf-8 path"),
-    );
+    let am_cfg = with_secrets(&am_cfg, &secrets);
     let am_cfg = swap(&am_cfg, "group_wait: 10s", "group_wait: 0s");
     let am_cfg = swap(&am_cfg, "group_interval: 1m", "group_interval: 1s");
     std::fs::write(dir.join("alertmanager.yml"), am_cfg).expect("write config");
@@ -75,36 +86,43 @@ pub fn start_alertmanager(
     ))
     .arg(format!("--storage.path={}", dir.join("am").display()))
     .arg(format!("--web.listen-address={addr}"))
+    .arg(format!(
+        "--web.config.file={}",
+        secrets.join("edgesense_web.yml").display()
+    ))
     .arg("--cluster.listen-address=");
     let mut am = Daemon::start("alertmanager", cmd);
-    am.wait_ready(addr, "/-/ready", Duration::from_secs(30));
+    am.wait_ready(
+        &fleet.operator(addr, "alertmanager"),
+        "/-/ready",
+        Duration::from_secs(30),
+    );
     am
 }
 
 impl FastStack {
-    /// Starts Alertmanager posting to the agent at `agent` with the token in `token_file`, and
+    /// Starts Alertmanager posting to the agent at `agent` with the fleet's token, and
     /// Prometheus scraping that agent; files and data go under `dir`. Returns once both are ready.
-    pub fn start(dir: &Path, agent: SocketAddr, token_file: &Path) -> FastStack {
-        FastStack::start_for(dir, &[agent], token_file)
+    pub fn start(dir: &Path, fleet: &TestFleet, agent: SocketAddr) -> FastStack {
+        FastStack::start_for(dir, fleet, &[agent])
     }
 
     /// [`FastStack::start`] with Prometheus scraping every agent of `agents` (Alertmanager posts
     /// to the first).
-    pub fn start_for(dir: &Path, agents: &[SocketAddr], token_file: &Path) -> FastStack {
-        FastStack::start_on(dir, agents, token_file, free_port())
+    pub fn start_for(dir: &Path, fleet: &TestFleet, agents: &[SocketAddr]) -> FastStack {
+        FastStack::start_on(dir, fleet, agents, free_port())
     }
 
     /// [`FastStack::start_for`] with Alertmanager on `am_port` (chosen before the agents start,
     /// so they can be told where it is).
     pub fn start_on(
         dir: &Path,
+        fleet: &TestFleet,
         agents: &[SocketAddr],
-        token_file: &Path,
         am_port: u16,
     ) -> FastStack {
         let am_addr: SocketAddr = ([127, 0, 0, 1], am_port).into();
-        let am = start_alertmanager(dir, am_addr, agents[0], token_file);
-        let prom_addr: SocketAddr = ([127, 0, 0, 1], free_port()).into();
+        let am = start_alertmanager(dir, fleet, am_addr, agents[0]);
         let rules = std::fs::read_to_string(assets().join("rules/edgesense.yml"))
             .expect("read shipped rules");
         let rules = swap(&rules, "for: 1m", "for: 0s").replace("for: 2m", "for: 0s");
@@ -117,8 +135,8 @@ impl FastStack {
         let cfg = swap(&cfg, "evaluation_interval: 15s", "evaluation_interval: 1s");
         let cfg = swap(
             &cfg,
-            "    - dns_sd_configs:\n        - names: [alertmanager]\n          type: A\n          port: 9093\n          refresh_interval: 30s\n",
-            &format!("    - static_configs:\n        - targets: ['{am_addr}']\n"),
+            "      dns_sd_configs:\n        - names: [alertmanager]\n          type: A\n          port: 9093\n          refresh_interval: 30s\n",
+            &format!("      static_configs:\n        - targets: ['{am_addr}']\n"),
         );
         let cfg = swap(
             &cfg,
@@ -132,6 +150,14 @@ impl FastStack {
                     .join(", ")
             ),
         );
+        let prom_addr: SocketAddr = ([127, 0, 0, 1], free_port()).into();
+        let cfg = swap(
+            &cfg,
+            "targets: [localhost:9090]",
+            &format!("targets: ['{prom_addr}']"),
+        );
+        let secrets = fleet.prometheus_secrets(&dir.join("prom-secrets"));
+        let cfg = with_secrets(&cfg, &secrets);
         std::fs::write(dir.join("prometheus.yml"), cfg).expect("write config");
         let mut cmd = Command::new(prometheus_bin());
         cmd.arg(format!(
@@ -142,14 +168,21 @@ impl FastStack {
             "--storage.tsdb.path={}",
             dir.join("tsdb").display()
         ))
-        .arg(format!("--web.listen-address={prom_addr}"));
+        .arg(format!("--web.listen-address={prom_addr}"))
+        .arg(format!(
+            "--web.config.file={}",
+            secrets.join("edgesense_web.yml").display()
+        ));
         let mut prom = Daemon::start("prometheus", cmd);
-        prom.wait_ready(prom_addr, "/-/ready", Duration::from_secs(60));
+        let prom_api = fleet.operator(prom_addr, "prometheus");
+        prom.wait_ready(&prom_api, "/-/ready", Duration::from_secs(60));
         FastStack {
             prom,
             am,
             prom_addr,
             am_addr,
+            prom_api,
+            am_api: fleet.operator(am_addr, "alertmanager"),
         }
     }
 }

@@ -2,9 +2,12 @@
 //! `npm ci`), and the cluster dashboard it looks at. Screenshots are kept in
 //! target/test-artifacts/.
 
-use std::{path::PathBuf, process::Command};
+use std::{
+    path::{Path, PathBuf},
+    process::Command,
+};
 
-use crate::{cli_bin, free_port, workspace, Daemon};
+use crate::{cli_bin, free_port, workspace, Daemon, Endpoint};
 
 /// Where screenshots go; kept after the run.
 pub fn artifacts() -> PathBuf {
@@ -38,8 +41,15 @@ pub fn png(p: &PathBuf) -> bool {
     std::fs::read(p).is_ok_and(|b| b.starts_with(b"\x89PNG"))
 }
 
-/// `edgesense dashboard` over `prometheus` and `alertmanager` on a free loopback port; its URL.
-pub fn dashboard(prometheus: &str, alertmanager: &str) -> (Daemon, String) {
+/// `edgesense dashboard` over `prometheus` and `alertmanager` (https URLs, verified against the
+/// CA in `ca`, logged in with the operator's password in `password`) on a free loopback port;
+/// its URL.
+pub fn dashboard(
+    prometheus: &str,
+    alertmanager: &str,
+    ca: &Path,
+    password: &Path,
+) -> (Daemon, String) {
     let port = free_port();
     let mut cmd = Command::new(cli_bin());
     cmd.args([
@@ -50,10 +60,14 @@ pub fn dashboard(prometheus: &str, alertmanager: &str) -> (Daemon, String) {
         alertmanager,
         "--listen",
         &format!("127.0.0.1:{port}"),
-    ]);
+    ])
+    .arg("--ca-file")
+    .arg(ca)
+    .arg("--web-password-file")
+    .arg(password);
     let mut d = Daemon::start("edgesense dashboard", cmd);
     d.wait_ready(
-        ([127, 0, 0, 1], port).into(),
+        &Endpoint::plain(([127, 0, 0, 1], port).into()),
         "/",
         std::time::Duration::from_secs(20),
     );

@@ -8,6 +8,9 @@ pub mod card;
 pub mod docker;
 pub mod fleet;
 pub mod qemu;
+pub mod tls;
+
+pub use tls::{Endpoint, TestFleet};
 
 use std::{
     io::{BufRead, BufReader, Read, Write},
@@ -106,7 +109,11 @@ impl Agent {
         let sink = Arc::clone(&log);
         thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if let Some(addr) = line.split("listening on http://").nth(1) {
+                let listening = line
+                    .split("listening on http://")
+                    .nth(1)
+                    .or_else(|| line.split("listening on https://").nth(1));
+                if let Some(addr) = listening {
                     let addr = addr
                         .split(|c: char| c.is_whitespace() || c == '"')
                         .next()
@@ -263,6 +270,23 @@ pub fn try_request(
 ) -> std::io::Result<Response> {
     let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
     s.set_read_timeout(Some(Duration::from_secs(10)))?;
+    s.write_all(&raw_request(addr, method, path, headers, body))?;
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw)?;
+    if !raw.windows(4).any(|w| w == b"\r\n\r\n") {
+        return Err(std::io::Error::other("incomplete HTTP response"));
+    }
+    Ok(parse_response(&raw))
+}
+
+/// The bytes of one HTTP/1.1 request with `Connection: close`.
+fn raw_request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[&str],
+    body: &str,
+) -> Vec<u8> {
     let mut req = format!(
         "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
         body.len()
@@ -273,13 +297,7 @@ pub fn try_request(
     }
     req.push_str("\r\n");
     req.push_str(body);
-    s.write_all(req.as_bytes())?;
-    let mut raw = Vec::new();
-    s.read_to_end(&mut raw)?;
-    if !raw.windows(4).any(|w| w == b"\r\n\r\n") {
-        return Err(std::io::Error::other("incomplete HTTP response"));
-    }
-    Ok(parse_response(&raw))
+    req.into_bytes()
 }
 
 /// `w1_slave` as the kernel's w1_therm writes it for `milli` m°C: the scratchpad bytes with the
@@ -313,9 +331,8 @@ pub fn http_encode(s: &str) -> String {
 
 /// Posts `body` (a JSON array of alerts, API v2) to Alertmanager at `am`, as Prometheus does on
 /// every evaluation, asserting 200.
-pub fn post_alerts(am: SocketAddr, body: &str) {
-    let r = request(
-        am,
+pub fn post_alerts(am: &Endpoint, body: &str) {
+    let r = am.request(
         "POST",
         "/api/v2/alerts",
         &["Content-Type: application/json"],
@@ -380,12 +397,12 @@ impl Daemon {
         }
     }
 
-    /// Waits until `GET path` on `addr` answers 200 (at most `limit`), or the process exits.
-    pub fn wait_ready(&mut self, addr: SocketAddr, path: &str, limit: Duration) {
+    /// Waits until `GET path` at `at` answers 200 (at most `limit`), or the process exits.
+    pub fn wait_ready(&mut self, at: &Endpoint, path: &str, limit: Duration) {
         let name = self.name.clone();
         let deadline = Instant::now() + limit;
         loop {
-            if let Ok(r) = try_request(addr, "GET", path, &[], "") {
+            if let Ok(r) = at.try_request("GET", path, &[], "") {
                 if r.status == 200 {
                     return;
                 }
@@ -398,7 +415,7 @@ impl Daemon {
             }
             assert!(
                 Instant::now() < deadline,
-                "{name} not ready at http://{addr}{path} after {limit:?}; log:\n{}",
+                "{name} not ready at {at:?}{path} after {limit:?}; log:\n{}",
                 self.log()
             );
             thread::sleep(Duration::from_millis(50));
@@ -437,7 +454,7 @@ impl Drop for Daemon {
     }
 }
 
-fn parse_response(raw: &[u8]) -> Response {
+pub(crate) fn parse_response(raw: &[u8]) -> Response {
     let split = raw
         .windows(4)
         .position(|w| w == b"\r\n\r\n")

@@ -8,10 +8,17 @@ use std::{
     time::{Duration, Instant},
 };
 
-use edgesense_tests::{alerting::FastStack, free_port, get_json, wait_until, Agent};
+use edgesense_tests::{alerting::FastStack, free_port, wait_until, Agent, TestFleet};
 use serde_json::Value;
 
 const TOKEN: &str = "e2e-8f3a1c";
+
+/// A simulated agent with `config` and the fleet's TLS credentials.
+fn agent(fleet: &TestFleet, config: &Path, extra: &[&str]) -> Agent {
+    let mut args = vec!["--simulate", "--config", config.to_str().unwrap()];
+    args.extend(extra);
+    fleet.agent(&args)
+}
 
 /// A simulated node with the built-in node's LEDs and alert routes, but no edge rule: every LED
 /// change in these tests comes through the webhook.
@@ -68,22 +75,17 @@ mode = "off"
 fn threshold_to_led_through_real_prometheus_and_alertmanager() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let agent = Agent::start(&[
-        "--simulate",
-        "--config",
-        node_config(d, "pi-e2e", "127.0.0.1:0", &[])
-            .to_str()
-            .unwrap(),
-    ]);
+    let fleet = TestFleet::new(d, TOKEN);
+    let agent = agent(&fleet, &node_config(d, "pi-e2e", "127.0.0.1:0", &[]), &[]);
 
-    let stack = FastStack::start(d, agent.addr, &d.join("pi-e2e.token"));
-    let (prom_addr, am_addr) = (stack.prom_addr, stack.am_addr);
+    let stack = FastStack::start(d, &fleet, agent.addr);
+    let (prom, am) = (&stack.prom_api, &stack.am_api);
     wait_until(
         "Prometheus scraping the agent with its node name",
         Duration::from_secs(30),
         || {
             let q = "/api/v1/query?query=edgesense_node_info%7Bnode%3D%22pi-e2e%22%7D";
-            let v = get_json(prom_addr, q);
+            let v = prom.get_json(q);
             (!v["data"]["result"].as_array()?.is_empty()).then_some(())
         },
     );
@@ -116,7 +118,7 @@ fn threshold_to_led_through_real_prometheus_and_alertmanager() {
         );
     }
     // Alertmanager's view: the critical alert for this node, its warning twin inhibited.
-    let am_alerts = get_json(am_addr, "/api/v2/alerts?active=true&inhibited=false");
+    let am_alerts = am.get_json("/api/v2/alerts?active=true&inhibited=false");
     let names: Vec<String> = am_alerts
         .as_array()
         .unwrap()
@@ -185,28 +187,20 @@ fn relay_lights_only_the_node_the_alert_names() {
     let d = dir.path();
     let port_a = free_port();
     let dead = format!("127.0.0.1:{}", free_port());
+    // Both with the fleet's certificates: the relay goes over https, each peer verified.
+    let fleet = TestFleet::new(d, TOKEN);
     // B lists A as its peer: if B forwarded a relayed payload again, A would log it.
-    let b = Agent::start(&[
-        "--simulate",
-        "--config",
-        node_config(d, "pi-b", "127.0.0.1:0", &[format!("127.0.0.1:{port_a}")])
-            .to_str()
-            .unwrap(),
-    ]);
-    let a = Agent::start(&[
-        "--simulate",
-        "--config",
-        node_config(
-            d,
-            "pi-a",
-            &format!("127.0.0.1:{port_a}"),
-            &[b.addr.to_string(), dead.clone()],
-        )
-        .to_str()
-        .unwrap(),
-        "--listen",
-        &format!("127.0.0.1:{port_a}"),
-    ]);
+    let b = agent(
+        &fleet,
+        &node_config(d, "pi-b", "127.0.0.1:0", &[format!("127.0.0.1:{port_a}")]),
+        &[],
+    );
+    let listen_a = format!("127.0.0.1:{port_a}");
+    let a = agent(
+        &fleet,
+        &node_config(d, "pi-a", &listen_a, &[b.addr.to_string(), dead.clone()]),
+        &["--listen", &listen_a],
+    );
 
     let labels = r#""alertname":"Hot","severity":"critical","node":"pi-b""#;
     let v = post_hook(&a, labels, "firing");

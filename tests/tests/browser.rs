@@ -49,12 +49,13 @@ fn node_page_shows_sensors_follows_changes_and_drives_leds() {
 /// Starts `edgesense dashboard` on a free loopback port; returns it and its URL.
 #[test]
 fn cluster_page_shows_two_agents_from_prometheus_and_silences_an_alert() {
-    use edgesense_tests::{alerting::FastStack, get_json, wait_until};
+    use edgesense_tests::{alerting::FastStack, get_json, wait_until, TestFleet};
     use std::time::Duration;
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let token = d.join("token");
     std::fs::write(&token, "cluster-token\n").unwrap();
+    let fleet = TestFleet::new(d, "cluster-token");
     // The agents reconcile against the stack's Alertmanager (its port chosen first).
     let am_port = edgesense_tests::free_port();
     let agent = |name: &str| {
@@ -62,17 +63,25 @@ fn cluster_page_shows_two_agents_from_prometheus_and_silences_an_alert() {
         std::fs::write(
             &cfg,
             format!(
-                "node = \"{name}\"\ntoken_file = \"{}\"\npoll_interval = \"1s\"\n[alertmanager]\nurl = \"http://127.0.0.1:{am_port}\"\nreconcile_interval = \"1s\"\n",
+                "node = \"{name}\"\ntoken_file = \"{}\"\npoll_interval = \"1s\"\n[alertmanager]\nurl = \"https://127.0.0.1:{am_port}\"\nreconcile_interval = \"1s\"\n",
                 token.display()
             ),
         )
         .unwrap();
-        Agent::start(&["--simulate", "--config", cfg.to_str().unwrap()])
+        let mut args = vec![
+            "--simulate".to_owned(),
+            "--config".into(),
+            cfg.to_str().unwrap().into(),
+        ];
+        args.extend(fleet.agent_args());
+        Agent::start(&args.iter().map(String::as_str).collect::<Vec<_>>())
     };
     let (a, b) = (agent("pi-a"), agent("pi-b"));
-    let stack = FastStack::start_on(d, &[a.addr, b.addr], &token, am_port);
+    let stack = FastStack::start_on(d, &fleet, &[a.addr, b.addr], am_port);
     wait_until("both agents in Prometheus", Duration::from_secs(60), || {
-        let v = get_json(stack.prom_addr, "/api/v1/query?query=edgesense_node_info");
+        let v = stack
+            .prom_api
+            .get_json("/api/v1/query?query=edgesense_node_info");
         (v["data"]["result"].as_array()?.len() == 2).then_some(())
     });
     let r = a.put(
@@ -89,21 +98,37 @@ fn cluster_page_shows_two_agents_from_prometheus_and_silences_an_alert() {
     );
     assert_eq!(r.status, 200, "{}", r.body);
     wait_until("the alert in Alertmanager", Duration::from_secs(60), || {
-        let v = get_json(stack.am_addr, "/api/v2/alerts");
+        let v = stack.am_api.get_json("/api/v2/alerts");
         v.as_array()?
             .iter()
             .any(|x| x["labels"]["alertname"] == "EdgesenseTemperatureHigh")
             .then_some(())
     });
-    let (_dash, url) = dashboard(
-        &format!("http://{}", stack.prom_addr),
-        &format!("http://{}", stack.am_addr),
-    );
+    let (ca, pw) = (fleet.ca_file(), fleet.operator_password_file());
+    let (dash, url) = dashboard(&stack.prom_api.url(), &stack.am_api.url(), &ca, &pw);
     let closed = edgesense_tests::free_port();
     let (_down, down_url) = dashboard(
-        &format!("http://127.0.0.1:{closed}"),
-        &format!("http://127.0.0.1:{closed}"),
+        &format!("https://127.0.0.1:{closed}"),
+        &format!("https://127.0.0.1:{closed}"),
+        &ca,
+        &pw,
     );
+    // A page of another site, opened in the operator's browser, cannot silence through it.
+    run_browser("cross-site.mjs", &[&url]);
+    let silences = stack.am_api.get_json("/api/v2/silences");
+    assert_eq!(
+        silences.as_array().map(Vec::len),
+        Some(0),
+        "no silence from the other site: {silences}"
+    );
+    // … because the dashboard refused each attempt that reached it: the no-cors text/plain
+    // POST, the JSON fetch's preflight and the text/plain form.
+    let refused = dash
+        .log()
+        .lines()
+        .filter(|l| l.contains("refused") && l.contains("/api/silence"))
+        .count();
+    assert!(refused >= 3, "three attempts refused: {}", dash.log());
     let shot = artifacts().join("cluster-page.png");
     let _ = std::fs::remove_file(&shot);
     run_browser(
@@ -113,7 +138,7 @@ fn cluster_page_shows_two_agents_from_prometheus_and_silences_an_alert() {
     assert!(png(&shot), "screenshot at {}", shot.display());
     assert!(png(&artifacts().join("cluster-page-phone.png")));
     // The silence is in Alertmanager, for that alert and node.
-    let silences = get_json(stack.am_addr, "/api/v2/silences");
+    let silences = stack.am_api.get_json("/api/v2/silences");
     let s = silences
         .as_array()
         .unwrap()

@@ -11,7 +11,7 @@ use std::{
 };
 
 use edgesense_tests::{
-    alerting::FastStack, free_port, get_json, metric, put_file, w1_slave, wait_until, Agent,
+    alerting::FastStack, free_port, metric, put_file, w1_slave, wait_until, Agent, TestFleet,
 };
 
 const ROOM: &str = "sys/bus/w1/devices/28-0316a2795bff";
@@ -147,13 +147,19 @@ fn edge_rules_light_leds_with_prometheus_and_alertmanager_dead() {
         ),
     )
     .unwrap();
-    let agent = Agent::start(&["--simulate", "--config", cfg.to_str().unwrap()]);
-    let stack = FastStack::start(d, agent.addr, &token);
+    let fleet = TestFleet::new(d, "faults");
+    let mut args = vec![
+        "--simulate".to_owned(),
+        "--config".into(),
+        cfg.to_str().unwrap().into(),
+    ];
+    args.extend(fleet.agent_args());
+    let agent = Agent::start(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    let stack = FastStack::start(d, &fleet, agent.addr);
     wait_until("Prometheus scraping", Duration::from_secs(30), || {
-        let v = get_json(
-            stack.prom_addr,
-            "/api/v1/query?query=up%7Bjob%3D%22edgesense%22%7D",
-        );
+        let v = stack
+            .prom_api
+            .get_json("/api/v1/query?query=up%7Bjob%3D%22edgesense%22%7D");
         (v["data"]["result"][0]["value"][1] == "1").then_some(())
     });
     drop(stack); // Prometheus and Alertmanager killed

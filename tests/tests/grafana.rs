@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use edgesense_tests::{
     alerting::{assets, FastStack},
-    get_json, http_encode, wait_until, Agent,
+    http_encode, wait_until, Agent, TestFleet,
 };
 use serde_json::Value;
 
@@ -59,8 +59,15 @@ fn every_expression_in_the_grafana_dashboard_returns_data() {
         ),
     )
     .unwrap();
-    let agent = Agent::start(&["--simulate", "--config", cfg.to_str().unwrap()]);
-    let stack = FastStack::start(dir.path(), agent.addr, &token);
+    let fleet = TestFleet::new(dir.path(), "graf");
+    let mut args = vec![
+        "--simulate".to_owned(),
+        "--config".into(),
+        cfg.to_str().unwrap().into(),
+    ];
+    args.extend(fleet.agent_args());
+    let agent = Agent::start(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    let stack = FastStack::start(dir.path(), &fleet, agent.addr);
     assert_eq!(
         agent
             .put("/api/v1/sim/sensors/room", Some("graf"), r#"{"value":40}"#)
@@ -75,10 +82,9 @@ fn every_expression_in_the_grafana_dashboard_returns_data() {
             &format!("{what} returning data: {q}"),
             Duration::from_secs(60),
             || {
-                let v = get_json(
-                    stack.prom_addr,
-                    &format!("/api/v1/query?query={}", http_encode(&q)),
-                );
+                let v = stack
+                    .prom_api
+                    .get_json(&format!("/api/v1/query?query={}", http_encode(&q)));
                 assert_eq!(v["status"], "success", "{what}: {v}");
                 (!v["data"]["result"].as_array()?.is_empty()).then_some(())
             },
@@ -92,10 +98,9 @@ fn every_expression_in_the_grafana_dashboard_returns_data() {
             .unwrap();
         let (selector, label) = inner.rsplit_once(',').unwrap();
         let (selector, label) = (substitute(selector.trim()), label.trim().to_owned());
-        let v = get_json(
-            stack.prom_addr,
-            &format!("/api/v1/query?query={}", http_encode(&selector)),
-        );
+        let v = stack
+            .prom_api
+            .get_json(&format!("/api/v1/query?query={}", http_encode(&selector)));
         let values: Vec<&str> = v["data"]["result"]
             .as_array()
             .unwrap()

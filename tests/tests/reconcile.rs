@@ -12,7 +12,7 @@ use std::{
 
 use edgesense_tests::{
     alerting::start_alertmanager, free_port, get_json, metric, request, try_request, wait_until,
-    Agent,
+    Agent, Endpoint, TestFleet,
 };
 use serde_json::Value;
 
@@ -31,7 +31,7 @@ poll_interval = "250ms"
 
 # An HA pair whose first member is down: every call goes on to the second.
 [alertmanager]
-url = ["http://127.0.0.1:{dead}", "http://127.0.0.1:{am_port}"]
+url = ["https://127.0.0.1:{dead}", "https://127.0.0.1:{am_port}"]
 reconcile_interval = "1s"
 
 [[sensor]]
@@ -93,7 +93,7 @@ fn now_rfc3339(offset_s: i64) -> String {
 }
 
 /// Posts `Hot` (critical, this node) to Alertmanager, as Prometheus would every evaluation.
-fn post_hot(am: SocketAddr) {
+fn post_hot(am: &Endpoint) {
     let body = format!(
         r#"[{{"labels":{{"alertname":"Hot","node":"pi-r","severity":"critical"}},"startsAt":"{}","endsAt":"{}"}}]"#,
         now_rfc3339(-60),
@@ -119,14 +119,13 @@ fn alert_state(agent: &Agent, name: &str) -> Option<Value> {
         .cloned()
 }
 
-fn silence(am: SocketAddr, by: &str) -> String {
+fn silence(am: &Endpoint, by: &str) -> String {
     let body = format!(
         r#"{{"matchers":[{{"name":"alertname","value":"Hot","isRegex":false,"isEqual":true}}],"startsAt":"{}","endsAt":"{}","createdBy":"{by}","comment":"test"}}"#,
         now_rfc3339(-1),
         now_rfc3339(3600)
     );
-    let r = request(
-        am,
+    let r = am.request(
         "POST",
         "/api/v2/silences",
         &["Content-Type: application/json"],
@@ -136,8 +135,8 @@ fn silence(am: SocketAddr, by: &str) -> String {
     r.json()["silenceID"].as_str().unwrap().to_owned()
 }
 
-fn start_agent(cfg: &std::path::Path) -> Agent {
-    Agent::start(&["--simulate", "--config", cfg.to_str().unwrap()])
+fn start_agent(cfg: &std::path::Path, fleet: &TestFleet) -> Agent {
+    fleet.agent(&["--simulate", "--config", cfg.to_str().unwrap()])
 }
 
 #[test]
@@ -147,10 +146,11 @@ fn leds_follow_alertmanagers_silences_restarts_and_outages() {
     let am_port = free_port();
     let am_addr: SocketAddr = ([127, 0, 0, 1], am_port).into();
     let cfg = config(d, am_port);
-    let token = d.join("token");
+    let fleet = TestFleet::new(d, TOKEN);
+    let am_api = fleet.operator(am_addr, "alertmanager");
 
     // The agent starts before Alertmanager: it says so and keeps trying.
-    let mut agent = start_agent(&cfg);
+    let mut agent = start_agent(&cfg, &fleet);
     wait_until(
         "edgesense_alertmanager_up 0",
         Duration::from_secs(10),
@@ -159,7 +159,7 @@ fn leds_follow_alertmanagers_silences_restarts_and_outages() {
             (metric(&m, "edgesense_alertmanager_up") == Some(0.0)).then_some(())
         },
     );
-    let am = start_alertmanager(d, am_addr, agent.addr, &token);
+    let am = start_alertmanager(d, &fleet, am_addr, agent.addr);
     wait_until(
         "reconciled once Alertmanager is up",
         Duration::from_secs(20),
@@ -176,14 +176,14 @@ fn leds_follow_alertmanagers_silences_restarts_and_outages() {
     );
 
     // --- A firing alert blinks red (webhook).
-    post_hot(am_addr);
+    post_hot(&am_api);
     wait_until("red blinking for Hot", Duration::from_secs(20), || {
         red_blinks_for_hot(&agent).then_some(())
     });
 
     // --- A silence created in Alertmanager takes it away within one reconcile interval.
     let t = Instant::now();
-    let id = silence(am_addr, "an operator");
+    let id = silence(&am_api, "an operator");
     wait_until(
         "red back to idle after the silence",
         Duration::from_secs(10),
@@ -201,7 +201,7 @@ fn leds_follow_alertmanagers_silences_restarts_and_outages() {
     assert!(a["until_ms"].as_i64().is_some(), "{a}");
 
     // --- Deleting the silence gives it back, with no webhook (repeat_interval is an hour).
-    let r = request(am_addr, "DELETE", &format!("/api/v2/silence/{id}"), &[], "");
+    let r = am_api.request("DELETE", &format!("/api/v2/silence/{id}"), &[], "");
     assert_eq!(r.status, 200, "{}", r.body);
     wait_until(
         "red blinking again after the silence went",
@@ -212,7 +212,7 @@ fn leds_follow_alertmanagers_silences_restarts_and_outages() {
     // --- An agent restarted while the alert fires shows it again within one interval.
     drop(agent);
     let t = Instant::now();
-    agent = start_agent(&cfg);
+    agent = start_agent(&cfg, &fleet);
     wait_until(
         "the restarted agent blinking for Hot",
         Duration::from_secs(10),
@@ -271,14 +271,14 @@ fn leds_follow_alertmanagers_silences_restarts_and_outages() {
 
     // --- Alertmanager back (its silences kept on disk, its alerts re-sent as Prometheus does):
     // the button's silence is created then, and the reconcile turns red off.
-    let am = start_alertmanager(d, am_addr, agent.addr, &token);
-    post_hot(am_addr);
+    let am = start_alertmanager(d, &fleet, am_addr, agent.addr);
+    post_hot(&am_api);
     wait_until(
         "red off once the button's silence exists",
         Duration::from_secs(20),
         || (red(&agent)["mode"] == "off").then_some(()),
     );
-    let silences = get_json(am_addr, "/api/v2/silences");
+    let silences = am_api.get_json("/api/v2/silences");
     let ours: Vec<&Value> = silences
         .as_array()
         .unwrap()

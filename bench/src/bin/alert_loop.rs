@@ -9,7 +9,7 @@
 use std::time::Duration;
 
 use edgesense_bench::{arg, quantile};
-use edgesense_tests::{alerting::FastStack, get_json, wait_until, Agent};
+use edgesense_tests::{alerting::FastStack, wait_until, Agent, TestFleet};
 
 const TOKEN: &str = "bench-token";
 
@@ -41,16 +41,16 @@ fn main() {
         ),
     )
     .expect("config");
-    let agent = Agent::start(&["--simulate", "--config", cfg.to_str().expect("utf-8")]);
-    let stack = FastStack::start(d, agent.addr, &token);
+    let fleet = TestFleet::new(d, TOKEN);
+    let agent = fleet.agent(&["--simulate", "--config", cfg.to_str().expect("utf-8")]);
+    let stack = FastStack::start(d, &fleet, agent.addr);
     wait_until(
         "Prometheus scraping the agent",
         Duration::from_secs(30),
         || {
-            let v = get_json(
-                stack.prom_addr,
-                "/api/v1/query?query=up%7Bjob%3D%22edgesense%22%7D",
-            );
+            let v = stack
+                .prom_api
+                .get_json("/api/v1/query?query=up%7Bjob%3D%22edgesense%22%7D");
             (v["data"]["result"][0]["value"][1] == "1").then_some(())
         },
     );

@@ -12,7 +12,7 @@
 use std::{net::SocketAddr, time::Duration};
 
 use edgesense_bench::{arg, quantile};
-use edgesense_tests::{alerting::start_alertmanager, free_port, request, wait_until, Agent};
+use edgesense_tests::{alerting::start_alertmanager, free_port, wait_until, TestFleet};
 
 const TOKEN: &str = "bench-silence-token";
 
@@ -45,16 +45,17 @@ fn main() {
     std::fs::write(
         &cfg,
         format!(
-            "node = \"bench\"\ntoken_file = \"{}\"\n[alertmanager]\nurl = \"http://127.0.0.1:{am_port}\"\nreconcile_interval = \"{interval}\"\n[[sensor]]\nname = \"room\"\nkind = \"ds18b20\"\n[[led]]\nname = \"red\"\npin = 17\n[[alert]]\nled = \"red\"\nmode = \"on\"\n",
+            "node = \"bench\"\ntoken_file = \"{}\"\n[alertmanager]\nurl = \"https://127.0.0.1:{am_port}\"\nreconcile_interval = \"{interval}\"\n[[sensor]]\nname = \"room\"\nkind = \"ds18b20\"\n[[led]]\nname = \"red\"\npin = 17\n[[alert]]\nled = \"red\"\nmode = \"on\"\n",
             token.display()
         ),
     )
     .expect("config");
-    let agent = Agent::start(&["--simulate", "--config", cfg.to_str().expect("utf-8")]);
-    let _am = start_alertmanager(d, am_addr, agent.addr, &token);
+    let fleet = TestFleet::new(d, TOKEN);
+    let agent = fleet.agent(&["--simulate", "--config", cfg.to_str().expect("utf-8")]);
+    let _am = start_alertmanager(d, &fleet, am_addr, agent.addr);
+    let am = fleet.operator(am_addr, "alertmanager");
     let json = ["Content-Type: application/json"];
-    let r = request(
-        am_addr,
+    let r = am.request(
         "POST",
         "/api/v2/alerts",
         &json,
@@ -74,8 +75,7 @@ fn main() {
         let phase = (round as f64 * 0.618_033_988_75).fract();
         std::thread::sleep(Duration::from_secs_f64(phase * period_s));
         let t0 = agent.now_ms();
-        let r = request(
-            am_addr,
+        let r = am.request(
             "POST",
             "/api/v2/silences",
             &json,
@@ -101,7 +101,7 @@ fn main() {
             took.as_secs_f64() * 1e3
         );
         released.push(took);
-        let r = request(am_addr, "DELETE", &format!("/api/v2/silence/{id}"), &[], "");
+        let r = am.request("DELETE", &format!("/api/v2/silence/{id}"), &[], "");
         assert_eq!(r.status, 200, "{}", r.body);
     }
     released.sort();

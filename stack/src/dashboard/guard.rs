@@ -32,7 +32,18 @@ pub struct Guard {
     pub password: Option<String>,
 }
 
-fn refuse(status: StatusCode, why: &str) -> Response {
+/// The refusal, also on stderr (what the operator's terminal shows).
+fn refuse(req: &Request, status: StatusCode, why: &str) -> Response {
+    let origin = req
+        .headers()
+        .get(header::ORIGIN)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("-");
+    eprintln!(
+        "dashboard: refused {} {} (origin {origin}): {why}",
+        req.method(),
+        req.uri().path()
+    );
     (
         status,
         [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
@@ -85,6 +96,7 @@ pub async fn check(State(g): State<Arc<Guard>>, req: Request, next: Next) -> Res
         .unwrap_or("");
     if !g.is_own(host) {
         return refuse(
+            &req,
             StatusCode::MISDIRECTED_REQUEST,
             "this is the edgesense dashboard of another host name",
         );
@@ -112,6 +124,7 @@ pub async fn check(State(g): State<Arc<Guard>>, req: Request, next: Next) -> Res
             });
         if !json {
             return refuse(
+                &req,
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
                 "writes are application/json",
             );
@@ -127,6 +140,7 @@ pub async fn check(State(g): State<Arc<Guard>>, req: Request, next: Next) -> Res
                 .unwrap_or("");
             if authority != host {
                 return refuse(
+                    &req,
                     StatusCode::FORBIDDEN,
                     "a write from another origin (a page of another site) is refused",
                 );

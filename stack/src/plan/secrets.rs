@@ -77,6 +77,9 @@ impl std::fmt::Debug for SecretFile {
     }
 }
 
+/// A secret to be: its key, content and extra labels.
+type Entry<'a> = (&'a str, String, Vec<(String, String)>);
+
 /// Every secret of the stack, by key.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct StackSecrets {
@@ -136,7 +139,7 @@ impl StackSecrets {
                 .ok_or_else(|| crate::StackError::Input(format!("no certificate kept for {who}")))
         };
         let line = |t: &str| format!("{t}\n");
-        let mut entries: Vec<(&str, String, Vec<(String, String)>)> = vec![
+        let mut entries: Vec<Entry> = vec![
             (
                 "ca",
                 s.ca.cert_pem.clone(),
