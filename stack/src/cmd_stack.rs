@@ -333,8 +333,15 @@ fn render(content: &StackContent, out: &std::path::Path) -> anyhow::Result<()> {
         .state_dir
         .clone()
         .unwrap_or_else(|| out.join("state"));
-    // No swarm to ask for its managers: the names are the overlay's, loopback and --tls-name.
-    let names = secrets::names_for(&opts.stack, &[], &content.tls_name, opts.grafana.is_some());
+    // No swarm to ask for its managers: the kept certificates' names stand (they are the ones
+    // `stack up` deployed); a new stack's are the overlay's, loopback and --tls-name.
+    let grafana = opts.grafana.is_some();
+    let mut names = secrets::names_for(&opts.stack, &[], &content.tls_name, grafana);
+    if let Some(k) = Secrets::load(&dir)? {
+        for (who, leaf) in k.leaves {
+            names.insert(who, leaf.names);
+        }
+    }
     let (kept, made) = Secrets::ensure(&dir, &want(content, names)?)?;
     let stack_secrets = plan::StackSecrets::from_kept(&opts.stack, &kept, opts.grafana.is_some())?;
     let plan = plan::plan(&opts, &files, &stack_secrets);

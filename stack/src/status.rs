@@ -154,12 +154,17 @@ async fn certificates(docker: &Docker, stack: &str) -> Result<Value> {
             *e = (created, end);
         }
     }
+    let mut by_name: Vec<(String, u64)> = newest
+        .into_iter()
+        .map(|(key, (_, end))| (key.strip_prefix("tls_").unwrap_or(&key).to_owned(), end))
+        .collect();
+    by_name.sort();
     Ok(Value::Array(
-        newest
+        by_name
             .into_iter()
-            .map(|(key, (_, end))| {
+            .map(|(name, end)| {
                 json!({
-                    "certificate": key.strip_prefix("tls_").unwrap_or(&key),
+                    "certificate": name,
                     "not_after": crate::pki::rfc3339(end),
                     "days_left": (end.saturating_sub(now)) / 86_400,
                 })
@@ -488,6 +493,16 @@ pub fn render_table(v: &Value) -> String {
             ],
         );
     }
+    table(
+        &mut out,
+        "CERTIFICATES (the fleet CA's; `stack up` renews those ending within --renew-within days)",
+        &v["certificates"],
+        &[
+            ("certificate", "CERTIFICATE"),
+            ("not_after", "NOT AFTER"),
+            ("days_left", "DAYS LEFT"),
+        ],
+    );
     table(
         &mut out,
         "ALERTS (Alertmanager)",

@@ -203,6 +203,26 @@ impl TestFleet {
         }
     }
 
+    /// The credentials a `stack up` (with `--state-dir dir`) keeps in `dir`.
+    pub fn open(dir: &Path) -> TestFleet {
+        let kept = Secrets::load(dir)
+            .expect("read the kept secrets")
+            .unwrap_or_else(|| panic!("no stack secrets kept in {}", dir.display()));
+        let secrets = StackSecrets::from_kept("edgesense", &kept, false).expect("secrets");
+        TestFleet {
+            dir: dir.to_owned(),
+            kept,
+            secrets,
+        }
+    }
+
+    /// An agent at `addr` over https, as a peer reaches it: the agents' own certificate (reads)
+    /// and the token (writes).
+    pub fn agent_at(&self, addr: SocketAddr) -> Endpoint {
+        Endpoint::https(addr, self.client(Some("agent")), "edgesense-agent")
+            .bearer(&self.kept.token)
+    }
+
     /// The agent bundle (`agent/`: CA, certificate, token, Alertmanager password).
     pub fn bundle(&self) -> PathBuf {
         self.dir.join("agent")

@@ -16,7 +16,7 @@ use edgesense_tests::{
     alerting::{assets, swap},
     cli_bin,
     docker::{docker, docker_host, start_again},
-    free_port, get_json, wait_until,
+    free_port, wait_until, Endpoint, TestFleet,
 };
 use serde_json::Value;
 
@@ -98,7 +98,12 @@ fn essentials(service: &str) -> Value {
         "ports": spec["EndpointSpec"]["Ports"].as_array().map(|p| p.iter().map(|x| (x["TargetPort"].clone(), x["PublishedPort"].clone(), x["PublishMode"].clone())).collect::<Vec<_>>()),
         "aliases": aliases,
         "configs": configs,
-        "secrets": c["Secrets"].as_array().map(|a| a.iter().map(|x| x["SecretName"].clone()).collect::<Vec<_>>()),
+        // `docker stack deploy` sorts them by name.
+        "secrets": c["Secrets"].as_array().map(|a| {
+            let mut v: Vec<String> = a.iter().map(|x| x["SecretName"].as_str().unwrap_or("").to_owned()).collect();
+            v.sort();
+            v
+        }),
         "mounts": c["Mounts"].as_array().map(|a| a.iter().map(|x| (x["Source"].clone(), x["Target"].clone())).collect::<Vec<_>>()),
         "constraints": spec["TaskTemplate"]["Placement"]["Constraints"],
         "health": c["Healthcheck"]["Test"],
@@ -106,8 +111,8 @@ fn essentials(service: &str) -> Value {
     })
 }
 
-fn agent_led(port: u16, name: &str) -> Value {
-    let leds = get_json(([127, 0, 0, 1], port).into(), "/api/v1/leds");
+fn agent_led(at: &Endpoint, name: &str) -> Value {
+    let leds = at.get_json("/api/v1/leds");
     leds["leds"]
         .as_array()
         .and_then(|l| l.iter().find(|l| l["name"] == name).cloned())
@@ -171,6 +176,10 @@ fn stack_and_agents_on_a_real_swarm() {
     let token = d.join("token");
     std::fs::write(&token, format!("{TOKEN}\n")).unwrap();
     let token = token.to_str().unwrap().to_owned();
+    // Where this machine keeps the stack's secrets (the default is per swarm under
+    // /var/lib/edgesense/stacks; the fleet tests use that).
+    let state = d.join("state");
+    let state_dir = state.to_str().unwrap().to_owned();
 
     // --- Refusals, each changing nothing.
     let (code, _, err) = edgesense(&[
@@ -247,6 +256,8 @@ fn stack_and_agents_on_a_real_swarm() {
             ap.as_str(),
             "--scrape-interval",
             "1s",
+            "--state-dir",
+            state_dir.as_str(),
         ]
         .iter()
         .map(|s| (*s).to_owned())
@@ -280,6 +291,20 @@ fn stack_and_agents_on_a_real_swarm() {
         );
     }
     assert!(first.contains("stack ready"), "{first}");
+    assert!(
+        first.contains("created   the fleet CA") && first.contains("issued    certificate agent"),
+        "{first}"
+    );
+    assert!(
+        !first.contains(TOKEN),
+        "a token given in a file is never printed: {first}"
+    );
+    let fleet = TestFleet::open(&state);
+    let password = fleet.operator_password().to_owned();
+    assert!(
+        first.contains(&password),
+        "the generated operator password is shown once: {first}"
+    );
     let net = docker(&[
         "network",
         "inspect",
@@ -296,6 +321,7 @@ fn stack_and_agents_on_a_real_swarm() {
 
     let again = run(&base(&[]));
     assert!(again.contains("nothing changed"), "{again}");
+    assert!(!again.contains(&password), "shown once, not again: {again}");
     assert_eq!(
         version("edgesense_prometheus"),
         v_prom,
@@ -357,6 +383,8 @@ fn stack_and_agents_on_a_real_swarm() {
             &cfg,
             "--token-file",
             &token,
+            "--credentials",
+            &format!("{state_dir}/agent"),
             "--publish",
             &publish,
         ]);
@@ -375,6 +403,8 @@ fn stack_and_agents_on_a_real_swarm() {
         &cfg,
         "--token-file",
         &token,
+        "--credentials",
+        &format!("{state_dir}/agent"),
         "--publish",
         &format!("127.0.0.1:{port_b}"),
     ]);
@@ -398,6 +428,8 @@ fn stack_and_agents_on_a_real_swarm() {
         &cfg,
         "--token-file",
         &token,
+        "--credentials",
+        &format!("{state_dir}/agent"),
         "--publish",
         &publish_b,
     ]);
@@ -405,13 +437,17 @@ fn stack_and_agents_on_a_real_swarm() {
     let c = docker(&["inspect", "agent-a", "--format", "{{.HostConfig.RestartPolicy.Name}} {{.HostConfig.ReadonlyRootfs}} {{.HostConfig.CapDrop}} {{.Config.User}}"]);
     assert_eq!(c.trim(), "unless-stopped true [ALL] 65534:65534");
 
-    let prom: std::net::SocketAddr = ([127, 0, 0, 1], prom_port).into();
+    let prom = fleet.operator(([127, 0, 0, 1], prom_port).into(), "127.0.0.1");
+    let (agent_a, agent_b) = (
+        fleet.agent_at(([127, 0, 0, 1], port_a).into()),
+        fleet.agent_at(([127, 0, 0, 1], port_b).into()),
+    );
     let t = Instant::now();
     wait_until(
         "Prometheus discovering both agents through DNS, up",
         Duration::from_secs(120),
         || {
-            let v = get_json(prom, "/api/v1/targets?state=active");
+            let v = prom.get_json("/api/v1/targets?state=active");
             let up = v["data"]["activeTargets"]
                 .as_array()?
                 .iter()
@@ -429,26 +465,20 @@ fn stack_and_agents_on_a_real_swarm() {
         Duration::from_secs(60),
         || {
             let q = "/api/v1/query?query=edgesense_node_info";
-            let v = get_json(prom, q);
+            let v = prom.get_json(q);
             (v["data"]["result"].as_array()?.len() == 2).then_some(())
         },
     );
 
     // --- An alert for agent-a: Alertmanager posts to the alias, the relay gets it to agent-a.
-    let put = edgesense_tests::request(
-        ([127, 0, 0, 1], port_a).into(),
-        "PUT",
-        "/api/v1/sim/sensors/room",
-        &[&format!("Authorization: Bearer {TOKEN}")],
-        r#"{"value":40}"#,
-    );
+    let put = agent_a.request("PUT", "/api/v1/sim/sensors/room", &[], r#"{"value":40}"#);
     assert_eq!(put.status, 200, "{}", put.body);
     let t = Instant::now();
     wait_until(
         "agent-a's red LED blinking for the alert",
         Duration::from_secs(120),
         || {
-            let red = agent_led(port_a, "red");
+            let red = agent_led(&agent_a, "red");
             (red["mode"] == "blink" && red["source"]["name"] == "EdgesenseTemperatureHigh")
                 .then_some(())
         },
@@ -458,20 +488,22 @@ fn stack_and_agents_on_a_real_swarm() {
         t.elapsed().as_secs_f64()
     );
     assert_eq!(
-        agent_led(port_b, "red")["mode"],
+        agent_led(&agent_b, "red")["mode"],
         "off",
         "agent-b is not the alert's node"
     );
-    assert_eq!(agent_led(port_b, "green")["mode"], "on");
+    assert_eq!(agent_led(&agent_b, "green")["mode"], "on");
 
     let (code, status, err) = edgesense(&[
         "stack",
         "status",
         "--json",
+        "--state-dir",
+        &state_dir,
         "--prometheus",
-        &format!("http://127.0.0.1:{prom_port}"),
+        &format!("https://127.0.0.1:{prom_port}"),
         "--alertmanager",
-        &format!("http://127.0.0.1:{am_port}"),
+        &format!("https://127.0.0.1:{am_port}"),
     ]);
     assert_eq!(code, 0, "{err}");
     let v: Value = serde_json::from_str(&status).unwrap_or_else(|e| panic!("{e}: {status}"));
@@ -498,16 +530,33 @@ fn stack_and_agents_on_a_real_swarm() {
         "{v}"
     );
     assert_eq!(v["services"].as_array().unwrap().len(), 2);
+    let certs: Vec<String> = v["certificates"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| format!("{}:{}", c["certificate"].as_str().unwrap(), c["days_left"]))
+        .collect();
+    assert_eq!(
+        certs,
+        ["agent:364", "alertmanager:364", "ca:3649", "prometheus:364"],
+        "every certificate with its end: {v}"
+    );
     let table = ok(&[
         "stack",
         "status",
+        "--state-dir",
+        &state_dir,
         "--prometheus",
-        &format!("http://127.0.0.1:{prom_port}"),
+        &format!("https://127.0.0.1:{prom_port}"),
         "--alertmanager",
-        &format!("http://127.0.0.1:{am_port}"),
+        &format!("https://127.0.0.1:{am_port}"),
     ]);
     assert!(
         table.contains("AGENTS") && table.contains("agent-a"),
+        "{table}"
+    );
+    assert!(
+        table.contains("CERTIFICATES") && table.contains("prometheus"),
         "{table}"
     );
 
@@ -521,7 +570,11 @@ fn stack_and_agents_on_a_real_swarm() {
         "--container",
         "agent-a",
         "--prometheus",
-        &format!("http://127.0.0.1:{prom_port}"),
+        &format!("https://127.0.0.1:{prom_port}"),
+        "--ca-file",
+        &format!("{state_dir}/ca.crt"),
+        "--web-password-file",
+        fleet.operator_password_file().to_str().unwrap(),
     ]);
     let checks: Value =
         serde_json::from_str(&out_json).unwrap_or_else(|e| panic!("{e}: {out_json}{err}"));
@@ -593,7 +646,7 @@ fn stack_and_agents_on_a_real_swarm() {
         "Prometheus back after the dockerd restart",
         Duration::from_secs(180),
         || {
-            let r = edgesense_tests::try_request(prom, "GET", "/-/ready", &[], "").ok()?;
+            let r = prom.try_request("GET", "/-/ready", &[], "").ok()?;
             (r.status == 200).then_some(())
         },
     );
@@ -612,24 +665,21 @@ fn stack_and_agents_on_a_real_swarm() {
         "{again_out}{}",
         String::from_utf8_lossy(&again.stderr)
     );
-    let healthy = |port: u16| {
-        edgesense_tests::try_request(([127, 0, 0, 1], port).into(), "GET", "/healthz", &[], "")
+    let healthy = |at: &Endpoint| {
+        at.try_request("GET", "/healthz", &[], "")
             .is_ok_and(|r| r.status == 200)
     };
     wait_until("agents back and scraped", Duration::from_secs(120), || {
-        (healthy(port_a) && healthy(port_b)).then_some(())
+        (healthy(&agent_a) && healthy(&agent_b)).then_some(())
     });
     eprintln!(
         "back after the dockerd restart in {:.1} s",
         t.elapsed().as_secs_f64()
     );
-    let old = get_json(
-        prom,
-        &format!(
-            "/api/v1/query?query=edgesense_node_info%7Bnode%3D%22agent-a%22%7D&time={}",
-            before_restart - 5
-        ),
-    );
+    let old = prom.get_json(&format!(
+        "/api/v1/query?query=edgesense_node_info%7Bnode%3D%22agent-a%22%7D&time={}",
+        before_restart - 5
+    ));
     assert_eq!(
         old["data"]["result"].as_array().map(Vec::len),
         Some(1),
