@@ -50,11 +50,28 @@ pub struct Swarm {
 pub struct Agent {
     /// The agent config (TOML), installed as /etc/edgesense/agent.toml.
     pub config: Option<String>,
-    /// The webhook token, installed as /etc/edgesense/token.
+    /// The webhook token, installed as /etc/edgesense/token; `None`: first boot makes one.
     pub token: Option<String>,
+    /// The fleet's CA, the agent's certificate and its Alertmanager password, installed as
+    /// /etc/edgesense/{ca.crt, agent.pem, alertmanager.password}.
+    pub tls: Option<AgentTls>,
     /// Shell lines that start the agent container (from `edgesense node run`'s settings), using
     /// those two paths when they exist.
     pub run: String,
+}
+
+/// What the agent needs for TLS in the stack.
+#[derive(Clone, PartialEq, Eq)]
+pub struct AgentTls {
+    pub ca: String,
+    pub cert: String,
+    pub alertmanager_password: String,
+}
+
+impl std::fmt::Debug for AgentTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AgentTls(…)")
+    }
 }
 
 /// Everything the new node should be.
@@ -230,12 +247,17 @@ BOOT=/boot/firmware
 SRC="$BOOT/edgesense"
 install -d -m 0755 /etc/edgesense
 [ -f "$SRC/agent.toml" ] && install -m 0644 "$SRC/agent.toml" /etc/edgesense/agent.toml
-for secret in token swarm-token; do
+[ -f "$SRC/ca.crt" ] && install -m 0644 "$SRC/ca.crt" /etc/edgesense/ca.crt
+# The secrets move to root-only files. On the FAT boot partition `rm` alone frees the clusters
+# and leaves the bytes for anyone holding the card: each is overwritten in place first (FAT
+# has no journal and no copy-on-write, so shred's passes land on the file's own clusters).
+for secret in token swarm-token agent.pem alertmanager.password; do
     if [ -f "$SRC/$secret" ]; then
         install -m 0600 "$SRC/$secret" "/etc/edgesense/$secret"
-        rm -f "$SRC/$secret"
+        shred -n 1 -z -u "$SRC/$secret" || rm -f "$SRC/$secret"
     fi
 done
+sync
 "#,
     );
     if let Some(u) = keys_for.filter(|u| !u.ssh_keys.is_empty()) {
@@ -284,6 +306,18 @@ fi
         ));
     }
     if let Some(a) = &setup.agent {
+        if a.token.is_none() {
+            s.push_str(
+                r#"
+# No token on the card: one made here (an agent the project starts always has one). Give the
+# stack the same (`stack up --token-file`), or replace this file and start the agent again.
+if [ ! -s /etc/edgesense/token ]; then
+    (umask 077 && od -An -N16 -tx1 /dev/urandom | tr -d ' \n' >/etc/edgesense/token && echo >>/etc/edgesense/token)
+    echo "made a webhook token in /etc/edgesense/token"
+fi
+"#,
+            );
+        }
         s.push_str("\n# The agent, as `edgesense node run` starts it.\n");
         s.push_str(&a.run);
         if !a.run.ends_with('\n') {
@@ -388,6 +422,14 @@ pub fn apply(boot: &Boot, setup: &Setup, mechanism: &Mechanism) -> Result<Vec<St
         }
         if let Some(t) = &a.token {
             put("edgesense/token", &format!("{t}\n"))?;
+        }
+        if let Some(t) = &a.tls {
+            put("edgesense/ca.crt", &t.ca)?;
+            put("edgesense/agent.pem", &t.cert)?;
+            put(
+                "edgesense/alertmanager.password",
+                &format!("{}\n", t.alertmanager_password.trim()),
+            )?;
         }
     }
     if let Some(sw) = &setup.swarm {
@@ -622,6 +664,7 @@ mod tests {
             agent: Some(Agent {
                 config: None,
                 token: None,
+                tls: None,
                 run: "docker run -d --name edgesense-agent img".into(),
             }),
             ..Setup::default()
@@ -639,6 +682,14 @@ mod tests {
         assert!(
             !f.contains("SWMTKN"),
             "the token is read from a file, not written into the script"
+        );
+        assert!(
+            f.contains("shred -n 1 -z -u \"$SRC/$secret\""),
+            "the card's secrets are overwritten before they are removed: {f}"
+        );
+        assert!(
+            f.contains("od -An -N16 -tx1 /dev/urandom") && f.contains("umask 077"),
+            "no token on the card: first boot makes one, root's alone: {f}"
         );
     }
 }

@@ -30,6 +30,8 @@ pub async fn run(host: &str, local: bool, action: NodeAction) -> anyhow::Result<
             if privileged {
                 eprintln!("WARNING: --privileged gives the agent container every device and capability of this host; use it only if the least-privilege default cannot reach your hardware");
             }
+            // The stack first: without its network nothing else matters.
+            node::check_network(&docker, &network).await?;
             let (dir, bundle) = bundle(&docker, credentials).await?;
             let token = match (token_file, no_token) {
                 (Some(p), _) => Some(read_token(&p)?),
@@ -132,13 +134,19 @@ async fn bundle(
     if node_copy.join(credentials::BUNDLE_CA).exists() {
         return Ok((node_copy.clone(), Bundle::read(&node_copy)?));
     }
-    if let Ok(cluster) = secrets::cluster_id(docker).await {
-        let kept =
-            credentials::state_dir(Path::new(credentials::STATE_ROOT), &cluster, "edgesense")
-                .join("agent");
-        if kept.join(credentials::BUNDLE_CA).exists() {
-            return Ok((kept.clone(), Bundle::read(&kept)?));
-        }
+    // The Docker host is a manager: its swarm's. A worker (--docker-host from the manager):
+    // the one swarm this machine keeps a stack for.
+    let root = Path::new(credentials::STATE_ROOT);
+    let kept = match secrets::cluster_id(docker).await {
+        Ok(cluster) => Some(credentials::state_dir(root, &cluster, "edgesense")),
+        Err(_) => match credentials::kept_dirs(root, "edgesense").as_slice() {
+            [one] => Some(one.clone()),
+            _ => None,
+        },
+    }
+    .map(|d| d.join("agent"));
+    if let Some(kept) = kept.filter(|k| k.join(credentials::BUNDLE_CA).exists()) {
+        return Ok((kept.clone(), Bundle::read(&kept)?));
     }
     anyhow::bail!(
         "no fleet credentials for the agent (CA, certificate, token, Alertmanager password): `edgesense stack up` writes them on the manager ({}/<swarm>/<stack>/agent); copy that directory to {} on this node (root only), pass --credentials DIR, or run `node run` on the manager with --docker-host",

@@ -434,6 +434,19 @@ pub fn state_dir(root: &Path, cluster: &str, stack: &str) -> PathBuf {
     root.join(cluster).join(stack)
 }
 
+/// The state directories of `stack` kept under `root` (one per swarm this machine made it in).
+pub fn kept_dirs(root: &Path, stack: &str) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(root)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path().join(stack))
+        .filter(|p| p.join("ca.crt").exists())
+        .collect();
+    v.sort();
+    v
+}
+
 /// An agent bundle read from a directory: what `node run` copies into the container.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Bundle {

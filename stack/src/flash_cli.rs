@@ -76,9 +76,15 @@ pub struct FlashArgs {
     /// from the stack's launcher (`stack up --agents`).
     #[arg(long, value_name = "FILE", help_heading = "First boot")]
     pub agent_config: Option<PathBuf>,
-    /// File with the stack's webhook token, for the agent.
+    /// File with the stack's webhook token, for the agent [default: the one in
+    /// --agent-credentials, else a new one first boot makes on the Pi].
     #[arg(long, value_name = "FILE", help_heading = "First boot")]
     pub agent_token_file: Option<PathBuf>,
+    /// The fleet's agent credentials (the agent/ directory `stack up` writes: CA, certificate,
+    /// token, Alertmanager password): the card's agent serves HTTPS in the stack. Needed with
+    /// --swarm-join when the card starts its own agent.
+    #[arg(long, value_name = "DIR", help_heading = "First boot")]
+    pub agent_credentials: Option<PathBuf>,
     /// Agent image the node runs (a registry name every node can pull).
     #[arg(long, value_name = "IMAGE", help_heading = "First boot", default_value = concat!("edgesense/agent:", env!("CARGO_PKG_VERSION")))]
     pub agent_image: String,
@@ -211,8 +217,10 @@ fn setup(a: &FlashArgs) -> anyhow::Result<Setup> {
     };
     // In a swarm whose stack has launchers the agent arrives by itself; the card starts its own
     // only outside a swarm or when it carries the agent's config or token.
-    let launcher_brings_it =
-        a.swarm_join.is_some() && a.agent_config.is_none() && a.agent_token_file.is_none();
+    let launcher_brings_it = a.swarm_join.is_some()
+        && a.agent_config.is_none()
+        && a.agent_token_file.is_none()
+        && a.agent_credentials.is_none();
     let agent = if a.no_agent || launcher_brings_it {
         None
     } else {
@@ -224,21 +232,41 @@ fn setup(a: &FlashArgs) -> anyhow::Result<Setup> {
                     .with_context(|| format!("--agent-config {}", p.display()))
             })
             .transpose()?;
-        let token = a
-            .agent_token_file
+        let bundle = a
+            .agent_credentials
             .as_ref()
-            .map(|p| secret_file(p, "--agent-token-file"))
+            .map(|d| {
+                edgesense::credentials::Bundle::read(d)
+                    .with_context(|| format!("--agent-credentials {}", d.display()))
+            })
             .transpose()?;
-        // The request names the files; first boot copies them from /etc/edgesense.
+        if a.swarm_join.is_some() && bundle.is_none() {
+            bail!("--swarm-join with the card's own agent needs --agent-credentials DIR (the agent/ directory `edgesense stack up` writes on the manager): the stack's Prometheus and Alertmanager only speak TLS to agents with the fleet's certificate");
+        }
+        let token = match (&a.agent_token_file, &bundle) {
+            (Some(p), _) => Some(secret_file(p, "--agent-token-file")?),
+            (None, Some(b)) => Some(b.token.lines().next().unwrap_or("").trim().to_owned()),
+            // First boot makes one on the Pi: an agent the project starts always has a token.
+            (None, None) => None,
+        };
+        let tls = bundle.map(|b| edgesense_provision::setup::AgentTls {
+            ca: b.ca,
+            cert: b.cert,
+            alertmanager_password: b.password,
+        });
+        // The request names the files; first boot copies them from /etc/edgesense (the token
+        // always: given, or made there).
         let o = NodeOptions {
             image: a.agent_image.clone(),
             config: config.as_ref().map(|_| String::new()),
-            token: token.as_ref().map(|_| String::new()),
+            token: Some(String::new()),
+            tls: tls.as_ref().map(|_| edgesense::node::AgentTls::default()),
             ..NodeOptions::new()
         };
         Some(Agent {
             config,
             token,
+            tls,
             run: format!(
                 "{}{}",
                 first_boot_lines(&o)?,

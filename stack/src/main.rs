@@ -98,14 +98,7 @@ fn kept_for_dashboard(
         return Ok(Secrets::load(d)?);
     }
     let root = std::path::Path::new(edgesense::credentials::STATE_ROOT);
-    let found: Vec<std::path::PathBuf> = std::fs::read_dir(root)
-        .into_iter()
-        .flatten()
-        .flatten()
-        .map(|e| e.path().join(stack))
-        .filter(|p| p.join("ca.crt").exists())
-        .collect();
-    match found.as_slice() {
+    match edgesense::credentials::kept_dirs(root, stack).as_slice() {
         [one] => Ok(Secrets::load(one)?),
         [] => Ok(None),
         _ => anyhow::bail!(

@@ -146,9 +146,21 @@ pub async fn resolve(docker: &Docker, dir: &Path, want: &Want) -> Result<Resolve
     let have = existing(docker, &want.stack).await?;
     let tls_in_swarm = have.iter().any(|(k, _, _)| k == "ca");
     if Secrets::load(dir)?.is_none() && tls_in_swarm {
-        if want.token.is_some() || want.operator_password.is_some() {
+        // A token given here can be told the same as the swarm's by its secret's name.
+        let same_token = |t: &str| {
+            let name = format!(
+                "{}_token_{}",
+                want.stack,
+                crate::assets::short_hash(format!("{t}\n").as_bytes())
+            );
+            have.iter().any(|(k, n, _)| k == "token" && *n == name)
+        };
+        let changes = want.token.as_deref().is_some_and(|t| !same_token(t))
+            || want.operator_password.is_some()
+            || want.grafana_admin_password.is_some();
+        if changes {
             return Err(StackError::Input(format!(
-                "the stack's secrets are kept on the machine where `edgesense stack up` first ran (not in {}): change the token or password there",
+                "the stack's secrets are kept on the machine where `edgesense stack up` first ran (not in {}): change the token or passwords there",
                 dir.display()
             )));
         }

@@ -16,7 +16,7 @@ use std::{
     time::Duration,
 };
 
-use crate::{cli_bin, try_request, wait_until, workspace, Response};
+use crate::{cli_bin, try_request, wait_until, workspace, Endpoint, Response, TestFleet};
 
 /// A node of the fleet: a Docker host of its own.
 #[derive(Clone, Debug)]
@@ -306,9 +306,27 @@ impl Node {
         format!("{out}{err}")
     }
 
-    /// An HTTP request to `127.0.0.1:port` inside the node's network namespace (a published
-    /// port, reachable so even while the node is cut off the network): the request runs on a
-    /// thread of its own that joins the namespace with setns(2).
+    /// `f` run on a thread of its own inside the node's network namespace (setns(2)): what
+    /// the node itself reaches, also while it is cut off the network.
+    pub fn in_netns<T: Send + 'static>(
+        &self,
+        f: impl FnOnce() -> std::io::Result<T> + Send + 'static,
+    ) -> std::io::Result<T> {
+        let pid = std::fs::read_to_string(self.dir.join("docker.pid"))?;
+        let ns = File::open(format!("/proc/{}/ns/net", pid.trim()))?;
+        std::thread::spawn(move || {
+            // SAFETY: setns(2) moves only this thread, into a namespace whose fd we hold.
+            if unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            f()
+        })
+        .join()
+        .map_err(|_| std::io::Error::other("request thread panicked"))?
+    }
+
+    /// A plain HTTP request to `127.0.0.1:port` inside the node's network namespace (a
+    /// published port).
     pub fn local_request(
         &self,
         port: u16,
@@ -317,20 +335,45 @@ impl Node {
         headers: &[&str],
         body: &str,
     ) -> std::io::Result<Response> {
-        let pid = std::fs::read_to_string(self.dir.join("docker.pid"))?;
-        let ns = File::open(format!("/proc/{}/ns/net", pid.trim()))?;
         let (method, path, body) = (method.to_owned(), path.to_owned(), body.to_owned());
         let headers: Vec<String> = headers.iter().map(|h| (*h).to_owned()).collect();
-        std::thread::spawn(move || {
-            // SAFETY: setns(2) moves only this thread, into a namespace whose fd we hold.
-            if unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
+        self.in_netns(move || {
             let h: Vec<&str> = headers.iter().map(String::as_str).collect();
             try_request(([127, 0, 0, 1], port).into(), &method, &path, &h, &body)
         })
-        .join()
-        .map_err(|_| std::io::Error::other("request thread panicked"))?
+    }
+
+    /// A request to `at` (an address as the node sees it) from inside the node's network
+    /// namespace, with `at`'s TLS and credentials.
+    pub fn request_from(
+        &self,
+        at: &Endpoint,
+        method: &str,
+        path: &str,
+        headers: &[&str],
+        body: &str,
+    ) -> std::io::Result<Response> {
+        let at = at.clone();
+        let (method, path, body) = (method.to_owned(), path.to_owned(), body.to_owned());
+        let headers: Vec<String> = headers.iter().map(|h| (*h).to_owned()).collect();
+        self.in_netns(move || {
+            let h: Vec<&str> = headers.iter().map(String::as_str).collect();
+            at.try_request(&method, &path, &h, &body)
+        })
+    }
+
+    /// The stack's secrets `stack up` keeps on this node (the manager that ran it): the one
+    /// swarm's state directory under its /var/lib/edgesense/stacks.
+    pub fn kept_fleet(&self) -> TestFleet {
+        let root = self.state_dir().join("stacks");
+        let dirs: Vec<PathBuf> = std::fs::read_dir(&root)
+            .unwrap_or_else(|e| panic!("{}: {e}", root.display()))
+            .flatten()
+            .map(|e| e.path().join("edgesense"))
+            .filter(|p| p.join("ca.crt").exists())
+            .collect();
+        assert_eq!(dirs.len(), 1, "one stack kept on {}: {dirs:?}", self.name);
+        TestFleet::open(&dirs[0])
     }
 
     /// The node's own `/var/lib/edgesense` (as the host sees it).
@@ -389,9 +432,9 @@ impl Node {
 
 /// The node names Prometheus (at `prom`) has `edgesense_node_info` for from a target that is up,
 /// sorted.
-pub fn scraped_nodes(prom: SocketAddr) -> Vec<String> {
+pub fn scraped_nodes(prom: &Endpoint) -> Vec<String> {
     let q = "/api/v1/query?query=edgesense_node_info%20and%20on(instance)%20(up%3D%3D1)";
-    let Ok(r) = try_request(prom, "GET", q, &[], "") else {
+    let Ok(r) = prom.try_request("GET", q, &[], "") else {
         return Vec::new();
     };
     if r.status != 200 {

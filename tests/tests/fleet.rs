@@ -10,7 +10,7 @@ use edgesense_tests::{
     alerting::{assets, swap},
     browser::{artifacts, dashboard, png, run_browser},
     fleet::{scraped_nodes, Fleet, Node},
-    get_json, request, try_request, wait_until,
+    wait_until, Endpoint, TestFleet,
 };
 use serde_json::Value;
 
@@ -21,11 +21,17 @@ const STACK_IMAGES: [&str; 4] = [
     "edgesense/alertmanager:local",
 ];
 
+/// The agent published on port 9842 of the node, as the node itself reaches it (https: the
+/// published port is not the agent's loopback).
+fn local_agent(f: &TestFleet) -> Endpoint {
+    f.agent_at(([127, 0, 0, 1], 9842).into())
+}
+
 /// The LED `led` of the agent published on port 9842 of `node`, asked inside the node (works
 /// while the node is cut off).
-fn led(node: &Node, led: &str) -> Option<Value> {
+fn led(f: &TestFleet, node: &Node, led: &str) -> Option<Value> {
     let r = node
-        .local_request(9842, "GET", "/api/v1/leds", &[], "")
+        .request_from(&local_agent(f), "GET", "/api/v1/leds", &[], "")
         .ok()?;
     (r.status == 200).then_some(())?;
     r.json()["leds"]
@@ -35,19 +41,19 @@ fn led(node: &Node, led: &str) -> Option<Value> {
         .cloned()
 }
 
-fn led_mode(node: &Node, name: &str) -> String {
-    led(node, name)
+fn led_mode(f: &TestFleet, node: &Node, name: &str) -> String {
+    led(f, node, name)
         .and_then(|l| l["mode"].as_str().map(str::to_owned))
         .unwrap_or_default()
 }
 
-fn put_sim(node: &Node, token: &str, sensor: &str, value: f64) {
+fn put_sim(f: &TestFleet, node: &Node, sensor: &str, value: f64) {
     let r = node
-        .local_request(
-            9842,
+        .request_from(
+            &local_agent(f),
             "PUT",
             &format!("/api/v1/sim/sensors/{sensor}"),
-            &[&format!("Authorization: Bearer {token}")],
+            &[],
             &format!("{{\"value\":{value}}}"),
         )
         .expect("agent answers");
@@ -80,11 +86,13 @@ fn a_three_node_fleet_operated_on_each_node_and_remotely() {
     let (mgr, pi_a, pi_b) = (fleet.node("mgr"), fleet.node("pi-a"), fleet.node("pi-b"));
     fleet.clean();
 
-    // --- A worker before the stack exists: a clear refusal, nothing left behind.
+    // --- A worker before the stack exists: a clear refusal, nothing left behind. (A worker
+    // cannot see the stack's network before it runs a container on it; what it lacks first is
+    // the fleet's credentials, which the stack makes.)
     let (code, _, err) = pi_a.edgesense(&["node", "run", "--simulate", "--no-token"]);
     assert_ne!(code, 0, "{err}");
     assert!(
-        err.contains("core-infra") && err.contains("stack up"),
+        err.contains("credentials") && err.contains("stack up"),
         "says what to do first: {err}"
     );
     assert!(
@@ -128,8 +136,15 @@ fn a_three_node_fleet_operated_on_each_node_and_remotely() {
         .to_owned();
     assert_eq!(token.len(), 32, "{out}");
     assert!(
-        out.contains(&format!("Prometheus: http://{}:9090", mgr.addr)),
+        out.contains(&format!("Prometheus: https://{}:9090", mgr.addr)),
         "{out}"
+    );
+    // The fleet's credentials, as stack up keeps them on the manager (root only).
+    let f = mgr.kept_fleet();
+    assert_eq!(f.kept.token, token);
+    assert!(
+        out.contains(f.operator_password()),
+        "the operator's password, shown once: {out}"
     );
     // The operator keeps the token in a file on the manager.
     std::fs::write(mgr.etc_dir().join("stack.token"), format!("{token}\n")).unwrap();
@@ -160,25 +175,36 @@ fn a_three_node_fleet_operated_on_each_node_and_remotely() {
     assert!(o.status.success(), "{text}");
     assert!(text.contains("nothing changed"), "{text}");
     assert!(
-        text.contains(&format!("http://{}:9090", mgr.addr)),
+        text.contains(&format!("https://{}:9090", mgr.addr)),
         "{text}"
+    );
+    assert!(
+        text.contains("keeps no secrets of the stack"),
+        "says the secrets are kept elsewhere: {text}"
     );
     assert!(
         t.elapsed() < Duration::from_secs(60),
         "answered by the manager at once, not after a timeout: {text}"
     );
 
-    // --- pi-a: `node run` on the node itself with every default but --simulate: the token is
-    // generated into the node's /var/lib/edgesense (root, 0600) and the agent (nobody) reads it.
+    // --- pi-a: `node run` on the node itself. Without the fleet's credentials a refusal that
+    // says where to get them (fail closed: no agent in clear, none without a token); with
+    // them copied to /etc/edgesense/fleet (as the operator would), every default but
+    // --simulate, and the agent (nobody) reads them.
+    let (code, _, err) = pi_a.edgesense(&["node", "run", "--simulate", "--publish", "9842"]);
+    assert_ne!(code, 0, "{err}");
+    assert!(err.contains("/etc/edgesense/fleet"), "says where: {err}");
+    let bundle = pi_a.etc_dir().join("fleet");
+    std::fs::create_dir_all(&bundle).unwrap();
+    for e in std::fs::read_dir(f.bundle()).unwrap().flatten() {
+        std::fs::copy(e.path(), bundle.join(e.file_name())).unwrap();
+    }
     let out = pi_a.edgesense_ok(&["node", "run", "--simulate", "--publish", "9842"]);
     assert!(
-        out.contains("node \"pi-a\""),
-        "node name from the Docker host: {out}"
+        out.contains("node \"pi-a\"") && out.contains("/etc/edgesense/fleet"),
+        "node name from the Docker host, credentials from the node's copy: {out}"
     );
-    let generated = std::fs::read_to_string(pi_a.state_dir().join("edgesense-agent.token"))
-        .expect("token generated on pi-a");
-    let generated = generated.trim().to_owned();
-    assert!(out.contains(&generated), "shown once: {out}");
+    assert!(!out.contains(&token), "the token is never printed: {out}");
     wait_until("pi-a's agent healthy", Duration::from_secs(60), || {
         let h = pi_a.docker(&[
             "inspect",
@@ -189,18 +215,18 @@ fn a_three_node_fleet_operated_on_each_node_and_remotely() {
         (h.trim() == "healthy 0").then_some(())
     });
     let put = |token: &str| {
-        pi_a.local_request(
-            9842,
+        pi_a.request_from(
+            &local_agent(&f).bearer(token),
             "PUT",
             "/api/v1/leds/amber",
-            &[&format!("Authorization: Bearer {token}")],
+            &[],
             r#"{"mode":"on"}"#,
         )
         .unwrap()
         .status
     };
     assert_eq!(put("wrong"), 401);
-    assert_eq!(put(&generated), 200, "the generated token works");
+    assert_eq!(put(&token), 200, "the fleet's token works");
     // Then with the stack's token (copied to the node by the operator): replaced.
     std::fs::write(pi_a.etc_dir().join("stack.token"), format!("{token}\n")).unwrap();
     let out = pi_a.edgesense_ok(&[
@@ -217,8 +243,8 @@ fn a_three_node_fleet_operated_on_each_node_and_remotely() {
         "{out}"
     );
 
-    // --- pi-b: from the manager, through pi-b's Docker endpoint; the token file is the
-    // manager's, and the node name is pi-b's, not the manager's.
+    // --- pi-b: from the manager, through pi-b's Docker endpoint; the token file and the
+    // credentials are the manager's, and the node name is pi-b's, not the manager's.
     let out = mgr.edgesense_ok(&[
         "--docker-host",
         &pi_b.tcp_host(),
@@ -232,17 +258,22 @@ fn a_three_node_fleet_operated_on_each_node_and_remotely() {
     ]);
     assert!(out.contains("node \"pi-b\""), "{out}");
     assert!(
+        out.contains("/var/lib/edgesense/stacks/"),
+        "the credentials the manager keeps: {out}"
+    );
+    assert!(
         !out.contains("systemd"),
         "no systemd unit installed on the manager for pi-b's agent: {out}"
     );
 
     // --- Prometheus on the manager discovers both remote agents through the alias.
-    let prom = mgr.at(9090);
+    let prom = f.operator(mgr.at(9090), &mgr.addr.to_string());
+    let am = f.operator(mgr.at(9093), &mgr.addr.to_string());
     let t = Instant::now();
     wait_until(
         "both workers' agents scraped by Prometheus on the manager",
         Duration::from_secs(120),
-        || (scraped_nodes(prom) == ["pi-a", "pi-b"]).then_some(()),
+        || (scraped_nodes(&prom) == ["pi-a", "pi-b"]).then_some(()),
     );
     eprintln!(
         "remote agents discovered and scraped after {:.1} s",
@@ -280,10 +311,13 @@ fn a_three_node_fleet_operated_on_each_node_and_remotely() {
     agents.sort();
     assert_eq!(agents, ["pi-a=up", "pi-b=up"], "{v}");
 
-    // The cluster dashboard (here on the operator's machine) shows both nodes.
+    // The cluster dashboard (here on the operator's machine) shows both nodes, with the fleet
+    // CA and the operator's password the operator took from the manager.
     let (_dash, url) = dashboard(
-        &format!("http://{}", mgr.at(9090)),
-        &format!("http://{}", mgr.at(9093)),
+        &format!("https://{}", mgr.at(9090)),
+        &format!("https://{}", mgr.at(9093)),
+        &f.ca_file(),
+        &f.operator_password_file(),
     );
     let shot = artifacts().join("fleet-cluster-page.png");
     let _ = std::fs::remove_file(&shot);
@@ -295,11 +329,11 @@ fn a_three_node_fleet_operated_on_each_node_and_remotely() {
 
     // --- An alert for pi-b lights pi-b's LED and leaves pi-a's alone, through Prometheus,
     // Alertmanager and whichever agent Alertmanager reached.
-    assert_eq!(led_mode(pi_b, "red"), "off");
-    put_sim(pi_b, &token, "room", 40.0);
+    assert_eq!(led_mode(&f, pi_b, "red"), "off");
+    put_sim(&f, pi_b, "room", 40.0);
     let t = Instant::now();
     wait_until("pi-b's red LED blinking", Duration::from_secs(120), || {
-        let red = led(pi_b, "red")?;
+        let red = led(&f, pi_b, "red")?;
         (red["mode"] == "blink" && red["source"]["name"] == "EdgesenseTemperatureHigh")
             .then_some(())
     });
@@ -307,15 +341,14 @@ fn a_three_node_fleet_operated_on_each_node_and_remotely() {
         "threshold → pi-b's LED across the fleet: {:.1} s",
         t.elapsed().as_secs_f64()
     );
-    assert_eq!(led_mode(pi_a, "red"), "off", "pi-a is not the alert's node");
-    assert_eq!(led_mode(pi_a, "green"), "on");
-    put_sim(pi_b, &token, "room", 21.0);
+    assert_eq!(led_mode(&f, pi_a, "red"), "off", "pi-a is not the alert's node");
+    assert_eq!(led_mode(&f, pi_a, "green"), "on");
+    put_sim(&f, pi_b, "room", 21.0);
 
     // The relay across nodes, each way: a payload posted to one node's agent for the other's
     // node reaches the other through that agent's relay (its log names the relaying node) and
     // lights its LED. The alert is Alertmanager's too (the agents reconcile against it, and
     // drop what it does not know), and the payload is the one it would send.
-    let am = mgr.at(9093);
     for (to, other) in [(pi_a, pi_b), (pi_b, pi_a)] {
         let name = format!("RelayTo{}", other.name.replace('-', ""));
         let in_am = |ends_in: i64| {
@@ -326,18 +359,15 @@ fn a_three_node_fleet_operated_on_each_node_and_remotely() {
                 rfc3339(now - 5),
                 rfc3339(now + ends_in)
             );
-            edgesense_tests::post_alerts(am, &body);
+            edgesense_tests::post_alerts(&am, &body);
         };
         in_am(600);
         let (fingerprint, starts_at) =
             wait_until("the alert in Alertmanager", Duration::from_secs(10), || {
-                let v = get_json(
-                    am,
-                    &format!(
-                        "/api/v2/alerts?filter={}",
-                        edgesense_tests::http_encode(&format!("alertname=\"{name}\""))
-                    ),
-                );
+                let v = am.get_json(&format!(
+                    "/api/v2/alerts?filter={}",
+                    edgesense_tests::http_encode(&format!("alertname=\"{name}\""))
+                ));
                 let a = v.as_array()?.first()?.clone();
                 Some((
                     a["fingerprint"].as_str()?.to_owned(),
@@ -346,14 +376,10 @@ fn a_three_node_fleet_operated_on_each_node_and_remotely() {
             });
         let labels = format!(r#","node":"{}","severity":"warning""#, other.name);
         let post = |status: &str| {
-            let r = request(
-                to.at(9842),
+            let r = f.agent_at(to.at(9842)).request(
                 "POST",
                 "/api/v1/alertmanager",
-                &[
-                    &format!("Authorization: Bearer {token}"),
-                    "Content-Type: application/json",
-                ],
+                &["Content-Type: application/json"],
                 &webhook(&name, &labels, status, &fingerprint, &starts_at),
             );
             assert_eq!(r.status, 200, "{}", r.body);
@@ -363,7 +389,7 @@ fn a_three_node_fleet_operated_on_each_node_and_remotely() {
             &format!("{} relayed from {} lights amber", other.name, to.name),
             Duration::from_secs(30),
             || {
-                let amber = led(other, "amber")?;
+                let amber = led(&f, other, "amber")?;
                 let logs = other.docker_output(&["logs", "edgesense-agent"]);
                 let logs = String::from_utf8_lossy(&logs.stderr).into_owned();
                 let relayed = logs.lines().any(|l| {
@@ -374,7 +400,7 @@ fn a_three_node_fleet_operated_on_each_node_and_remotely() {
             },
         );
         assert_ne!(
-            led(to, "amber").map(|l| l["source"]["name"].clone()),
+            led(&f, to, "amber").map(|l| l["source"]["name"].clone()),
             Some(Value::String(name.clone())),
             "{} keeps its own LEDs",
             to.name
@@ -384,7 +410,7 @@ fn a_three_node_fleet_operated_on_each_node_and_remotely() {
         wait_until(
             &format!("the resolve relayed to {}", other.name),
             Duration::from_secs(30),
-            || (led_mode(other, "amber") == "off").then_some(()),
+            || (led_mode(&f, other, "amber") == "off").then_some(()),
         );
     }
 
@@ -401,7 +427,7 @@ fn a_three_node_fleet_operated_on_each_node_and_remotely() {
             rfc3339(end)
         )
     };
-    edgesense_tests::post_alerts(am, &alert(600));
+    edgesense_tests::post_alerts(&am, &alert(600));
     wait_until(
         "both nodes blink red for the cluster-wide alert",
         Duration::from_secs(90),
@@ -409,17 +435,17 @@ fn a_three_node_fleet_operated_on_each_node_and_remotely() {
             [pi_a, pi_b]
                 .iter()
                 .all(|n| {
-                    led(n, "red")
+                    led(&f, n, "red")
                         .is_some_and(|l| l["mode"] == "blink" && l["source"]["name"] == "FleetWide")
                 })
                 .then_some(())
         },
     );
-    edgesense_tests::post_alerts(am, &alert(-1));
+    edgesense_tests::post_alerts(&am, &alert(-1));
     wait_until("the resolve reaches both", Duration::from_secs(120), || {
         [pi_a, pi_b]
             .iter()
-            .all(|n| led(n, "red").is_some_and(|l| l["mode"] == "off"))
+            .all(|n| led(&f, n, "red").is_some_and(|l| l["mode"] == "off"))
             .then_some(())
     });
 
@@ -431,7 +457,7 @@ fn a_three_node_fleet_operated_on_each_node_and_remotely() {
         "EdgesenseAgentDown for pi-a lighting pi-b's amber",
         Duration::from_secs(180),
         || {
-            let amber = led(pi_b, "amber")?;
+            let amber = led(&f, pi_b, "amber")?;
             (amber["source"]["name"] == "EdgesenseAgentDown").then_some(())
         },
     );
@@ -439,23 +465,23 @@ fn a_three_node_fleet_operated_on_each_node_and_remotely() {
         "pi-a cut off → pi-b's amber for EdgesenseAgentDown: {:.1} s",
         t.elapsed().as_secs_f64()
     );
-    put_sim(pi_a, &token, "room", 40.0);
+    put_sim(&f, pi_a, "room", 40.0);
     wait_until(
         "pi-a's edge rule blinking red while it is cut off",
         Duration::from_secs(40),
         || {
-            let red = led(pi_a, "red")?;
+            let red = led(&f, pi_a, "red")?;
             (red["mode"] == "blink" && red["source"]["name"] == "room-hot").then_some(())
         },
     );
-    put_sim(pi_a, &token, "room", 21.0);
+    put_sim(&f, pi_a, "room", 21.0);
     pi_a.link(true);
     let t = Instant::now();
     wait_until(
         "pi-a scraped again and pi-b's amber back to idle",
         Duration::from_secs(240),
         || {
-            (scraped_nodes(prom) == ["pi-a", "pi-b"] && led_mode(pi_b, "amber") == "off")
+            (scraped_nodes(&prom) == ["pi-a", "pi-b"] && led_mode(&f, pi_b, "amber") == "off")
                 .then_some(())
         },
     );
@@ -482,8 +508,10 @@ fn a_three_node_fleet_operated_on_each_node_and_remotely() {
         "pi-a's agent back after its dockerd restart",
         Duration::from_secs(120),
         || {
-            (scraped_nodes(prom) == ["pi-a", "pi-b"]
-                && try_request(pi_a.at(9842), "GET", "/healthz", &[], "")
+            (scraped_nodes(&prom) == ["pi-a", "pi-b"]
+                && f
+                    .agent_at(pi_a.at(9842))
+                    .try_request("GET", "/healthz", &[], "")
                     .is_ok_and(|r| r.status == 200))
             .then_some(())
         },
@@ -514,7 +542,7 @@ fn a_three_node_fleet_operated_on_each_node_and_remotely() {
     wait_until(
         "pi-b scraped again after rejoining",
         Duration::from_secs(120),
-        || (scraped_nodes(prom) == ["pi-a", "pi-b"]).then_some(()),
+        || (scraped_nodes(&prom) == ["pi-a", "pi-b"]).then_some(()),
     );
 
     // The manager's dockerd restarted: Prometheus keeps its data. The samples of the minute
@@ -522,13 +550,10 @@ fn a_three_node_fleet_operated_on_each_node_and_remotely() {
     // agents') are counted before and after: none may be lost.
     let before = unix_now() - 2;
     let kept = || {
-        let v = get_json(
-            prom,
-            &format!(
-                "/api/v1/query?query={}&time={before}",
-                edgesense_tests::http_encode("count_over_time(up[1m])")
-            ),
-        );
+        let v = prom.get_json(&format!(
+            "/api/v1/query?query={}&time={before}",
+            edgesense_tests::http_encode("count_over_time(up[1m])")
+        ));
         let mut counts: Vec<String> = v["data"]["result"]
             .as_array()
             .into_iter()
@@ -548,7 +573,7 @@ fn a_three_node_fleet_operated_on_each_node_and_remotely() {
         "Prometheus back on the manager",
         Duration::from_secs(180),
         || {
-            let r = try_request(prom, "GET", "/-/ready", &[], "").ok()?;
+            let r = prom.try_request("GET", "/-/ready", &[], "").ok()?;
             (r.status == 200).then_some(())
         },
     );
@@ -637,6 +662,7 @@ fn a_flashed_card_boots_into_the_fleet() {
     ];
     up.extend(STACK_IMAGES);
     mgr.edgesense_ok(&up);
+    let f = mgr.kept_fleet();
 
     // The card, flashed as the README says, on the operator's machine.
     let img = build_image(d, "raspios.img", true);
@@ -678,6 +704,8 @@ fn a_flashed_card_boots_into_the_fleet() {
             cfg.to_str().unwrap(),
             "--agent-token-file",
             agent_token.to_str().unwrap(),
+            "--agent-credentials",
+            f.bundle().to_str().unwrap(),
             "--agent-image",
             "edgesense/agent:local",
         ])
@@ -702,11 +730,14 @@ fn a_flashed_card_boots_into_the_fleet() {
     let pi_c = fleet.add("pi-c");
     let fakes = d.join("fakes");
     std::fs::create_dir_all(&fakes).unwrap();
-    for cmd in ["systemctl", "usermod", "apt-get"] {
+    for cmd in ["systemctl", "usermod", "apt-get", "shred"] {
         let f = fakes.join(cmd);
+        // shred is real (it overwrites the card's files); the others are what a container
+        // host lacks.
+        let then = if cmd == "shred" { "exec /usr/bin/shred \"$@\"\n" } else { "" };
         std::fs::write(
             &f,
-            format!("#!/bin/sh\necho \"{cmd} $*\" >>{}/calls\n", d.display()),
+            format!("#!/bin/sh\necho \"{cmd} $*\" >>{}/calls\n{then}", d.display()),
         )
         .unwrap();
         sh(&format!("chmod 755 '{}'", f.display()));
@@ -759,15 +790,25 @@ ls /etc/systemd/system /usr/local/lib/edgesense
 
     // In the swarm, the secrets moved to root-only files and off the boot partition.
     pi_c.wait_ready_in(&mgr, Duration::from_secs(60));
-    assert!(
-        !log.contains("\ntoken\n") && !log.contains("swarm-token\n"),
-        "{log}"
-    );
-    let mode = sh(&format!(
-        "stat -c '%a %u' '{}/token'",
-        pi_c.etc_dir().display()
-    ));
-    assert_eq!(mode.trim(), "600 0", "the token on the Pi is root's alone");
+    for secret in ["token", "swarm-token", "agent.pem", "alertmanager.password"] {
+        assert!(
+            !log.contains(&format!("\n{secret}\n")),
+            "{secret} off the boot partition: {log}"
+        );
+        let mode = sh(&format!(
+            "stat -c '%a %u' '{}/{secret}'",
+            pi_c.etc_dir().display()
+        ));
+        assert_eq!(mode.trim(), "600 0", "{secret} on the Pi is root's alone");
+    }
+    // Overwritten where they were before they were removed (shred, through a wrapper that
+    // records its calls and runs the real one).
+    for secret in ["token", "swarm-token", "agent.pem", "alertmanager.password"] {
+        assert!(
+            calls.contains(&format!("shred -n 1 -z -u /boot/firmware/edgesense/{secret}")),
+            "{secret} shredded on the card: {calls}"
+        );
+    }
 
     // The agent: nobody, the token read (auth on), healthy without restarts, scraped.
     wait_until("pi-c's agent healthy", Duration::from_secs(60), || {
@@ -788,7 +829,10 @@ ls /etc/systemd/system /usr/local/lib/edgesense
     wait_until(
         "Prometheus on the manager scraping pi-c",
         Duration::from_secs(120),
-        || (scraped_nodes(mgr.at(9090)) == ["pi-c"]).then_some(()),
+        || {
+            let prom = f.operator(mgr.at(9090), &mgr.addr.to_string());
+            (scraped_nodes(&prom) == ["pi-c"]).then_some(())
+        },
     );
 
     pi_c.docker(&["rm", "-f", "-v", "edgesense-agent"]);
