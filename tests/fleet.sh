@@ -15,6 +15,12 @@
 #   tests/fleet.sh link NODE up|down cut a node off the network (its veth on the bridge) or back
 #   tests/fleet.sh load NODE TAR     docker load the images in TAR on that node
 #   tests/fleet.sh pid NODE          the node's dockerd pid (nsenter -t PID -n -u -m: "on the node")
+#   tests/fleet.sh stranger up|down  a machine on the LAN that belongs to nobody in the fleet:
+#                                    a bare namespace ("$PREFIX-stranger", $SUBNET.250) on the
+#                                    bridge, no dockerd, no credentials; prints its address
+#   tests/fleet.sh capture FILE      tcpdump of the bridge (every node's traffic, VXLAN
+#                                    included) into FILE until killed; prints its pid once
+#                                    tcpdump listens
 #   tests/fleet.sh stop              everything down: dockerds, mounts, namespaces, bridge
 #
 # Several fleets can run side by side: give each its own EDGESENSE_FLEET_DIR, _PREFIX (up to 4
@@ -191,6 +197,45 @@ remove_node() {
     listing
 }
 
+STRANGER="$PREFIX-stranger"
+stranger() {
+    case "$1" in
+        up)
+            ip netns del "$STRANGER" 2>/dev/null || true
+            ip netns add "$STRANGER"
+            ip link add "$PREFIX-s0" type veth peer name "$PREFIX-s0i"
+            ip link set "$PREFIX-s0" netns "$LAN"
+            ip -n "$LAN" link set "$PREFIX-s0" master "$BRIDGE" up
+            ip link set "$PREFIX-s0i" netns "$STRANGER"
+            ip -n "$STRANGER" link set "$PREFIX-s0i" name eth0
+            ip -n "$STRANGER" addr add "$SUBNET.250/24" dev eth0
+            ip -n "$STRANGER" link set eth0 up
+            ip -n "$STRANGER" link set lo up
+            echo "$SUBNET.250"
+            ;;
+        down)
+            ip -n "$LAN" link del "$PREFIX-s0" 2>/dev/null || true
+            ip netns del "$STRANGER" 2>/dev/null || true
+            ;;
+        *) die "usage: $0 stranger up|down" ;;
+    esac
+}
+
+# tcpdump on the bridge, in the LAN's namespace: whatever crosses from one host to another.
+capture() {
+    local file=$1
+    command -v tcpdump >/dev/null || die "tcpdump not found (apt-get install tcpdump)"
+    rm -f "$file.err"
+    ip netns exec "$LAN" tcpdump -i "$BRIDGE" -s 0 -U -n -w "$file" </dev/null >/dev/null 2>"$file.err" &
+    local pid=$!
+    for _ in $(seq 100); do
+        grep -q "listening on" "$file.err" 2>/dev/null && { echo "$pid"; return 0; }
+        kill -0 "$pid" 2>/dev/null || { cat "$file.err" >&2; die "tcpdump did not start"; }
+        sleep 0.1
+    done
+    die "tcpdump did not start listening within 10 s"
+}
+
 stop_all() {
     if [ -f "$DIR/nodes" ]; then
         while read -r n; do halt "$n"; done <"$DIR/nodes"
@@ -264,6 +309,8 @@ case "${1:-}" in
         ;;
     load) dk "${2:?node name}" load -q -i "${3:?image tar}" >/dev/null ;;
     pid) cat "$DIR/${2:?node name}/docker.pid" ;;
+    stranger) stranger "${2:-}" ;;
+    capture) capture "${2:?capture file}" ;;
     stop) stop_all ;;
-    *) echo "usage: $0 start [NODE...] | add NODE | remove NODE | restart NODE | link NODE up|down | load NODE TAR | pid NODE | stop" >&2; exit 2 ;;
+    *) echo "usage: $0 start [NODE...] | add NODE | remove NODE | restart NODE | link NODE up|down | load NODE TAR | pid NODE | stranger up|down | capture FILE | stop" >&2; exit 2 ;;
 esac

@@ -98,6 +98,8 @@ async fn up(host: &str, content: &StackContent, timeout: u64, no_wait: bool) -> 
     if content.encrypted_overlay {
         encrypted_overlay_possible(host)?;
     }
+    // Refusals first (a network that cannot serve): nothing is made, secrets included.
+    up::check_network(&docker, &opts.network, content.encrypted_overlay).await?;
     let dir = state_dir(&docker, &content.name).await?;
     progress.set("the fleet's CA, certificates and secrets");
     let names = secrets::names(

@@ -109,7 +109,12 @@ fn kept_for_dashboard(
 }
 
 async fn dashboard(a: cli::DashboardArgs) -> anyhow::Result<()> {
-    let kept = kept_for_dashboard(&a.stack, a.state_dir.as_deref())?;
+    let given = a.login.ca_file.is_some() && a.login.web_password_file.is_some();
+    let kept = if given {
+        None
+    } else {
+        kept_for_dashboard(&a.stack, a.state_dir.as_deref())?
+    };
     let access = cmd_stack::operator_access(&a.login, kept.as_ref())?;
     let password = match cli::first_line(a.login.web_password_file.as_ref(), "--web-password-file")?
     {

@@ -55,14 +55,9 @@ pub(crate) fn base64(data: &[u8]) -> String {
     base64::engine::general_purpose::STANDARD.encode(data)
 }
 
-/// Makes sure `name` is an attachable overlay network, encrypted if `encrypted`; creates it if
-/// missing, refuses (never deletes) one that is not.
-pub async fn ensure_network(
-    docker: &Docker,
-    name: &str,
-    encrypted: bool,
-    out: &mut Outcome,
-) -> Result<()> {
+/// Whether `name` exists; an error if it does but is no attachable overlay network (encrypted
+/// if `encrypted`). Changes nothing: `stack up` asks before it makes anything.
+pub async fn check_network(docker: &Docker, name: &str, encrypted: bool) -> Result<bool> {
     match docker.inspect_network(name, None).await {
         Ok(n) => {
             let is_encrypted = n
@@ -88,9 +83,25 @@ pub async fn ensure_network(
                     what: "an overlay network that is not attachable (agent containers started with `docker run` could not join it)".into(),
                 });
             }
-            out.unchanged.push(format!("network {name}"));
+            Ok(true)
         }
-        Err(e) if is_not_found(&e) => {
+        Err(e) if is_not_found(&e) => Ok(false),
+        Err(e) => Err(e).context(|| format!("inspect network {name}")),
+    }
+}
+
+/// Makes sure `name` is an attachable overlay network, encrypted if `encrypted`; creates it if
+/// missing, refuses (never deletes) one that is not.
+pub async fn ensure_network(
+    docker: &Docker,
+    name: &str,
+    encrypted: bool,
+    out: &mut Outcome,
+) -> Result<()> {
+    if check_network(docker, name, encrypted).await? {
+        out.unchanged.push(format!("network {name}"));
+    } else {
+        {
             docker
                 .create_network(NetworkCreateRequest {
                     name: name.into(),
@@ -104,7 +115,6 @@ pub async fn ensure_network(
                 .context(|| format!("create network {name}"))?;
             out.created.push(format!("network {name}"));
         }
-        Err(e) => return Err(e).context(|| format!("inspect network {name}")),
     }
     Ok(())
 }

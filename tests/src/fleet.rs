@@ -179,13 +179,18 @@ impl Fleet {
 
     /// Everything of edgesense off every node: agent containers (node run's and the
     /// launchers'), the stack with its volumes, node labels, and each node's /var/lib/edgesense
-    /// and /etc/edgesense.
+    /// and /etc/edgesense (the stack's kept secrets, the agent bundles).
     pub fn clean(&self) {
         let m = self.manager();
         for n in &self.nodes {
             for dir in [n.state_dir(), n.etc_dir()] {
                 for e in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
-                    let _ = std::fs::remove_file(e.path());
+                    let p = e.path();
+                    let _ = if p.is_dir() {
+                        std::fs::remove_dir_all(&p)
+                    } else {
+                        std::fs::remove_file(&p)
+                    };
                 }
             }
             // One label at a time: removing a label a node lacks fails the whole update.
@@ -428,6 +433,159 @@ impl Node {
                 .then_some(())
         });
     }
+}
+
+/// A capture of the fleet's LAN (tests/fleet.sh capture): tcpdump on the bridge between the
+/// nodes, stopped and read by [`Capture::stop`].
+pub struct Capture {
+    pid: libc::pid_t,
+    pub file: PathBuf,
+}
+
+impl Capture {
+    /// Stops tcpdump (SIGINT: it writes what it holds) and returns the capture's bytes.
+    pub fn stop(self) -> Vec<u8> {
+        // SAFETY: kill(2) on tcpdump's pid, which this capture started.
+        unsafe {
+            libc::kill(self.pid, libc::SIGINT);
+        }
+        wait_until("tcpdump stopped", Duration::from_secs(20), || {
+            // SAFETY: kill(2) with signal 0 only asks whether the process exists.
+            (unsafe { libc::kill(self.pid, 0) } != 0).then_some(())
+        });
+        std::fs::read(&self.file).expect("read the capture")
+    }
+}
+
+impl Drop for Capture {
+    fn drop(&mut self) {
+        // SAFETY: as in stop; a second signal to an exited pid is harmless here.
+        unsafe {
+            libc::kill(self.pid, libc::SIGKILL);
+        }
+    }
+}
+
+/// A machine on the LAN that belongs to nobody in the fleet (tests/fleet.sh stranger): a bare
+/// namespace on the bridge. Removed on drop.
+pub struct Stranger {
+    dir: PathBuf,
+    ns: PathBuf,
+    pub addr: Ipv4Addr,
+}
+
+impl Stranger {
+    /// `f` run on a thread inside the stranger's network namespace.
+    pub fn run<T: Send + 'static>(
+        &self,
+        f: impl FnOnce() -> std::io::Result<T> + Send + 'static,
+    ) -> std::io::Result<T> {
+        let ns = File::open(&self.ns)?;
+        std::thread::spawn(move || {
+            // SAFETY: setns(2) moves only this thread, into a namespace whose fd we hold.
+            if unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            f()
+        })
+        .join()
+        .map_err(|_| std::io::Error::other("stranger's thread panicked"))?
+    }
+
+    /// A request from the stranger to `at`.
+    pub fn request(
+        &self,
+        at: &Endpoint,
+        method: &str,
+        path: &str,
+        headers: &[&str],
+        body: &str,
+    ) -> std::io::Result<Response> {
+        let at = at.clone();
+        let (method, path, body) = (method.to_owned(), path.to_owned(), body.to_owned());
+        let headers: Vec<String> = headers.iter().map(|h| (*h).to_owned()).collect();
+        self.run(move || {
+            let h: Vec<&str> = headers.iter().map(String::as_str).collect();
+            at.try_request(&method, &path, &h, &body)
+        })
+    }
+}
+
+impl Drop for Stranger {
+    fn drop(&mut self) {
+        let _ = Command::new(workspace().join("tests/fleet.sh"))
+            .args(["stranger", "down"])
+            .env("EDGESENSE_FLEET_DIR", &self.dir)
+            .output();
+    }
+}
+
+impl Fleet {
+    /// Starts a capture of the LAN into `file`.
+    pub fn capture(&self, file: &Path) -> Capture {
+        let pid = script(&self.dir, &["capture", file.to_str().expect("utf-8 path")]);
+        Capture {
+            pid: pid.trim().parse().expect("tcpdump's pid"),
+            file: file.to_owned(),
+        }
+    }
+
+    /// A stranger on the LAN.
+    pub fn stranger(&self) -> Stranger {
+        let addr = script(&self.dir, &["stranger", "up"]);
+        let prefix = std::fs::read_to_string(self.dir.join("env"))
+            .ok()
+            .and_then(|e| {
+                e.lines()
+                    .find_map(|l| l.strip_prefix("EDGESENSE_FLEET_PREFIX=").map(str::to_owned))
+            })
+            .expect("the fleet's prefix");
+        Stranger {
+            dir: self.dir.clone(),
+            ns: PathBuf::from(format!("/run/netns/{prefix}-stranger")),
+            addr: addr.trim().parse().expect("the stranger's address"),
+        }
+    }
+}
+
+/// The packets of a pcap capture (libpcap's format, as tcpdump -w writes it).
+pub fn pcap_packets(pcap: &[u8]) -> Vec<&[u8]> {
+    let mut out = Vec::new();
+    if pcap.len() < 24 {
+        return out;
+    }
+    let le = pcap[..4] == [0xd4, 0xc3, 0xb2, 0xa1];
+    let u32_at = |b: &[u8]| {
+        let a = [b[0], b[1], b[2], b[3]];
+        if le {
+            u32::from_le_bytes(a)
+        } else {
+            u32::from_be_bytes(a)
+        }
+    };
+    let mut at = 24;
+    while at + 16 <= pcap.len() {
+        let len = u32_at(&pcap[at + 8..]) as usize;
+        let start = at + 16;
+        if start + len > pcap.len() {
+            break;
+        }
+        out.push(&pcap[start..start + len]);
+        at = start + len;
+    }
+    out
+}
+
+/// The UDP destination port of an Ethernet/IPv4 frame, if it is UDP.
+pub fn udp_dst_port(frame: &[u8]) -> Option<u16> {
+    if frame.len() < 14 + 20 + 8 || frame[12..14] != [0x08, 0x00] || frame[14 + 9] != 17 {
+        return None;
+    }
+    let ihl = usize::from(frame[14] & 0x0f) * 4;
+    let udp = 14 + ihl;
+    frame
+        .get(udp + 2..udp + 4)
+        .map(|p| u16::from_be_bytes([p[0], p[1]]))
 }
 
 /// The node names Prometheus (at `prom`) has `edgesense_node_info` for from a target that is up,

@@ -55,6 +55,76 @@ pub fn client_config(ca_pem: &[u8], identity_pem: Option<&[u8]>) -> Arc<ClientCo
     })
 }
 
+/// A server certificate verifier that accepts anything: a stranger who wants the HTTP answer
+/// behind any TLS, never the fleet's own clients.
+#[derive(Debug)]
+struct AcceptAnything(Arc<rustls::crypto::CryptoProvider>);
+
+impl rustls::client::danger::ServerCertVerifier for AcceptAnything {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &rustls::pki_types::CertificateDer<'_>,
+        _intermediates: &[rustls::pki_types::CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        Ok(rustls::client::danger::ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+/// A client that trusts any server certificate, presenting `identity_pem` when given: what a
+/// stranger on the LAN has (it wants whatever is behind the TLS).
+pub fn insecure_client(identity_pem: Option<&[u8]>) -> Arc<ClientConfig> {
+    use rustls::pki_types::{pem::PemObject, PrivateKeyDer};
+    let b = ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .expect("TLS versions")
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(AcceptAnything(provider())));
+    Arc::new(match identity_pem {
+        Some(pem) => b
+            .with_client_auth_cert(
+                pem_certs(pem),
+                PrivateKeyDer::from_pem_slice(pem).expect("a private key"),
+            )
+            .expect("client certificate"),
+        None => b.with_no_client_auth(),
+    })
+}
+
 /// Where a test talks to.
 #[derive(Clone)]
 pub struct Endpoint {

@@ -341,7 +341,11 @@ fn a_three_node_fleet_operated_on_each_node_and_remotely() {
         "threshold → pi-b's LED across the fleet: {:.1} s",
         t.elapsed().as_secs_f64()
     );
-    assert_eq!(led_mode(&f, pi_a, "red"), "off", "pi-a is not the alert's node");
+    assert_eq!(
+        led_mode(&f, pi_a, "red"),
+        "off",
+        "pi-a is not the alert's node"
+    );
     assert_eq!(led_mode(&f, pi_a, "green"), "on");
     put_sim(&f, pi_b, "room", 21.0);
 
@@ -509,8 +513,7 @@ fn a_three_node_fleet_operated_on_each_node_and_remotely() {
         Duration::from_secs(120),
         || {
             (scraped_nodes(&prom) == ["pi-a", "pi-b"]
-                && f
-                    .agent_at(pi_a.at(9842))
+                && f.agent_at(pi_a.at(9842))
                     .try_request("GET", "/healthz", &[], "")
                     .is_ok_and(|r| r.status == 200))
             .then_some(())
@@ -734,10 +737,17 @@ fn a_flashed_card_boots_into_the_fleet() {
         let f = fakes.join(cmd);
         // shred is real (it overwrites the card's files); the others are what a container
         // host lacks.
-        let then = if cmd == "shred" { "exec /usr/bin/shred \"$@\"\n" } else { "" };
+        let then = if cmd == "shred" {
+            "exec /usr/bin/shred \"$@\"\n"
+        } else {
+            ""
+        };
         std::fs::write(
             &f,
-            format!("#!/bin/sh\necho \"{cmd} $*\" >>{}/calls\n{then}", d.display()),
+            format!(
+                "#!/bin/sh\necho \"{cmd} $*\" >>{}/calls\n{then}",
+                d.display()
+            ),
         )
         .unwrap();
         sh(&format!("chmod 755 '{}'", f.display()));
@@ -805,7 +815,9 @@ ls /etc/systemd/system /usr/local/lib/edgesense
     // records its calls and runs the real one).
     for secret in ["token", "swarm-token", "agent.pem", "alertmanager.password"] {
         assert!(
-            calls.contains(&format!("shred -n 1 -z -u /boot/firmware/edgesense/{secret}")),
+            calls.contains(&format!(
+                "shred -n 1 -z -u /boot/firmware/edgesense/{secret}"
+            )),
             "{secret} shredded on the card: {calls}"
         );
     }

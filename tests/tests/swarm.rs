@@ -236,6 +236,13 @@ fn stack_and_agents_on_a_real_swarm() {
         stack_objects().0.trim().is_empty(),
         "no service was created"
     );
+    let cluster = docker(&["info", "--format", "{{.Swarm.Cluster.ID}}"]);
+    assert!(
+        !std::path::Path::new(edgesense::credentials::STATE_ROOT)
+            .join(cluster.trim())
+            .exists(),
+        "no CA or secret was made for a stack that could not start"
+    );
     docker(&["network", "rm", "core-infra"]);
 
     // --- stack up with the local images.
