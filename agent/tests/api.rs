@@ -92,7 +92,7 @@ async fn reads_from_another_host_need_a_client_certificate_or_the_token() {
             base64::engine::general_purpose::STANDARD.encode(user_pw)
         )
     };
-    for path in ["/metrics", "/api/v1/readings", "/healthz", "/", "/app.js"] {
+    for path in ["/metrics", "/api/v1/readings", "/healthz", "/", "/app.js", "/no/such/path"] {
         let (s, v) = n
             .call_from(REMOTE, false, Method::GET, path, None, "")
             .await;
@@ -102,14 +102,20 @@ async fn reads_from_another_host_need_a_client_certificate_or_the_token() {
             .call_from(REMOTE, false, Method::GET, path, Some(&wrong), "")
             .await;
         assert_eq!(s, StatusCode::UNAUTHORIZED, "{path} with a wrong password");
+        // Past the check: the path's own answer (404 for one that does not exist).
+        let want = if path.starts_with("/no/") {
+            StatusCode::NOT_FOUND
+        } else {
+            StatusCode::OK
+        };
         for ok in [Some("Bearer s3cret".to_owned()), Some(basic("any:s3cret"))] {
             let (s, v) = n
                 .call_from(REMOTE, false, Method::GET, path, ok.as_deref(), "")
                 .await;
-            assert_eq!(s, StatusCode::OK, "{path} with {ok:?}: {v}");
+            assert_eq!(s, want, "{path} with {ok:?}: {v}");
         }
         let (s, _) = n.call_from(REMOTE, true, Method::GET, path, None, "").await;
-        assert_eq!(s, StatusCode::OK, "{path} with a client certificate");
+        assert_eq!(s, want, "{path} with a client certificate");
     }
     // Writes need the bearer token: neither basic auth (a browser would resend it on a
     // cross-site request) nor a client certificate will do.

@@ -73,7 +73,8 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/history", get(api::history))
         .merge(reads)
         .merge(writes)
-        .route_layer(middleware::from_fn_with_state(
+        // Every request, unknown paths too: a stranger learns nothing, not even what exists.
+        .layer(middleware::from_fn_with_state(
             state.clone(),
             auth::require_read,
         ))
