@@ -17,7 +17,7 @@ pub use crate::alerts::ActiveAlert;
 use crate::{
     alerts::{
         self,
-        reconcile::{NewSilence, Report, Suppression},
+        reconcile::{NewSilence, Report, Suppression, COMPLETE_AFTER},
         set::{AlertSet, Applied},
         webhook::{Alert, Status},
     },
@@ -149,6 +149,8 @@ pub struct Hub {
     /// Alertmanager's silenced and inhibited alerts, from the last good reconcile.
     suppressed: std::collections::BTreeMap<String, Suppression>,
     am: AmState,
+    /// Whether the last reconcile saw a complete alert list (not a young Alertmanager).
+    am_complete: bool,
     am_link: Option<AmLink>,
     /// The active alerts as of the last change.
     active: Vec<ActiveAlert>,
@@ -199,6 +201,7 @@ impl Hub {
                 configured: am_link.is_some(),
                 ..AmState::default()
             },
+            am_complete: true,
             am_link,
             active: Vec::new(),
             history,
@@ -412,7 +415,11 @@ impl Hub {
                 asked_ms,
                 at_ms,
             } => {
-                let changed = self.webhook.replace(truth.alerts, asked_ms);
+                if !truth.complete && self.am_complete {
+                    tracing::info!("Alertmanager started less than {}s ago: until Prometheus has resent its alerts, a reconcile ends none", COMPLETE_AFTER.as_secs());
+                }
+                self.am_complete = truth.complete;
+                let changed = self.webhook.replace(truth.alerts, asked_ms, truth.complete);
                 let suppressed_changed = self.suppressed != truth.suppressed;
                 self.suppressed = truth.suppressed;
                 let was = self.am;

@@ -92,7 +92,14 @@ async fn reads_from_another_host_need_a_client_certificate_or_the_token() {
             base64::engine::general_purpose::STANDARD.encode(user_pw)
         )
     };
-    for path in ["/metrics", "/api/v1/readings", "/healthz", "/", "/app.js", "/no/such/path"] {
+    for path in [
+        "/metrics",
+        "/api/v1/readings",
+        "/healthz",
+        "/",
+        "/app.js",
+        "/no/such/path",
+    ] {
         let (s, v) = n
             .call_from(REMOTE, false, Method::GET, path, None, "")
             .await;

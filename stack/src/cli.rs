@@ -321,6 +321,17 @@ pub enum StackAction {
         #[command(flatten)]
         login: Login,
     },
+    /// A new webhook token and new certificates for every service and the agents (same CA), in
+    /// three waited steps so that no request is refused and no LED goes dark: the launchers'
+    /// agents reload them in place; `node run` agents need `node run` again with the new
+    /// bundle. Run it where `stack up` ran (it keeps the CA's key).
+    Rotate {
+        #[command(flatten)]
+        name: StackName,
+        /// How long each step may take, in seconds.
+        #[arg(long, value_name = "SECONDS", default_value_t = 300)]
+        timeout: u64,
+    },
     /// Print the fleet CA certificate (PEM), for browsers and clients to trust: the node pages,
     /// Prometheus, Alertmanager and Grafana all present certificates it signed.
     Ca {

@@ -37,7 +37,37 @@ pub async fn run(host: &str, action: StackAction) -> anyhow::Result<()> {
         } => status(host, &name, json, prometheus, alertmanager, &login).await,
         StackAction::Render { content, out } => render(&content, &out),
         StackAction::Ca { name, out } => ca(host, &name, out).await,
+        StackAction::Rotate { name, timeout } => rotate(host, &name, timeout).await,
     }
+}
+
+async fn rotate(host: &str, name: &StackName, timeout: u64) -> anyhow::Result<()> {
+    let docker = docker::connect(host).await?;
+    let dir = state_dir(&docker, name).await?;
+    let mut progress = Progress::new(false);
+    let r = edgesense::rotate::rotate(
+        &docker,
+        &name.stack,
+        &dir,
+        Duration::from_secs(timeout),
+        &mut progress,
+    )
+    .await?;
+    for s in &r.steps {
+        progress.done(s);
+    }
+    for c in &r.outcome.created {
+        progress.done(&format!("created   {c}"));
+    }
+    for c in &r.outcome.removed {
+        progress.done(&format!("removed   {c}"));
+    }
+    println!(
+        "Rotated. The new token and the agents' new bundle: {}
+  agents started with `node run` need `node run` again with it",
+        dir.join("agent").display()
+    );
+    Ok(())
 }
 
 /// Where the stack's secrets are kept on this machine for the swarm `docker` manages.

@@ -75,6 +75,8 @@ pub enum Action {
     Replaced,
     Started,
     Unchanged,
+    /// New credentials (a rotation) copied into the running agent, which reloaded them.
+    Reloaded,
     Removed,
     /// A container with the agent's name that this launcher did not make: left alone.
     Foreign,
@@ -265,7 +267,10 @@ impl Launcher {
             }
             Some(c) if labels.get(LABEL_SPEC) == Some(&want) => {
                 let running = c.state.and_then(|s| s.running) == Some(true);
-                if running {
+                if running && node::credentials_differ(docker, &name, &o).await? {
+                    node::install_credentials(docker, &name, &o).await?;
+                    Ok((Action::Reloaded, "token or certificates rotated".into()))
+                } else if running {
                     Ok((Action::Unchanged, String::new()))
                 } else {
                     docker
@@ -415,6 +420,7 @@ pub fn log_line(s: &Status) -> Option<String> {
         Action::Created => "created the agent",
         Action::Replaced => "replaced the agent",
         Action::Started => "started the agent",
+        Action::Reloaded => "gave the agent new credentials (SIGHUP, no restart)",
         Action::Removed => "removed the agent",
         Action::Foreign => "left a container alone",
         Action::Failed => "failed",

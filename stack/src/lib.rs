@@ -29,6 +29,7 @@ pub mod pki;
 pub mod plan;
 pub mod progress;
 pub mod render;
+pub mod rotate;
 pub mod secrets;
 pub mod status;
 pub mod up;

@@ -189,12 +189,38 @@ pub async fn resolve(docker: &Docker, dir: &Path, want: &Want) -> Result<Resolve
 
 /// Creates the secrets of `plan` the swarm does not have yet.
 pub async fn create(docker: &Docker, stack: &str, plan: &Plan, out: &mut Outcome) -> Result<()> {
+    create_secrets(docker, stack, &plan.secrets, out).await
+}
+
+/// The ids of the stack's secrets, by name (a service spec names both).
+pub async fn ids(
+    docker: &Docker,
+    stack: &str,
+) -> Result<std::collections::HashMap<String, String>> {
+    Ok(docker
+        .list_secrets(Some(ListSecretsOptions {
+            filters: Some(filters(&[("label", format!("{NAMESPACE}={stack}"))])),
+        }))
+        .await
+        .context(|| "list secrets".into())?
+        .into_iter()
+        .filter_map(|s| Some((s.spec?.name?, s.id?)))
+        .collect())
+}
+
+/// Creates the secrets of `wanted` the swarm does not have yet.
+pub async fn create_secrets(
+    docker: &Docker,
+    stack: &str,
+    wanted: &StackSecrets,
+    out: &mut Outcome,
+) -> Result<()> {
     let have: Vec<String> = existing(docker, stack)
         .await?
         .into_iter()
         .map(|(_, name, _)| name)
         .collect();
-    for f in plan.secrets.files.values() {
+    for f in wanted.files.values() {
         if have.contains(&f.name) {
             out.unchanged.push(format!("secret {}", f.name));
             continue;
@@ -233,8 +259,18 @@ pub async fn remove_unused(
     plan: &Plan,
     out: &mut Outcome,
 ) -> Result<()> {
+    remove_unused_of(docker, stack, &plan.secrets, out).await
+}
+
+/// Removes the stack's secrets `keep` does not name (one still in use stays).
+pub async fn remove_unused_of(
+    docker: &Docker,
+    stack: &str,
+    keep: &StackSecrets,
+    out: &mut Outcome,
+) -> Result<()> {
     for (_, name, _) in existing(docker, stack).await? {
-        if plan.secrets.files.values().any(|f| f.name == name) {
+        if keep.files.values().any(|f| f.name == name) {
             continue;
         }
         if docker.delete_secret(&name).await.is_ok() {

@@ -367,6 +367,16 @@ impl Node {
         })
     }
 
+    /// A copy of the fleet's agent bundle in the node's /etc/edgesense/fleet, as the operator
+    /// puts it there for `node run` on the node.
+    pub fn install_bundle(&self, f: &TestFleet) {
+        let to = self.etc_dir().join("fleet");
+        std::fs::create_dir_all(&to).expect("mkdir fleet");
+        for e in std::fs::read_dir(f.bundle()).expect("the bundle").flatten() {
+            std::fs::copy(e.path(), to.join(e.file_name())).expect("copy");
+        }
+    }
+
     /// The stack's secrets `stack up` keeps on this node (the manager that ran it): the one
     /// swarm's state directory under its /var/lib/edgesense/stacks.
     pub fn kept_fleet(&self) -> TestFleet {

@@ -194,11 +194,7 @@ fn a_three_node_fleet_operated_on_each_node_and_remotely() {
     let (code, _, err) = pi_a.edgesense(&["node", "run", "--simulate", "--publish", "9842"]);
     assert_ne!(code, 0, "{err}");
     assert!(err.contains("/etc/edgesense/fleet"), "says where: {err}");
-    let bundle = pi_a.etc_dir().join("fleet");
-    std::fs::create_dir_all(&bundle).unwrap();
-    for e in std::fs::read_dir(f.bundle()).unwrap().flatten() {
-        std::fs::copy(e.path(), bundle.join(e.file_name())).unwrap();
-    }
+    pi_a.install_bundle(&f);
     let out = pi_a.edgesense_ok(&["node", "run", "--simulate", "--publish", "9842"]);
     assert!(
         out.contains("node \"pi-a\"") && out.contains("/etc/edgesense/fleet"),

@@ -26,7 +26,11 @@ fn one_name_serves_every_platform_from_a_registry() {
     let mut cmd = Command::new(registry);
     cmd.arg("serve").arg(&cfg);
     let mut reg = Daemon::start("docker-registry", cmd);
-    reg.wait_ready(addr, "/v2/", Duration::from_secs(30));
+    reg.wait_ready(
+        &edgesense_tests::Endpoint::plain(addr),
+        "/v2/",
+        Duration::from_secs(30),
+    );
 
     let out = Command::new(workspace().join("stack/images/build-multiarch.sh"))
         .args([&addr.to_string(), "e2e"])

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use edgesense_tests::{
     docker::docker as test_docker,
     fleet::{scraped_nodes, Fleet, Node},
-    get_json, wait_until,
+    wait_until, Endpoint,
 };
 use serde_json::Value;
 
@@ -80,11 +80,9 @@ fn upgrade_images(dir: &std::path::Path) -> std::path::PathBuf {
 }
 
 /// node → agent version, from Prometheus (agents that are scraped).
-fn versions(prom: std::net::SocketAddr) -> Vec<(String, String)> {
-    let v = get_json(
-        prom,
-        "/api/v1/query?query=edgesense_node_info%20and%20on(instance)%20(up%3D%3D1)",
-    );
+fn versions(prom: &Endpoint) -> Vec<(String, String)> {
+    let v =
+        prom.get_json("/api/v1/query?query=edgesense_node_info%20and%20on(instance)%20(up%3D%3D1)");
     let mut out: Vec<(String, String)> = v["data"]["result"]
         .as_array()
         .map(|r| {
@@ -198,11 +196,12 @@ fn agents_on_every_node_from_one_stack_up() {
         }
         mgr.edgesense_ok(&a)
     };
-    let prom = mgr.at(9090);
 
     // --- One command, no `node run`: every node runs an agent Prometheus scrapes.
     let t = Instant::now();
     let out = up("edgesense/agent:local", true);
+    let f = mgr.kept_fleet();
+    let prom = f.operator(mgr.at(9090), &mgr.addr.to_string());
     for s in [
         "edgesense_launcher",
         "edgesense_launcher-shed",
@@ -213,7 +212,7 @@ fn agents_on_every_node_from_one_stack_up() {
     wait_until(
         "an agent on every node, scraped",
         Duration::from_secs(180),
-        || (scraped_nodes(prom) == ["mgr", "pi-a", "pi-b"]).then_some(()),
+        || (scraped_nodes(&prom) == ["mgr", "pi-a", "pi-b"]).then_some(()),
     );
     eprintln!(
         "stack up --agents → every agent scraped: {:.1} s",
@@ -261,7 +260,7 @@ fn agents_on_every_node_from_one_stack_up() {
     wait_until(
         "pi-c, joined later, scraped",
         Duration::from_secs(180),
-        || (scraped_nodes(prom) == ["mgr", "pi-a", "pi-b", "pi-c"]).then_some(()),
+        || (scraped_nodes(&prom) == ["mgr", "pi-a", "pi-b", "pi-c"]).then_some(()),
     );
     eprintln!(
         "a node joining later → its agent scraped: {:.1} s",
@@ -280,8 +279,7 @@ fn agents_on_every_node_from_one_stack_up() {
         "pi-b's agent with the shed config",
         Duration::from_secs(120),
         || {
-            let v = get_json(
-                prom,
+            let v = prom.get_json(
                 "/api/v1/query?query=edgesense_sensor_up%7Bsensor%3D%22shed%22%7D%20*%20on(instance)%20group_left(node)%20edgesense_node_info",
             );
             let nodes: Vec<&str> = v["data"]["result"]
@@ -311,13 +309,13 @@ fn agents_on_every_node_from_one_stack_up() {
     assert_eq!(before, after, "same containers, same start times");
 
     // --- An upgrade rolls node by node; every agent ends on the new version.
-    let old = versions(prom);
+    let old = versions(&prom);
     assert!(old.iter().all(|(_, v)| v == "0.1.0"), "{old:?}");
     let t = Instant::now();
     up("edgesense/agent:next", false);
     let mut switched: Vec<(String, f64)> = Vec::new();
     wait_until("every agent on 0.1.9", Duration::from_secs(480), || {
-        let now = versions(prom);
+        let now = versions(&prom);
         for (node, v) in &now {
             if v == "0.1.9" && !switched.iter().any(|(n, _)| n == node) {
                 switched.push((node.clone(), t.elapsed().as_secs_f64()));
@@ -359,7 +357,7 @@ fn agents_on_every_node_from_one_stack_up() {
     );
     // The default launcher runs on mgr, pi-a and pi-c (pi-b has the shed one): the roll stopped
     // at its first node, the other two still serve the good agent.
-    let serving = versions(prom);
+    let serving = versions(&prom);
     let still = serving
         .iter()
         .filter(|(n, v)| n != "pi-b" && v == "0.1.9")
@@ -398,7 +396,7 @@ fn agents_on_every_node_from_one_stack_up() {
         "every agent on 0.1.9 again, scraped",
         Duration::from_secs(480),
         || {
-            let v = versions(prom);
+            let v = versions(&prom);
             (v.len() == 4 && v.iter().all(|(_, x)| x == "0.1.9")).then_some(())
         },
     );
@@ -416,12 +414,13 @@ fn agents_on_every_node_from_one_stack_up() {
         launched(&pi_a).is_empty().then_some(())
     });
     wait_until("pi-a no longer scraped", Duration::from_secs(120), || {
-        (!scraped_nodes(prom).contains(&"pi-a".to_owned())).then_some(())
+        (!scraped_nodes(&prom).contains(&"pi-a".to_owned())).then_some(())
     });
 
     // --- stack down keeps the agents running (the launchers leave them); --agents removes
     // them on every node, and nothing else.
     std::fs::write(pi_c.etc_dir().join("mine.toml"), "simulate = true\n").unwrap();
+    pi_c.install_bundle(&f);
     let mine = pi_c.edgesense_ok(&[
         "node",
         "run",

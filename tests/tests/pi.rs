@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use edgesense_tests::{
     qemu::{arm_bin, Board, Pi, PI_3B, PI_ZERO},
-    request, try_request, wait_until,
+    wait_until, Endpoint, TestFleet,
 };
 use serde_json::Value;
 
@@ -21,6 +21,11 @@ const CONFIG: &str = r#"
 node = "emulated-pi"
 token_file = "/etc/edgesense/token"
 poll_interval = "1s"
+
+# HTTPS with the fleet's certificate: ring's ARM code on the emulated SoC.
+[tls]
+cert_file = "/etc/edgesense/agent.pem"
+ca_file = "/etc/edgesense/ca.crt"
 
 [[sensor]]
 name = "soc"
@@ -60,14 +65,8 @@ mode = "on"
 severity = "warning"
 "#;
 
-fn put(pi: &Pi, led: &str, body: &str) {
-    let r = request(
-        pi.agent,
-        "PUT",
-        &format!("/api/v1/leds/{led}"),
-        &[&format!("Authorization: Bearer {TOKEN}")],
-        body,
-    );
+fn put(agent: &Endpoint, led: &str, body: &str) {
+    let r = agent.request("PUT", &format!("/api/v1/leds/{led}"), &[], body);
     assert_eq!(r.status, 200, "{}", r.body);
 }
 
@@ -97,6 +96,11 @@ fn on_an_emulated_pi(board: Board) {
     std::fs::write(&cfg, CONFIG).unwrap();
     let token = dir.path().join("token");
     std::fs::write(&token, format!("{TOKEN}\n")).unwrap();
+    let fleet = TestFleet::new(dir.path(), TOKEN);
+    let (ca, cert) = (
+        fleet.bundle().join("ca.crt"),
+        fleet.bundle().join("agent.pem"),
+    );
     let agent = arm_bin(board.target, "edgesense-agent");
     let cli = arm_bin(board.target, "edgesense");
     let pi = Pi::boot(
@@ -106,8 +110,12 @@ fn on_an_emulated_pi(board: Board) {
             (&cli, "/bin/edgesense"),
             (&cfg, "/etc/edgesense/agent.toml"),
             (&token, "/etc/edgesense/token"),
+            (&ca, "/etc/edgesense/ca.crt"),
+            (&cert, "/etc/edgesense/agent.pem"),
         ],
     );
+    // Through QEMU's port forward: another host to the agent, so TLS and credentials.
+    let api = fleet.agent_at(pi.agent);
     let m = board.machine;
 
     // --- The board as the kernel sees it.
@@ -158,7 +166,7 @@ fn on_an_emulated_pi(board: Board) {
 
     // --- As nobody, on a kernel without /dev/gpiomem: a clear failure, saying what to do.
     let (out, code) = pi.sh(
-        "chmod 644 /etc/edgesense/token\nsu -s /bin/sh -c 'id -u; edgesense-agent --config /etc/edgesense/agent.toml --listen 127.0.0.1:9843' nobody",
+        "chmod 644 /etc/edgesense/token /etc/edgesense/agent.pem\nsu -s /bin/sh -c 'id -u; edgesense-agent --config /etc/edgesense/agent.toml --listen 127.0.0.1:9843' nobody",
     );
     assert_ne!(code, 0, "{m}: {out}");
     assert!(out.starts_with("65534"), "{m}: ran as nobody: {out}");
@@ -175,7 +183,7 @@ fn on_an_emulated_pi(board: Board) {
         &format!("{m}: the agent answering"),
         Duration::from_secs(60),
         || {
-            try_request(pi.agent, "GET", "/healthz", &[], "")
+            api.try_request("GET", "/healthz", &[], "")
                 .ok()
                 .filter(|r| r.status == 200)
         },
@@ -189,7 +197,7 @@ fn on_an_emulated_pi(board: Board) {
     assert_eq!(pi.level(17), 0, "{m}: red off");
     assert_eq!(pi.level(27), 1, "{m}: amber off is high (active low)");
     assert_eq!(pi.level(22), 1, "{m}: green idle on");
-    let readings = request(pi.agent, "GET", "/api/v1/readings", &[], "").json();
+    let readings = api.get_json("/api/v1/readings");
     let soc = readings["sensors"]
         .as_array()
         .and_then(|s| s.iter().find(|x| x["name"] == "soc").cloned())
@@ -203,15 +211,15 @@ fn on_an_emulated_pi(board: Board) {
     );
 
     // --- Every LED mode at the register.
-    put(&pi, "red", r#"{"mode":"on"}"#);
+    put(&api, "red", r#"{"mode":"on"}"#);
     wait_level(&pi, 17, 1, "red on");
-    put(&pi, "red", r#"{"mode":"off"}"#);
+    put(&api, "red", r#"{"mode":"off"}"#);
     wait_level(&pi, 17, 0, "red off");
-    put(&pi, "amber", r#"{"mode":"on"}"#);
+    put(&api, "amber", r#"{"mode":"on"}"#);
     wait_level(&pi, 27, 0, "amber on drives its active-low pin low");
-    put(&pi, "amber", r#"{"mode":"off"}"#);
+    put(&api, "amber", r#"{"mode":"off"}"#);
     wait_level(&pi, 27, 1, "amber off drives it high");
-    put(&pi, "red", r#"{"mode":"blink","period_ms":600}"#);
+    put(&api, "red", r#"{"mode":"blink","period_ms":600}"#);
     // 8 s of the guest's clock: a host busy with other tests can stall the emulated CPU for
     // seconds (CI once saw no edge in 4 s); the median half period does not mind one stall.
     let s = pi.sample_levels(8);
@@ -229,7 +237,7 @@ fn on_an_emulated_pi(board: Board) {
         "{m}: blink at 600 ms toggles every 300 ms ± 30 %: {halves:?}"
     );
     put(
-        &pi,
+        &api,
         "red",
         r#"{"mode":"pulse","period_ms":1000,"brightness":0.6}"#,
     );
@@ -247,18 +255,12 @@ fn on_an_emulated_pi(board: Board) {
         s.len(),
         e.len()
     );
-    put(&pi, "red", r#"{"mode":"auto"}"#);
+    put(&api, "red", r#"{"mode":"auto"}"#);
     wait_level(&pi, 17, 0, "red back to idle");
 
     // --- The webhook lights the right pin (critical → red blinks), and only that one.
     let body = r#"{"version":"4","groupKey":"{}:{alertname=\"PiHot\"}","status":"firing","receiver":"edgesense-agents","groupLabels":{"alertname":"PiHot"},"commonLabels":{},"commonAnnotations":{},"externalURL":"http://alertmanager:9093","truncatedAlerts":0,"alerts":[{"status":"firing","labels":{"alertname":"PiHot","severity":"critical","node":"emulated-pi"},"annotations":{},"startsAt":"2026-01-01T00:00:00Z","endsAt":"0001-01-01T00:00:00Z","generatorURL":"","fingerprint":"0123456789abcdef"}]}"#;
-    let r = request(
-        pi.agent,
-        "POST",
-        "/api/v1/alertmanager",
-        &[&format!("Authorization: Bearer {TOKEN}")],
-        body,
-    );
+    let r = api.request("POST", "/api/v1/alertmanager", &[], body);
     assert_eq!(r.status, 200, "{}", r.body);
     let s = pi.sample_levels(3);
     assert!(

@@ -48,7 +48,17 @@ pub struct Truth {
     pub alerts: Vec<Alert>,
     /// By fingerprint.
     pub suppressed: BTreeMap<String, Suppression>,
+    /// Whether `alerts` is all Alertmanager will have: not while it is young
+    /// ([`COMPLETE_AFTER`]), when an alert missing from it may still fire.
+    pub complete: bool,
 }
+
+/// How long after its start an Alertmanager's alert list is complete. It keeps alerts in
+/// memory only (silences are on disk): a restarted one has what Prometheus sent since, and
+/// Prometheus resends a firing alert every `--rules.alert.resend-delay` (1 min) at most. Until
+/// then a reconcile adds and updates alerts but ends none, so a restart (a rotation, a manager
+/// lost) never turns a lit LED off.
+pub const COMPLETE_AFTER: Duration = Duration::from_secs(90);
 
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -196,6 +206,13 @@ impl Client {
 
     /// This node's alerts as Alertmanager has them.
     pub async fn truth(&self, node: &str) -> Result<Truth, String> {
+        let (status, body) = self.call("/api/v2/status", None).await?;
+        if status != 200 {
+            return Err(format!("GET /api/v2/status: HTTP {status}{}", hint(status)));
+        }
+        let started_ms = serde_json::from_slice::<serde_json::Value>(&body)
+            .ok()
+            .and_then(|v| v["uptime"].as_str().and_then(parse_rfc3339_ms));
         let (status, alerts) = self
             .call(
                 "/api/v2/alerts?active=true&silenced=true&inhibited=true&unprocessed=true",
@@ -203,13 +220,16 @@ impl Client {
             )
             .await?;
         if status != 200 {
-            return Err(format!("GET /api/v2/alerts: HTTP {status}"));
+            return Err(format!("GET /api/v2/alerts: HTTP {status}{}", hint(status)));
         }
         let (status, silences) = self.call("/api/v2/silences", None).await?;
         if status != 200 {
             return Err(format!("GET /api/v2/silences: HTTP {status}"));
         }
-        truth(node, &alerts, &silences)
+        let mut t = truth(node, &alerts, &silences)?;
+        let young_until = started_ms.map(|s| s + COMPLETE_AFTER.as_millis() as i64);
+        t.complete = young_until.is_none_or(|until| now_ms() >= until);
+        Ok(t)
     }
 
     /// Creates `s`; its id.
@@ -236,6 +256,14 @@ impl Client {
         let v: serde_json::Value =
             serde_json::from_slice(&answer).map_err(|e| format!("silence answer: {e}"))?;
         Ok(v["silenceID"].as_str().unwrap_or_default().to_owned())
+    }
+}
+
+/// What a refusal means for the agent's own login.
+fn hint(status: u16) -> &'static str {
+    match status {
+        401 => " (the agent's Alertmanager user or password is not the stack's: [alertmanager] username, password_file)",
+        _ => "",
     }
 }
 

@@ -182,8 +182,9 @@ impl AlertSet {
     /// Makes the firing alerts exactly `truth` (Alertmanager's, from a reconcile whose request
     /// went out at `asked_ms`), except alerts a webhook fired after that: the reconcile could not
     /// have seen them. What goes leaves no tombstone: if it still fires, its next notification
-    /// or reconcile brings it back. Returns whether anything changed.
-    pub fn replace(&mut self, truth: Vec<Alert>, asked_ms: i64) -> bool {
+    /// or reconcile brings it back. With `complete` false (a young Alertmanager) nothing goes:
+    /// only additions and updates. Returns whether anything changed.
+    pub fn replace(&mut self, truth: Vec<Alert>, asked_ms: i64, complete: bool) -> bool {
         let keep: BTreeMap<String, Alert> = truth
             .into_iter()
             .map(|a| (a.fingerprint.clone(), a))
@@ -191,7 +192,7 @@ impl AlertSet {
         let before: Vec<String> = self.active.keys().cloned().collect();
         let mut changed = false;
         for fp in before {
-            if keep.contains_key(&fp) {
+            if keep.contains_key(&fp) || !complete {
                 continue;
             }
             if self.fired_ms.get(&fp).is_some_and(|&at| at >= asked_ms) {
@@ -251,6 +252,19 @@ mod tests {
     fn labelled(mut a: Alert, severity: &str) -> Alert {
         a.labels.insert("severity".into(), severity.into());
         a
+    }
+
+    #[test]
+    fn a_young_alertmanager_adds_alerts_but_ends_none() {
+        let mut s = AlertSet::default();
+        apply(&mut s, [alert(Firing, "a", 1, None)], 10);
+        // Alertmanager restarted: it has only "b" so far (Prometheus resends "a" within a
+        // minute). "a" stays lit, "b" is added.
+        assert!(s.replace(vec![alert(Firing, "b", 2, None)], 20, false));
+        assert_eq!(s.len(), 2);
+        // Complete again: what it lacks ends.
+        assert!(s.replace(vec![alert(Firing, "b", 2, None)], 30, true));
+        assert_eq!(s.len(), 1);
     }
 
     /// Seen with Alertmanager 0.25 (group_wait 0): the warning twin is notified before the

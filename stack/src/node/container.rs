@@ -241,7 +241,9 @@ pub fn container(o: &NodeOptions, node: &str, devices: &[Device]) -> Result<Cont
     Ok(body)
 }
 
-/// A hash of the request (through a JSON value, whose maps are sorted) and the files copied in.
+/// A hash of the request (through a JSON value, whose maps are sorted) and the files copied in:
+/// the config's content, the credentials' names only (they change in a running agent:
+/// [`super::install_credentials`]).
 fn spec_hash(body: &ContainerCreateBody, o: &NodeOptions) -> String {
     let canonical = serde_json::to_value(body)
         .map(|v| v.to_string())
@@ -250,8 +252,10 @@ fn spec_hash(body: &ContainerCreateBody, o: &NodeOptions) -> String {
     for (name, content) in o.files() {
         data.push(0);
         data.extend(name.as_bytes());
-        data.push(0);
-        data.extend(content.as_bytes());
+        if !NodeOptions::CREDENTIALS.contains(&name) {
+            data.push(0);
+            data.extend(content.as_bytes());
+        }
     }
     crate::assets::short_hash(&data)
 }

@@ -89,6 +89,12 @@ impl std::fmt::Debug for AgentTls {
 }
 
 impl NodeOptions {
+    /// The files copied into the container that are credentials: replaced in a running agent
+    /// and reloaded with SIGHUP ([`install_credentials`]) rather than a new container, so a
+    /// rotation keeps its LEDs as they are.
+    pub const CREDENTIALS: [&'static str; 4] =
+        ["token", "ca.crt", "agent.pem", "alertmanager.password"];
+
     /// The files copied into the container (name under [`HOST_DIR`] and in the container,
     /// content), in a fixed order.
     pub fn files(&self) -> Vec<(&'static str, &str)> {
@@ -331,6 +337,72 @@ pub async fn create_and_start(
         return Err(e);
     }
     Ok(())
+}
+
+/// Whether the credential files in the running container `name` differ from `o`'s (read back
+/// from its files volume).
+pub async fn credentials_differ(docker: &Docker, name: &str, o: &NodeOptions) -> Result<bool> {
+    use bollard::query_parameters::DownloadFromContainerOptions;
+    let mut stream = docker.download_from_container(
+        name,
+        Some(DownloadFromContainerOptions {
+            path: container::FILES_DIR.into(),
+        }),
+    );
+    let mut tar = Vec::new();
+    while let Some(chunk) = stream.next().await {
+        tar.extend_from_slice(&chunk.context(|| format!("read the files of {name}"))?);
+    }
+    let mut have: std::collections::BTreeMap<String, Vec<u8>> = Default::default();
+    let mut archive = tar::Archive::new(&tar[..]);
+    let entries = archive
+        .entries()
+        .map_err(|e| StackError::Io(format!("the files of {name}: {e}")))?;
+    for entry in entries {
+        let mut entry = entry.map_err(|e| StackError::Io(format!("the files of {name}: {e}")))?;
+        let path = entry
+            .path()
+            .map(|p| p.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let file = path.rsplit('/').next().unwrap_or("").to_owned();
+        let mut data = Vec::new();
+        std::io::Read::read_to_end(&mut entry, &mut data)
+            .map_err(|e| StackError::Io(format!("the files of {name}: {e}")))?;
+        have.insert(file, data);
+    }
+    let want = o.files();
+    Ok(NodeOptions::CREDENTIALS.iter().any(|c| {
+        let w = want.iter().find(|(n, _)| n == c).map(|(_, d)| d.as_bytes());
+        w != have.get(*c).map(Vec::as_slice)
+    }))
+}
+
+/// Copies `o`'s files into the running container `name` and sends it SIGHUP: the agent reads
+/// the credential files again and keeps everything else (LEDs, alerts, connections).
+pub async fn install_credentials(docker: &Docker, name: &str, o: &NodeOptions) -> Result<()> {
+    use bollard::query_parameters::KillContainerOptions;
+    if let Some(tar) = files_tar(o)? {
+        docker
+            .upload_to_container(
+                name,
+                Some(UploadToContainerOptions {
+                    path: container::FILES_DIR.into(),
+                    ..Default::default()
+                }),
+                bollard::body_full(tar.into()),
+            )
+            .await
+            .context(|| format!("copy the credentials into {name}"))?;
+    }
+    docker
+        .kill_container(
+            name,
+            Some(KillContainerOptions {
+                signal: "HUP".into(),
+            }),
+        )
+        .await
+        .context(|| format!("SIGHUP to {name}"))
 }
 
 /// Starts (or replaces) the agent container.
