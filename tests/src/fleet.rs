@@ -330,6 +330,33 @@ impl Node {
         .map_err(|_| std::io::Error::other("request thread panicked"))?
     }
 
+    /// A plain HTTP request to the agent container `container` on this node from its own
+    /// loopback (inside its network namespace: what its health check sees; reads need no
+    /// credentials there, writes the token).
+    pub fn agent_request(
+        &self,
+        container: &str,
+        method: &str,
+        path: &str,
+        headers: &[&str],
+        body: &str,
+    ) -> std::io::Result<Response> {
+        let pid = self.docker(&["inspect", container, "--format", "{{.State.Pid}}"]);
+        let ns = File::open(format!("/proc/{}/ns/net", pid.trim()))?;
+        let (method, path, body) = (method.to_owned(), path.to_owned(), body.to_owned());
+        let headers: Vec<String> = headers.iter().map(|h| (*h).to_owned()).collect();
+        std::thread::spawn(move || {
+            // SAFETY: setns(2) moves only this thread, into a namespace whose fd we hold.
+            if unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            let h: Vec<&str> = headers.iter().map(String::as_str).collect();
+            try_request(([127, 0, 0, 1], 9842).into(), &method, &path, &h, &body)
+        })
+        .join()
+        .map_err(|_| std::io::Error::other("request thread panicked"))?
+    }
+
     /// A plain HTTP request to `127.0.0.1:port` inside the node's network namespace (a
     /// published port).
     pub fn local_request(

@@ -134,6 +134,26 @@ fn unix_seconds(t: &str) -> f64 {
         .unwrap_or_else(|e| panic!("{t}: {e}"))
 }
 
+/// Whether the launcher's agent on `node` blinks red for `alert` (asked from the agent's own
+/// loopback: launcher agents are on the overlay only).
+fn red_for(node: &Node, alert: &str) -> bool {
+    node.agent_request("edgesense-agent", "GET", "/api/v1/leds", &[], "")
+        .ok()
+        .filter(|r| r.status == 200)
+        .and_then(|r| {
+            let leds = r.json();
+            let red = leds["leds"].as_array()?.iter().find(|l| l["name"] == "red")?.clone();
+            Some(red["mode"] == "blink" && red["source"]["name"] == alert)
+        })
+        .unwrap_or(false)
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
 fn update_state(mgr: &Node, service: &str) -> String {
     mgr.docker(&[
         "service",
@@ -186,6 +206,8 @@ fn agents_on_every_node_from_one_stack_up() {
             "edgesense/alertmanager:local",
             "--prometheus-port",
             "9090",
+            "--alertmanager-port",
+            "9093",
             "--scrape-interval",
             "1s",
             "--token-file",
@@ -415,6 +437,74 @@ fn agents_on_every_node_from_one_stack_up() {
     });
     wait_until("pi-a no longer scraped", Duration::from_secs(120), || {
         (!scraped_nodes(&prom).contains(&"pi-a".to_owned())).then_some(())
+    });
+
+    // --- Rotation under a firing alert: pi-c's red blinks for it at every look while the token
+    // and every certificate change (no agent restarts: the launchers reload them in place, and
+    // a young Alertmanager ends no alert), and the old token is refused afterwards.
+    let am = f.operator(mgr.at(9093), &mgr.addr.to_string());
+    let alert = |ends_in: i64| {
+        let now = unix_now() as i64;
+        format!(
+            r#"[{{"labels":{{"alertname":"RotateHot","node":"pi-c","severity":"critical"}},"startsAt":"{}","endsAt":"{}"}}]"#,
+            edgesense::pki::rfc3339((now - 5) as u64),
+            edgesense::pki::rfc3339((now + ends_in) as u64)
+        )
+    };
+    edgesense_tests::post_alerts(&am, &alert(900));
+    wait_until("pi-c's red blinking for RotateHot", Duration::from_secs(60), || {
+        red_for(&pi_c, "RotateHot").then_some(())
+    });
+    let before: Vec<_> = fleet.nodes.iter().map(launched).collect();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let watcher = {
+        let (stop, pi_c) = (std::sync::Arc::clone(&stop), pi_c.clone());
+        std::thread::spawn(move || {
+            let mut looks = Vec::new();
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                looks.push(red_for(&pi_c, "RotateHot"));
+                // The cadence of the looks, not a wait for anything.
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            looks
+        })
+    };
+    let t = Instant::now();
+    let out = mgr.edgesense_ok(&["stack", "rotate"]);
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let looks = watcher.join().unwrap();
+    let dark = looks.iter().filter(|lit| !**lit).count();
+    eprintln!(
+        "rotation under a firing alert: {:.1} s, {} looks at pi-c's red, {dark} dark",
+        t.elapsed().as_secs_f64(),
+        looks.len()
+    );
+    assert!(out.contains("3/3 the old token is refused"), "{out}");
+    assert!(looks.len() >= 50, "looked throughout: {}", looks.len());
+    assert_eq!(dark, 0, "red blinked for the alert at every look");
+    let after: Vec<_> = fleet.nodes.iter().map(launched).collect();
+    assert_eq!(before, after, "no agent restarted: same containers, same start times");
+    let rotated = mgr.kept_fleet();
+    assert_ne!(rotated.kept.token, TOKEN);
+    assert_eq!(rotated.kept.agent_tokens, [rotated.kept.token.clone()]);
+    let put = |token: &str| {
+        pi_c.agent_request(
+            "edgesense-agent",
+            "PUT",
+            "/api/v1/leds/amber",
+            &[&format!("Authorization: Bearer {token}")],
+            r#"{"mode":"on"}"#,
+        )
+        .unwrap()
+        .status
+    };
+    assert_eq!(put(TOKEN), 401, "the old token is refused");
+    assert_eq!(put(&rotated.kept.token), 200, "the new one works");
+    // Alertmanager's notifications carry the new token: the alert's end reaches the LED.
+    let am = rotated.operator(mgr.at(9093), &mgr.addr.to_string());
+    edgesense_tests::post_alerts(&am, &alert(-1));
+    wait_until("pi-c's red off after the resolve", Duration::from_secs(120), || {
+        (!red_for(&pi_c, "RotateHot")).then_some(())
     });
 
     // --- stack down keeps the agents running (the launchers leave them); --agents removes
