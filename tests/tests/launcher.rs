@@ -142,7 +142,11 @@ fn red_for(node: &Node, alert: &str) -> bool {
         .filter(|r| r.status == 200)
         .and_then(|r| {
             let leds = r.json();
-            let red = leds["leds"].as_array()?.iter().find(|l| l["name"] == "red")?.clone();
+            let red = leds["leds"]
+                .as_array()?
+                .iter()
+                .find(|l| l["name"] == "red")?
+                .clone();
             Some(red["mode"] == "blink" && red["source"]["name"] == alert)
         })
         .unwrap_or(false)
@@ -452,9 +456,11 @@ fn agents_on_every_node_from_one_stack_up() {
         )
     };
     edgesense_tests::post_alerts(&am, &alert(900));
-    wait_until("pi-c's red blinking for RotateHot", Duration::from_secs(60), || {
-        red_for(&pi_c, "RotateHot").then_some(())
-    });
+    wait_until(
+        "pi-c's red blinking for RotateHot",
+        Duration::from_secs(60),
+        || red_for(&pi_c, "RotateHot").then_some(()),
+    );
     let before: Vec<_> = fleet.nodes.iter().map(launched).collect();
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let watcher = {
@@ -483,7 +489,10 @@ fn agents_on_every_node_from_one_stack_up() {
     assert!(looks.len() >= 50, "looked throughout: {}", looks.len());
     assert_eq!(dark, 0, "red blinked for the alert at every look");
     let after: Vec<_> = fleet.nodes.iter().map(launched).collect();
-    assert_eq!(before, after, "no agent restarted: same containers, same start times");
+    assert_eq!(
+        before, after,
+        "no agent restarted: same containers, same start times"
+    );
     let rotated = mgr.kept_fleet();
     assert_ne!(rotated.kept.token, TOKEN);
     assert_eq!(rotated.kept.agent_tokens, [rotated.kept.token.clone()]);
@@ -503,9 +512,11 @@ fn agents_on_every_node_from_one_stack_up() {
     // Alertmanager's notifications carry the new token: the alert's end reaches the LED.
     let am = rotated.operator(mgr.at(9093), &mgr.addr.to_string());
     edgesense_tests::post_alerts(&am, &alert(-1));
-    wait_until("pi-c's red off after the resolve", Duration::from_secs(120), || {
-        (!red_for(&pi_c, "RotateHot")).then_some(())
-    });
+    wait_until(
+        "pi-c's red off after the resolve",
+        Duration::from_secs(120),
+        || (!red_for(&pi_c, "RotateHot")).then_some(()),
+    );
 
     // --- stack down keeps the agents running (the launchers leave them); --agents removes
     // them on every node, and nothing else.
