@@ -207,6 +207,47 @@ fn token_file_guards_writes() {
 }
 
 #[test]
+fn without_a_token_the_agent_does_not_serve_the_network() {
+    // An explicit open address, on the command line or in the file: refused, with the way out.
+    let (code, err) = run_agent(&["--simulate", "--listen", "0.0.0.0:0"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("without a token") && err.contains("--allow-anonymous-writes"),
+        "{err}"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(&dir, "open.toml", "node = \"n\"\nlisten = \"0.0.0.0:0\"\n");
+    let (code, err) = run_agent(&["--simulate", "--config", &cfg]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("open.toml:2:10"), "names the line: {err}");
+    // Asked for: it serves the network, and says what that gives away.
+    let agent = Agent::start(&[
+        "--simulate",
+        "--listen",
+        "0.0.0.0:0",
+        "--allow-anonymous-writes",
+    ]);
+    wait_until("the open API's warning", Duration::from_secs(10), || {
+        agent.log().contains("anyone who reaches").then_some(())
+    });
+    // With a token beyond loopback but no certificate: it warns that things cross in clear.
+    let token = dir.path().join("token");
+    std::fs::write(&token, "t\n").unwrap();
+    let agent = Agent::start(&[
+        "--simulate",
+        "--listen",
+        "0.0.0.0:0",
+        "--token-file",
+        token.to_str().unwrap(),
+    ]);
+    wait_until(
+        "the warning about clear text",
+        Duration::from_secs(10),
+        || agent.log().contains("in clear").then_some(()),
+    );
+}
+
+#[test]
 fn sigterm_switches_leds_off_and_exits_0_within_a_second() {
     let mut agent = Agent::start(&["--simulate"]);
     assert_eq!(

@@ -357,3 +357,40 @@ fn leds_follow_alertmanagers_silences_restarts_and_outages() {
     drop(am);
     let _ = try_request(agent.addr, "GET", "/healthz", &[], "");
 }
+
+/// An Alertmanager whose certificate comes from another CA (another fleet, or someone posing as
+/// the stack's): the agent does not believe it. It never counts as up, its alerts light
+/// nothing, and the log says why.
+#[test]
+fn an_alertmanager_of_another_ca_is_not_believed() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let am_port = free_port();
+    let am_addr: SocketAddr = ([127, 0, 0, 1], am_port).into();
+    let cfg = config(d, am_port);
+    let ours = TestFleet::new(&d.join("ours"), TOKEN);
+    let theirs = TestFleet::new(&d.join("theirs"), TOKEN);
+    // Alertmanager first (the agent logs its first failure once: it must be this one); its
+    // webhook goes nowhere, only the agent's reconcile is looked at.
+    let nowhere: SocketAddr = ([127, 0, 0, 1], free_port()).into();
+    let _am = start_alertmanager(&d.join("theirs"), &theirs, am_addr, nowhere);
+    post_hot(&theirs.operator(am_addr, "alertmanager"));
+    let agent = start_agent(&cfg, &ours);
+    wait_until(
+        "the agent refusing the certificate",
+        Duration::from_secs(20),
+        || {
+            let log = agent.log();
+            (log.contains("Alertmanager unreachable") && log.contains("certificate")).then_some(())
+        },
+    );
+    // After the refusal: not up, nothing lit.
+    let m = agent.get("/metrics").body;
+    assert_eq!(metric(&m, "edgesense_alertmanager_up"), Some(0.0), "{m}");
+    assert!(!red_blinks_for_hot(&agent), "{}", red(&agent));
+    assert!(
+        !agent.log().contains("reconciled"),
+        "never reconciled against it: {}",
+        agent.log()
+    );
+}

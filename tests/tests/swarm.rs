@@ -245,6 +245,51 @@ fn stack_and_agents_on_a_real_swarm() {
     );
     docker(&["network", "rm", "core-infra"]);
 
+    // --- --encrypted-overlay: doctor says whether this node's kernel can (ESP and GCM, which
+    // Docker itself never checks); where it cannot, stack up refuses and makes nothing.
+    let (_, doc, _) = edgesense(&["doctor", "--json"]);
+    let checks: Value = serde_json::from_str(&doc).unwrap();
+    let esp = checks
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["check"] == "encrypted overlay (IPsec ESP)")
+        .cloned()
+        .unwrap_or_else(|| panic!("doctor checks ESP: {checks}"));
+    eprintln!("this kernel and the encrypted overlay: {esp}");
+    let (code, said, err) = edgesense(&["stack", "up", "--encrypted-overlay", "--no-wait"]);
+    if esp["status"] == "pass" {
+        assert_eq!(code, 0, "{said}{err}");
+        let opts = docker(&[
+            "network",
+            "inspect",
+            "core-infra",
+            "--format",
+            "{{json .Options}}",
+        ]);
+        assert!(opts.contains("encrypted"), "{opts}");
+        ok(&["stack", "down", "--volumes"]);
+        docker(&["network", "rm", "core-infra"]);
+    } else {
+        assert_ne!(code, 0, "{said}{err}");
+        let detail = esp["detail"].as_str().unwrap();
+        assert!(
+            err.contains("--encrypted-overlay") && err.contains(detail),
+            "the refusal gives doctor's reason ({detail}): {err}"
+        );
+        assert!(
+            detail.contains("CONFIG_INET_ESP") || detail.contains("CONFIG_CRYPTO_GCM"),
+            "{esp}"
+        );
+        assert!(
+            !docker(&["network", "ls", "--format", "{{.Name}}"])
+                .lines()
+                .any(|l| l == "core-infra"),
+            "no network made"
+        );
+        assert!(stack_objects().2.trim().is_empty(), "no secret made");
+    }
+
     // --- stack up with the local images.
     let (prom_port, am_port) = (free_port(), free_port());
     let (pp, ap) = (prom_port.to_string(), am_port.to_string());
