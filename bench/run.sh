@@ -37,9 +37,10 @@ fi
 
 echo "building" >&2
 rustup target list --installed | grep -qx x86_64-unknown-linux-musl || rustup target add x86_64-unknown-linux-musl >&2
-cargo build --release --locked -q -p edgesense-agent --target x86_64-unknown-linux-musl
+cargo build --release --locked -q -p edgesense-agent -p edgesense --target x86_64-unknown-linux-musl
 cargo build --release --locked -q -p edgesense-bench
 AGENT=$PWD/target/x86_64-unknown-linux-musl/release/edgesense-agent
+CLI=$PWD/target/x86_64-unknown-linux-musl/release/edgesense
 NE=$(command -v prometheus-node-exporter)
 B=$PWD/target/release
 
@@ -48,40 +49,56 @@ cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; }
 trap cleanup EXIT
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_ready() {  # URL: poll with a 30 s deadline
-    for _ in $(seq 300); do curl -sf -o /dev/null "$1" && return 0; sleep 0.1; done
+wait_ready() {  # URL: poll with a 30 s deadline (https: any certificate, this is readiness)
+    for _ in $(seq 300); do curl -sfk -o /dev/null "$1" && return 0; sleep 0.1; done
     echo "error: $1 not ready" >&2; return 1
 }
 kb() { awk -v k="$2:" '$1 == k {print $2}' "/proc/$1/status"; }
 # CPU time of every thread of PID in µs (schedstat: ns on CPU; finer than /proc/PID/stat's ticks).
 cpu_us() { cat /proc/"$1"/task/*/schedstat 2>/dev/null | awk '{s += $1} END {printf "%d", s / 1000}'; }
 
-start() {  # NAME CMD...: starts a server on a free port; sets PORT and PID
+# The fleet's credentials, as `stack up` makes them (stack render keeps them in --state-dir):
+# the agent's certificate for the TLS figures, node_exporter gets the same one.
+rm -rf bench/out/stack bench/out/state
+"$CLI" stack render --out bench/out/stack --state-dir bench/out/state >>"$log"
+BUNDLE=$PWD/bench/out/state/agent
+CA=$BUNDLE/ca.crt
+printf 'tls_server_config:\n  cert_file: %s\n  key_file: %s\n' "$BUNDLE/agent.pem" "$BUNDLE/agent.pem" >bench/out/ne-web.yml
+AGENT_TLS=(--tls-cert "$BUNDLE/agent.pem" --tls-ca "$CA" --token-file "$BUNDLE/token")
+SCHEME=http
+
+start() {  # NAME CMD...: starts a server on a free port ($SCHEME); sets PORT and PID
     PORT=$(free_port)
     local args=("${@:2}")
     args=("${args[@]//\{port\}/$PORT}")
     "${args[@]}" >>"$log" 2>&1 &
     PID=$!
     pids+=("$PID")
-    wait_ready "http://127.0.0.1:$PORT/metrics"
+    wait_ready "$SCHEME://127.0.0.1:$PORT/metrics"
 }
 
 declare -A R   # results: NAME.figure -> value
 measure() {  # NAME CMD...
     local name=$1
     start "$@"
-    local pid=$PID port=$PORT url="http://127.0.0.1:$PORT/metrics"
+    local pid=$PID port=$PORT url="$SCHEME://127.0.0.1:$PORT/metrics"
     sleep 2   # settle (not readiness): idle means after start-up work is done
     R[$name.rss_idle]=$(kb "$pid" VmRSS)
-    local c0 c1 secs
+    local c0 c1 secs how=(scrape "$url" "$SCRAPES")
+    [ "$SCHEME" = http ] || how=(tls "$url" "$SCRAPES" "$CA")
     c0=$(cpu_us "$pid")
-    secs=$("$B/scrape" scrape "$url" "$SCRAPES" | awk '$1 == "seconds" {print $2}')
+    secs=$("$B/scrape" "${how[@]}" | awk '$1 == "seconds" {print $2}')
     c1=$(cpu_us "$pid")
     R[$name.cpu_per_1000]=$(awk -v a="$c0" -v b="$c1" -v n="$SCRAPES" 'BEGIN {printf "%.1f", (b - a) / n}')
     R[$name.seq_ms]=$(awk -v s="$secs" -v n="$SCRAPES" 'BEGIN {printf "%.3f", s * 1000 / n}')
     R[$name.rss_after]=$(kb "$pid" VmRSS)
     R[$name.hwm_after]=$(kb "$pid" VmHWM)
-    R[$name.bytes]=$(curl -s "$url" | wc -c)
+    R[$name.bytes]=$(curl -sk "$url" | wc -c)
+    if [ "$SCHEME" = https ]; then
+        local h
+        h=$("$B/scrape" handshakes "$url" "$SCRAPES" "$CA" | awk '$1 == "seconds" {print $2}')
+        R[$name.handshake_ms]=$(awk -v s="$h" -v n="$SCRAPES" 'BEGIN {printf "%.3f", s * 1000 / n}')
+    fi
     local w
     w=$(wrk -t1 -c8 -d"${WRK_S}s" --latency "$url")
     echo "$name wrk: $w" >>"$log"
@@ -97,6 +114,32 @@ measure agent "$AGENT" --simulate --listen "127.0.0.1:{port}"
 measure ne_min "$NE" --web.listen-address="127.0.0.1:{port}" --collector.disable-defaults \
     --collector.hwmon --collector.thermal_zone --collector.textfile
 measure ne_full "$NE" --web.listen-address="127.0.0.1:{port}"
+echo "measuring footprint and /metrics over TLS" >&2
+SCHEME=https
+measure agent_tls "$AGENT" --simulate --listen "127.0.0.1:{port}" "${AGENT_TLS[@]}"
+measure ne_tls "$NE" --web.listen-address="127.0.0.1:{port}" --web.config.file=bench/out/ne-web.yml \
+    --collector.disable-defaults --collector.hwmon --collector.thermal_zone --collector.textfile
+SCHEME=http
+
+# The Pi Zero's build (ARMv6) under qemu-user: a full TLS handshake and scrape per connection,
+# the agent's CPU time per scrape as the emulator spends it (an upper bound for the real SoC).
+R[armv6.handshake_ms]="n/a"; R[armv6.cpu_ms]="n/a"
+ARMV6=target/arm-unknown-linux-musleabihf/release/edgesense-agent
+[ $quick = 1 ] || [ -f "$ARMV6" ] || scripts/build-arm.sh arm-unknown-linux-musleabihf edgesense-agent >>"$log" 2>&1 || true
+if [ -f "$ARMV6" ] && command -v qemu-arm-static >/dev/null; then
+    echo "measuring TLS on the ARMv6 build under qemu-user" >&2
+    SCHEME=https
+    start armv6 qemu-arm-static "$ARMV6" --simulate --listen "127.0.0.1:{port}" "${AGENT_TLS[@]}"
+    SCHEME=http
+    n=$(( SCRAPES / 20 )); [ "$n" -ge 5 ] || n=5
+    c0=$(cpu_us "$PID")
+    h=$("$B/scrape" handshakes "https://127.0.0.1:$PORT/metrics" "$n" "$CA" | awk '$1 == "seconds" {print $2}')
+    c1=$(cpu_us "$PID")
+    R[armv6.handshake_ms]=$(awk -v s="$h" -v n="$n" 'BEGIN {printf "%.1f", s * 1000 / n}')
+    R[armv6.cpu_ms]=$(awk -v a="$c0" -v b="$c1" -v n="$n" 'BEGIN {printf "%.1f", (b - a) / n / 1000}')
+    R[armv6.share]=$(awk -v c="${R[armv6.cpu_ms]}" 'BEGIN {printf "%.3f", c / 15000 * 100}')
+    kill "$PID"
+fi
 
 echo "measuring cold start" >&2
 cold() { "$B/scrape" coldstart "$COLD_RUNS" "$@" | awk '$1 == "median_ms" {print $2}'; }
@@ -129,6 +172,7 @@ R[ne_min.ir]=$(instructions ne_min "$NE" --web.listen-address="127.0.0.1:{port}"
 
 echo "measuring sizes" >&2
 R[agent.size]=$(stat -c %s "$AGENT")
+R[cli.size]=$(stat -c %s "$CLI")
 R[ne.size]=$(stat -c %s "$NE")
 if [ $quick = 0 ] || [ -f target/aarch64-unknown-linux-musl/release/edgesense-agent ]; then
     [ $quick = 1 ] || scripts/build-arm.sh aarch64-unknown-linux-musl edgesense-agent >>"$log" 2>&1
@@ -150,6 +194,10 @@ wh=$("$B/webhook-latency" --posts "$POSTS")
 echo "$wh" >>"$log"
 R[webhook.p50]=$(awk -F'|' '/post → pin write/ {gsub(/ /,"",$3); print $3}' <<<"$wh")
 R[webhook.p99]=$(awk -F'|' '/post → pin write/ {gsub(/ /,"",$5); print $5}' <<<"$wh")
+wh=$("$B/webhook-latency" --posts "$POSTS" --tls)
+echo "$wh" >>"$log"
+R[webhook_tls.p50]=$(awk -F'|' '/post → pin write/ {gsub(/ /,"",$3); print $3}' <<<"$wh")
+R[webhook_tls.p99]=$(awk -F'|' '/post → pin write/ {gsub(/ /,"",$5); print $5}' <<<"$wh")
 if command -v prometheus >/dev/null && command -v prometheus-alertmanager >/dev/null; then
     al=$(EDGESENSE_AGENT_BIN=$AGENT "$B/alert-loop" --rounds "$ROUNDS" 2>>"$log")
     R[loop.p50]=$(awk -F'|' '/above threshold/ {gsub(/ /,"",$4); print $4}' <<<"$al")
@@ -195,10 +243,19 @@ us() { local v=$1; case "$v" in *us) echo "${v%us}";; *ms) echo "scale=1; ${v%ms
     row "instructions per scrape (callgrind)" "${R[agent.ir]}" "${R[ne_min.ir]}" "$(ratio "${R[agent.ir]}" "${R[ne_min.ir]}")" "" ""
     row "/metrics body (bytes)" "${R[agent.bytes]}" "${R[ne_min.bytes]}" "" "${R[ne_full.bytes]}" ""
     row "cold start to first /metrics, median of $COLD_RUNS (ms)" "${R[agent.cold]}" "${R[ne_min.cold]}" "$(ratio "${R[agent.cold]}" "${R[ne_min.cold]}")" "" "< 50 ms"
+    row "idle RSS, TLS on (MiB)" "$(mib "${R[agent_tls.rss_idle]}")" "$(mib "${R[ne_tls.rss_idle]}")" "$(ratio "${R[agent_tls.rss_idle]}" "${R[ne_tls.rss_idle]}")" "" "≤ 3 MiB"
+    row "peak RSS under TLS load, VmHWM (MiB)" "$(mib "${R[agent_tls.hwm_load]}")" "$(mib "${R[ne_tls.hwm_load]}")" "$(ratio "${R[agent_tls.hwm_load]}" "${R[ne_tls.hwm_load]}")" "" ""
+    row "/metrics over TLS, keep-alive, wrk 1 thread 8 conns ${WRK_S} s (req/s)" "${R[agent_tls.rps]}" "${R[ne_tls.rps]}" "$(ratio "${R[agent_tls.rps]}" "${R[ne_tls.rps]}")×" "" "≥ 10× node_exporter with TLS"
+    row "/metrics over TLS latency p99 under load" "${R[agent_tls.p99]}" "${R[ne_tls.p99]}" "$(ratio "$(us "${R[agent_tls.p99]}")" "$(us "${R[ne_tls.p99]}")")" "" ""
+    row "sequential scrape over one TLS connection (ms)" "${R[agent_tls.seq_ms]}" "${R[ne_tls.seq_ms]}" "$(ratio "${R[agent_tls.seq_ms]}" "${R[ne_tls.seq_ms]}")" "" ""
+    row "full TLS 1.3 handshake + scrape, a new connection each (ms)" "${R[agent_tls.handshake_ms]}" "${R[ne_tls.handshake_ms]}" "$(ratio "${R[agent_tls.handshake_ms]}" "${R[ne_tls.handshake_ms]}")" "" ""
+    row "ARMv6 agent (Pi Zero build) under qemu-user: full handshake + scrape (ms), agent CPU per scrape (ms), share of a core at a 15 s scrape interval (%)" "${R[armv6.handshake_ms]} / ${R[armv6.cpu_ms]} / ${R[armv6.share]:-n/a}" "" "" "" ""
     row "stripped binary x86_64 (bytes)" "${R[agent.size]}" "${R[ne.size]}" "$(ratio "${R[agent.size]}" "${R[ne.size]}")" "" ""
+    row "stripped CLI x86_64 (bytes)" "${R[cli.size]}" "" "" "" ""
     row "stripped binary aarch64 (bytes)" "${R[agent.size_arm64]}" "" "" "" "≤ 4 MB"
     row "agent image (bytes)" "${R[agent.image]}" "" "" "" "≤ 5 MB"
     row "webhook post → LED pin write p50 / p99, $POSTS posts" "${R[webhook.p50]} / ${R[webhook.p99]}" "" "" "" "p99 < 1 ms"
+    row "webhook post → LED pin write over TLS p50 / p99, $POSTS posts" "${R[webhook_tls.p50]} / ${R[webhook_tls.p99]}" "" "" "" "p99 < 1 ms"
     row "threshold → LED via Prometheus + Alertmanager (1 s scrape/eval), median of $ROUNDS" "${R[loop.p50]}" "" "" "" ""
     row "silence in Alertmanager → LED released (reconcile_interval $RECONCILE; no webhook tells of it), median of $ROUNDS" "${R[silence.p50]} (max ${R[silence.max]})" "" "" "" ""
     [ -z "$fleet_rows" ] || echo "$fleet_rows"

@@ -5,6 +5,10 @@
 //! - `coldstart RUNS CMD ARGS…`: starts CMD (with `{port}` in ARGS replaced by a free port) RUNS
 //!   times and measures spawn → first `GET /metrics` answered 200; prints the median and the
 //!   spread in ms.
+//! - `tls URL N CA`: `scrape` over one TLS connection (`https://`), the server checked against
+//!   CA for `edgesense-agent`.
+//! - `handshakes URL N CA`: N GETs, each on a new TLS connection (a full handshake each, no
+//!   session resumption: what a Prometheus scrape of a restarted agent costs).
 
 use std::{
     io::{BufRead, BufReader, Read, Write},
@@ -13,8 +17,12 @@ use std::{
     time::{Duration, Instant},
 };
 
+/// A connection to read and write: plain TCP or TLS.
+trait Conn: Read + Write {}
+impl<T: Read + Write> Conn for T {}
+
 /// One keep-alive GET; returns the status.
-fn get(s: &mut BufReader<TcpStream>, host: &str, path: &str) -> std::io::Result<u16> {
+fn get<S: Conn>(s: &mut BufReader<S>, host: &str, path: &str) -> std::io::Result<u16> {
     write!(s.get_mut(), "GET {path} HTTP/1.1\r\nHost: {host}\r\n\r\n")?;
     let mut line = String::new();
     s.read_line(&mut line)?;
@@ -58,7 +66,9 @@ fn get(s: &mut BufReader<TcpStream>, host: &str, path: &str) -> std::io::Result<
 }
 
 fn split_url(url: &str) -> (String, String) {
-    let rest = url.trim_start_matches("http://");
+    let rest = url
+        .trim_start_matches("http://")
+        .trim_start_matches("https://");
     let (host, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
     (
         host.to_owned(),
@@ -70,10 +80,26 @@ fn split_url(url: &str) -> (String, String) {
     )
 }
 
+/// A TLS client trusting only the CA in `ca` (a fresh config: no session to resume).
+fn tls_stream(host: &str, ca: &str) -> impl Conn {
+    let pem = std::fs::read(ca).expect("read the CA");
+    let config = edgesense_tests::tls::client_config(&pem, None);
+    let tcp = TcpStream::connect(host).expect("connect");
+    tcp.set_nodelay(true).ok();
+    let name = rustls::pki_types::ServerName::try_from("edgesense-agent").expect("name");
+    let conn = rustls::ClientConnection::new(config, name).expect("TLS client");
+    rustls::StreamOwned::new(conn, tcp)
+}
+
 fn scrape(url: &str, n: usize) {
-    let (host, path) = split_url(url);
+    let (host, _) = split_url(url);
     let stream = TcpStream::connect(&host).expect("connect");
     stream.set_nodelay(true).ok();
+    scrape_on(url, n, stream);
+}
+
+fn scrape_on<S: Conn>(url: &str, n: usize, stream: S) {
+    let (host, path) = split_url(url);
     let mut s = BufReader::new(stream);
     let t0 = Instant::now();
     for i in 0..n {
@@ -81,6 +107,18 @@ fn scrape(url: &str, n: usize) {
         assert_eq!(status, 200, "scrape {i}");
     }
     println!("scrapes {n}");
+    println!("seconds {:.6}", t0.elapsed().as_secs_f64());
+}
+
+fn handshakes(url: &str, n: usize, ca: &str) {
+    let (host, path) = split_url(url);
+    let t0 = Instant::now();
+    for i in 0..n {
+        let mut s = BufReader::new(tls_stream(&host, ca));
+        let status = get(&mut s, &host, &path).expect("scrape");
+        assert_eq!(status, 200, "scrape {i}");
+    }
+    println!("handshakes {n}");
     println!("seconds {:.6}", t0.elapsed().as_secs_f64());
 }
 
@@ -133,11 +171,18 @@ fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
         Some("scrape") if args.len() == 3 => scrape(&args[1], args[2].parse().expect("N")),
+        Some("tls") if args.len() == 4 => {
+            let (host, _) = split_url(&args[1]);
+            scrape_on(&args[1], args[2].parse().expect("N"), tls_stream(&host, &args[3]))
+        }
+        Some("handshakes") if args.len() == 4 => {
+            handshakes(&args[1], args[2].parse().expect("N"), &args[3])
+        }
         Some("coldstart") if args.len() >= 3 => {
             coldstart(args[1].parse().expect("RUNS"), &args[2..])
         }
         _ => {
-            eprintln!("usage: scrape scrape URL N | scrape coldstart RUNS CMD ARGS…");
+            eprintln!("usage: scrape scrape URL N | scrape tls URL N CA | scrape handshakes URL N CA | scrape coldstart RUNS CMD ARGS…");
             std::process::exit(2);
         }
     }

@@ -7,7 +7,11 @@
 //! changes the red LED (blink on, then off). The latency of a post is the time from just before
 //! its first byte is written to the red pin's write.
 //!
-//! `cargo run --release -p edgesense-bench --bin webhook-latency [-- --posts 10000]`
+//! With `--tls` the agent serves HTTPS with a certificate of a fleet CA made for the run (as
+//! `edgesense stack up` makes them) and the client speaks TLS to it (one handshake, then the
+//! same keep-alive connection): the cost TLS adds to the webhook's way to a pin.
+//!
+//! `cargo run --release -p edgesense-bench --bin webhook-latency [-- --posts 10000] [--tls]`
 
 use std::{
     io::{BufRead, BufReader, Read, Write},
@@ -44,8 +48,12 @@ fn body(i: usize) -> String {
     )
 }
 
+/// A connection to read and write: plain TCP or TLS.
+trait Conn: Read + Write {}
+impl<T: Read + Write> Conn for T {}
+
 /// Reads one HTTP/1.1 response with a Content-Length body; returns the status.
-fn read_response(r: &mut BufReader<TcpStream>) -> u16 {
+fn read_response<S: Conn>(r: &mut BufReader<S>) -> u16 {
     let mut line = String::new();
     r.read_line(&mut line).expect("status line");
     let status = line
@@ -72,10 +80,12 @@ fn read_response(r: &mut BufReader<TcpStream>) -> u16 {
     status
 }
 
-fn client(addr: SocketAddr, gpio: MockGpio, posts: usize) -> (Vec<Duration>, Vec<Duration>) {
-    let stream = TcpStream::connect(addr).expect("connect");
-    stream.set_nodelay(true).expect("nodelay");
-    let mut w = stream.try_clone().expect("clone");
+fn client<S: Conn>(
+    addr: SocketAddr,
+    stream: S,
+    gpio: MockGpio,
+    posts: usize,
+) -> (Vec<Duration>, Vec<Duration>) {
     let mut r = BufReader::new(stream);
     let mut to_pin = Vec::with_capacity(posts);
     let mut rtt = Vec::with_capacity(posts);
@@ -86,7 +96,7 @@ fn client(addr: SocketAddr, gpio: MockGpio, posts: usize) -> (Vec<Duration>, Vec
             b.len()
         );
         let sent = Instant::now();
-        w.write_all(req.as_bytes()).expect("send");
+        r.get_mut().write_all(req.as_bytes()).expect("send");
         let status = read_response(&mut r);
         rtt.push(sent.elapsed());
         assert_eq!(status, 200, "post {i}");
@@ -119,6 +129,21 @@ fn main() {
         },
     )
     .expect("built-in node");
+    let tls = std::env::args().any(|a| a == "--tls");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let fleet = tls.then(|| edgesense_tests::TestFleet::new(dir.path(), "bench-token"));
+    let creds = match &fleet {
+        None => edgesense_agent::credentials::Credentials::none(),
+        Some(f) => edgesense_agent::credentials::Credentials::load(
+            &edgesense_agent::credentials::CredentialFiles {
+                cert: Some(f.bundle().join("agent.pem")),
+                ca: Some(f.bundle().join("ca.crt")),
+                ..Default::default()
+            },
+        )
+        .expect("the fleet's credentials"),
+    };
+    let client_tls = fleet.as_ref().map(|f| f.client(None));
     let gpio = MockGpio::new();
     let hw = Hardware::simulated(&spec, &gpio).expect("hardware");
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -130,14 +155,22 @@ fn main() {
             .await
             .expect("bind");
         let addr = listener.local_addr().expect("addr");
-        let creds = edgesense_agent::credentials::Shared::new(
-            edgesense_agent::credentials::Credentials::none(),
-        );
+        let creds = edgesense_agent::credentials::Shared::new(creds);
         let running = edgesense_agent::start(Arc::new(spec), hw, creds);
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let g = gpio.clone();
         let client = thread::spawn(move || {
-            let r = client(addr, g, posts);
+            let tcp = TcpStream::connect(addr).expect("connect");
+            tcp.set_nodelay(true).expect("nodelay");
+            let r = match client_tls {
+                None => client(addr, tcp, g, posts),
+                Some(config) => {
+                    let name = rustls::pki_types::ServerName::try_from("edgesense-agent")
+                        .expect("name");
+                    let conn = rustls::ClientConnection::new(config, name).expect("TLS client");
+                    client(addr, rustls::StreamOwned::new(conn, tcp), g, posts)
+                }
+            };
             let _ = stop_tx.send(());
             r
         });
@@ -153,7 +186,8 @@ fn main() {
     to_pin.sort();
     rtt.sort();
     println!(
-        "Webhook → first LED pin write, {posts} posts on loopback (one keep-alive connection)\n"
+        "Webhook → first LED pin write, {posts} posts on loopback (one keep-alive connection{})\n",
+        if tls { ", TLS 1.3" } else { "" }
     );
     println!("| figure | p50 | p90 | p99 | max |");
     println!("|---|---:|---:|---:|---:|");
