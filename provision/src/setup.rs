@@ -61,9 +61,10 @@ pub struct Agent {
 }
 
 /// What the agent needs for TLS in the stack.
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq, Default)]
 pub struct AgentTls {
     pub ca: String,
+    /// Certificate and key, PEM.
     pub cert: String,
     pub alertmanager_password: String,
 }

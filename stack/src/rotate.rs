@@ -22,7 +22,7 @@ use std::{
 };
 
 use bollard::{
-    query_parameters::{InspectServiceOptions, ListServicesOptions, UpdateServiceOptions},
+    query_parameters::{InspectServiceOptions, ListServicesOptions},
     Docker,
 };
 
@@ -108,19 +108,7 @@ async fn deploy(
         if !changed {
             continue;
         }
-        let version = current.version.and_then(|v| v.index).unwrap_or(0);
-        docker
-            .update_service(
-                &name,
-                spec,
-                UpdateServiceOptions {
-                    version: i32::try_from(version).unwrap_or(i32::MAX),
-                    ..Default::default()
-                },
-                None,
-            )
-            .await
-            .context(|| format!("update service {name}"))?;
+        crate::up::update_service(docker, &name, spec, current.version).await?;
         out.updated.push(format!("service {name}"));
         updated.push(name);
     }

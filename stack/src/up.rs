@@ -211,19 +211,7 @@ pub async fn apply(
                     out.unchanged.push(format!("service {name}"));
                     continue;
                 }
-                let version = current.version.and_then(|v| v.index).unwrap_or(0);
-                docker
-                    .update_service(
-                        &name,
-                        spec.clone(),
-                        UpdateServiceOptions {
-                            version: i32::try_from(version).unwrap_or(i32::MAX),
-                            ..Default::default()
-                        },
-                        None,
-                    )
-                    .await
-                    .context(|| format!("update service {name}"))?;
+                update_service(docker, &name, spec.clone(), current.version).await?;
                 out.updated.push(format!("service {name}"));
             }
             Err(e) if is_not_found(&e) => {
@@ -274,6 +262,30 @@ pub async fn apply(
             out.removed.push(format!("config {name}"));
         }
     }
+    Ok(())
+}
+
+/// Updates service `name` to `spec`, at the version it was read at (a concurrent change makes
+/// Docker refuse rather than lose one of them).
+pub async fn update_service(
+    docker: &Docker,
+    name: &str,
+    spec: bollard::models::ServiceSpec,
+    version: Option<bollard::models::ObjectVersion>,
+) -> Result<()> {
+    let version = version.and_then(|v| v.index).unwrap_or(0);
+    docker
+        .update_service(
+            name,
+            spec,
+            UpdateServiceOptions {
+                version: i32::try_from(version).unwrap_or(i32::MAX),
+                ..Default::default()
+            },
+            None,
+        )
+        .await
+        .context(|| format!("update service {name}"))?;
     Ok(())
 }
 

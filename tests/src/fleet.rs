@@ -318,16 +318,7 @@ impl Node {
         f: impl FnOnce() -> std::io::Result<T> + Send + 'static,
     ) -> std::io::Result<T> {
         let pid = std::fs::read_to_string(self.dir.join("docker.pid"))?;
-        let ns = File::open(format!("/proc/{}/ns/net", pid.trim()))?;
-        std::thread::spawn(move || {
-            // SAFETY: setns(2) moves only this thread, into a namespace whose fd we hold.
-            if unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            f()
-        })
-        .join()
-        .map_err(|_| std::io::Error::other("request thread panicked"))?
+        in_netns(&format!("/proc/{}/ns/net", pid.trim()), f)
     }
 
     /// A plain HTTP request to the agent container `container` on this node from its own
@@ -342,19 +333,12 @@ impl Node {
         body: &str,
     ) -> std::io::Result<Response> {
         let pid = self.docker(&["inspect", container, "--format", "{{.State.Pid}}"]);
-        let ns = File::open(format!("/proc/{}/ns/net", pid.trim()))?;
         let (method, path, body) = (method.to_owned(), path.to_owned(), body.to_owned());
         let headers: Vec<String> = headers.iter().map(|h| (*h).to_owned()).collect();
-        std::thread::spawn(move || {
-            // SAFETY: setns(2) moves only this thread, into a namespace whose fd we hold.
-            if unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
+        in_netns(&format!("/proc/{}/ns/net", pid.trim()), move || {
             let h: Vec<&str> = headers.iter().map(String::as_str).collect();
             try_request(([127, 0, 0, 1], 9842).into(), &method, &path, &h, &body)
         })
-        .join()
-        .map_err(|_| std::io::Error::other("request thread panicked"))?
     }
 
     /// A plain HTTP request to `127.0.0.1:port` inside the node's network namespace (a
@@ -472,6 +456,24 @@ impl Node {
     }
 }
 
+/// `f` run on a thread of its own inside the network namespace at `ns` (a `/proc/PID/ns/net`
+/// or `/run/netns/NAME`): setns(2) moves only that thread.
+fn in_netns<T: Send + 'static>(
+    ns: &str,
+    f: impl FnOnce() -> std::io::Result<T> + Send + 'static,
+) -> std::io::Result<T> {
+    let ns = File::open(ns)?;
+    std::thread::spawn(move || {
+        // SAFETY: setns(2) moves only this thread, into a namespace whose fd we hold.
+        if unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        f()
+    })
+    .join()
+    .map_err(|_| std::io::Error::other("the namespace's thread panicked"))?
+}
+
 /// A capture of the fleet's LAN (tests/fleet.sh capture): tcpdump on the bridge between the
 /// nodes, stopped and read by [`Capture::stop`].
 pub struct Capture {
@@ -517,16 +519,7 @@ impl Stranger {
         &self,
         f: impl FnOnce() -> std::io::Result<T> + Send + 'static,
     ) -> std::io::Result<T> {
-        let ns = File::open(&self.ns)?;
-        std::thread::spawn(move || {
-            // SAFETY: setns(2) moves only this thread, into a namespace whose fd we hold.
-            if unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            f()
-        })
-        .join()
-        .map_err(|_| std::io::Error::other("stranger's thread panicked"))?
+        in_netns(&self.ns.to_string_lossy(), f)
     }
 
     /// A request from the stranger to `at`.

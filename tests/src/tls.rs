@@ -35,7 +35,6 @@ fn pem_certs(pem: &[u8]) -> Vec<rustls::pki_types::CertificateDer<'static>> {
 /// A client config trusting the CA in `ca_pem`, presenting `identity_pem` (certificate and key)
 /// when given.
 pub fn client_config(ca_pem: &[u8], identity_pem: Option<&[u8]>) -> Arc<ClientConfig> {
-    use rustls::pki_types::{pem::PemObject, PrivateKeyDer};
     let mut roots = RootCertStore::empty();
     for c in pem_certs(ca_pem) {
         roots.add(c).expect("a CA certificate");
@@ -44,6 +43,15 @@ pub fn client_config(ca_pem: &[u8], identity_pem: Option<&[u8]>) -> Arc<ClientCo
         .with_safe_default_protocol_versions()
         .expect("TLS versions")
         .with_root_certificates(roots);
+    with_identity(b, identity_pem)
+}
+
+/// The client config, presenting `identity_pem` (certificate and key) when given.
+fn with_identity(
+    b: rustls::ConfigBuilder<ClientConfig, rustls::client::WantsClientCert>,
+    identity_pem: Option<&[u8]>,
+) -> Arc<ClientConfig> {
+    use rustls::pki_types::{pem::PemObject, PrivateKeyDer};
     Arc::new(match identity_pem {
         Some(pem) => b
             .with_client_auth_cert(
@@ -108,21 +116,12 @@ impl rustls::client::danger::ServerCertVerifier for AcceptAnything {
 /// A client that trusts any server certificate, presenting `identity_pem` when given: what a
 /// stranger on the LAN has (it wants whatever is behind the TLS).
 pub fn insecure_client(identity_pem: Option<&[u8]>) -> Arc<ClientConfig> {
-    use rustls::pki_types::{pem::PemObject, PrivateKeyDer};
     let b = ClientConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
         .expect("TLS versions")
         .dangerous()
         .with_custom_certificate_verifier(Arc::new(AcceptAnything(provider())));
-    Arc::new(match identity_pem {
-        Some(pem) => b
-            .with_client_auth_cert(
-                pem_certs(pem),
-                PrivateKeyDer::from_pem_slice(pem).expect("a private key"),
-            )
-            .expect("client certificate"),
-        None => b.with_no_client_auth(),
-    })
+    with_identity(b, identity_pem)
 }
 
 /// Where a test talks to.

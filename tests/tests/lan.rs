@@ -236,13 +236,13 @@ fn nobody_without_credentials_can_silence_forge_or_read_the_fleet() {
     for (what, addr, _) in targets {
         for (method, path, body) in calls {
             // Plain HTTP: no service answers it with data.
-            match stranger.request(&Endpoint::plain(addr), method, path, &json, body) {
-                Ok(r) => assert_eq!(
+            // A refused or reset connection is as good as a 400.
+            if let Ok(r) = stranger.request(&Endpoint::plain(addr), method, path, &json, body) {
+                assert_eq!(
                     r.status, 400,
                     "{what}: plain {method} {path} from the stranger: {} {}",
                     r.status, r.body
-                ),
-                Err(_) => {}
+                );
             }
             // https, any certificate accepted, no credentials: 401.
             let https = Endpoint::https(addr, insecure_client(None), "x");

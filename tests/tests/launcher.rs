@@ -495,7 +495,10 @@ fn agents_on_every_node_from_one_stack_up() {
     );
     let rotated = mgr.kept_fleet();
     assert_ne!(rotated.kept.token, TOKEN);
-    assert_eq!(rotated.kept.agent_tokens, [rotated.kept.token.clone()]);
+    assert_eq!(
+        rotated.kept.agent_tokens,
+        std::slice::from_ref(&rotated.kept.token)
+    );
     let put = |token: &str| {
         pi_c.agent_request(
             "edgesense-agent",

@@ -173,7 +173,11 @@ fn main() {
         Some("scrape") if args.len() == 3 => scrape(&args[1], args[2].parse().expect("N")),
         Some("tls") if args.len() == 4 => {
             let (host, _) = split_url(&args[1]);
-            scrape_on(&args[1], args[2].parse().expect("N"), tls_stream(&host, &args[3]))
+            scrape_on(
+                &args[1],
+                args[2].parse().expect("N"),
+                tls_stream(&host, &args[3]),
+            )
         }
         Some("handshakes") if args.len() == 4 => {
             handshakes(&args[1], args[2].parse().expect("N"), &args[3])

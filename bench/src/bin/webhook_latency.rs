@@ -165,8 +165,8 @@ fn main() {
             let r = match client_tls {
                 None => client(addr, tcp, g, posts),
                 Some(config) => {
-                    let name = rustls::pki_types::ServerName::try_from("edgesense-agent")
-                        .expect("name");
+                    let name =
+                        rustls::pki_types::ServerName::try_from("edgesense-agent").expect("name");
                     let conn = rustls::ClientConnection::new(config, name).expect("TLS client");
                     client(addr, rustls::StreamOwned::new(conn, tcp), g, posts)
                 }

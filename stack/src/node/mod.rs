@@ -73,20 +73,9 @@ pub struct NodeOptions {
     pub launcher: Option<String>,
 }
 
-/// What an agent needs for TLS in the stack (from the stack's agent bundle).
-#[derive(Clone, PartialEq, Eq, Default)]
-pub struct AgentTls {
-    pub ca: String,
-    /// Certificate and key, PEM.
-    pub cert: String,
-    pub alertmanager_password: String,
-}
-
-impl std::fmt::Debug for AgentTls {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("AgentTls(…)")
-    }
-}
+/// What an agent needs for TLS in the stack (from the stack's agent bundle): the same the card
+/// of a flashed node carries.
+pub use edgesense_provision::setup::AgentTls;
 
 impl NodeOptions {
     /// The files copied into the container that are credentials: replaced in a running agent
