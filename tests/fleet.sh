@@ -86,11 +86,10 @@ lan_up() {
     ip link set "$PREFIX-host" up
 }
 
-node_net() {
-    local n=$1 ns="$PREFIX-$1" veth addr
-    veth=$(veth_of "$n")
-    addr=$(addr_of "$n")
-    ip netns add "$ns"
+# Plugs the network namespace $1 into the LAN's bridge: a veth pair, $2 on the bridge, eth0
+# with address $3 inside.
+plug() {
+    local ns=$1 veth=$2 addr=$3
     ip link add "$veth" type veth peer name "$veth-i"
     ip link set "$veth" netns "$LAN"
     ip -n "$LAN" link set "$veth" master "$BRIDGE" up
@@ -99,6 +98,12 @@ node_net() {
     ip -n "$ns" addr add "$addr/24" dev eth0
     ip -n "$ns" link set eth0 up
     ip -n "$ns" link set lo up
+}
+
+node_net() {
+    local ns="$PREFIX-$1"
+    ip netns add "$ns"
+    plug "$ns" "$(veth_of "$1")" "$(addr_of "$1")"
 }
 
 # Starts node $1's dockerd in its namespaces (network from `ip netns exec`, UTS and mount from
@@ -203,14 +208,7 @@ stranger() {
         up)
             ip netns del "$STRANGER" 2>/dev/null || true
             ip netns add "$STRANGER"
-            ip link add "$PREFIX-s0" type veth peer name "$PREFIX-s0i"
-            ip link set "$PREFIX-s0" netns "$LAN"
-            ip -n "$LAN" link set "$PREFIX-s0" master "$BRIDGE" up
-            ip link set "$PREFIX-s0i" netns "$STRANGER"
-            ip -n "$STRANGER" link set "$PREFIX-s0i" name eth0
-            ip -n "$STRANGER" addr add "$SUBNET.250/24" dev eth0
-            ip -n "$STRANGER" link set eth0 up
-            ip -n "$STRANGER" link set lo up
+            plug "$STRANGER" "$PREFIX-s0" "$SUBNET.250"
             echo "$SUBNET.250"
             ;;
         down)

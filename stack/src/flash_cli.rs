@@ -469,6 +469,7 @@ pub fn run(a: FlashArgs) -> anyhow::Result<()> {
 mod tests {
     use super::*;
     use clap::Parser;
+    use edgesense::credentials::{BUNDLE_CA, BUNDLE_CERT, BUNDLE_PASSWORD, BUNDLE_TOKEN};
 
     #[derive(Parser)]
     struct Wrap {
@@ -507,6 +508,16 @@ mod tests {
         assert!(s.swarm.is_some() && s.agent.is_none(), "join only");
         let mut with_cfg = join.to_vec();
         with_cfg.extend(["--agent-config", "@CFG"]);
+        let e = setup(&args(&with_cfg, d.path())).unwrap_err().to_string();
+        assert!(e.contains("--agent-credentials"), "{e}");
+        // The agent/ directory `stack up` writes on the manager.
+        let bundle = d.path().join("agent");
+        std::fs::create_dir(&bundle).unwrap();
+        for f in [BUNDLE_CA, BUNDLE_CERT, BUNDLE_TOKEN, BUNDLE_PASSWORD] {
+            std::fs::write(bundle.join(f), format!("{f}\n")).unwrap();
+        }
+        let b = bundle.to_str().unwrap();
+        with_cfg.extend(["--agent-credentials", b]);
         let s = setup(&args(&with_cfg, d.path())).unwrap();
         let run = &s.agent.expect("the card's own agent").run;
         assert!(run.contains("docker create --name \"$name\""), "{run}");

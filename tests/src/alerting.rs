@@ -28,6 +28,14 @@ pub fn swap(text: &str, from: &str, to: &str) -> String {
     text.replace(from, to)
 }
 
+/// The shipped alert rules with every `for:` at 0 s: an alert fires at the first evaluation
+/// that sees its condition.
+pub fn fast_rules() -> String {
+    let rules =
+        std::fs::read_to_string(assets().join("rules/edgesense.yml")).expect("read shipped rules");
+    swap(&rules, "for: 1m", "for: 0s").replace("for: 2m", "for: 0s")
+}
+
 pub fn alertmanager_bin() -> PathBuf {
     which("prometheus-alertmanager")
         .or_else(|| which("alertmanager"))
@@ -123,9 +131,7 @@ impl FastStack {
     ) -> FastStack {
         let am_addr: SocketAddr = ([127, 0, 0, 1], am_port).into();
         let am = start_alertmanager(dir, fleet, am_addr, agents[0]);
-        let rules = std::fs::read_to_string(assets().join("rules/edgesense.yml"))
-            .expect("read shipped rules");
-        let rules = swap(&rules, "for: 1m", "for: 0s").replace("for: 2m", "for: 0s");
+        let rules = fast_rules();
         std::fs::create_dir_all(dir.join("rules")).expect("mkdir");
         std::fs::write(dir.join("rules/edgesense.yml"), rules).expect("write rules");
         let cfg = std::fs::read_to_string(assets().join("prometheus.yml"))

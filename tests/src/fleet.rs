@@ -16,7 +16,7 @@ use std::{
     time::Duration,
 };
 
-use crate::{cli_bin, try_request, wait_until, workspace, Endpoint, Response, TestFleet};
+use crate::{cli_bin, wait_until, workspace, Endpoint, Response, TestFleet};
 
 /// A node of the fleet: a Docker host of its own.
 #[derive(Clone, Debug)]
@@ -333,12 +333,9 @@ impl Node {
         body: &str,
     ) -> std::io::Result<Response> {
         let pid = self.docker(&["inspect", container, "--format", "{{.State.Pid}}"]);
-        let (method, path, body) = (method.to_owned(), path.to_owned(), body.to_owned());
-        let headers: Vec<String> = headers.iter().map(|h| (*h).to_owned()).collect();
-        in_netns(&format!("/proc/{}/ns/net", pid.trim()), move || {
-            let h: Vec<&str> = headers.iter().map(String::as_str).collect();
-            try_request(([127, 0, 0, 1], 9842).into(), &method, &path, &h, &body)
-        })
+        let at = Endpoint::plain(([127, 0, 0, 1], 9842).into());
+        let ns = format!("/proc/{}/ns/net", pid.trim());
+        request_in(&ns, &at, method, path, headers, body)
     }
 
     /// A plain HTTP request to `127.0.0.1:port` inside the node's network namespace (a
@@ -351,12 +348,8 @@ impl Node {
         headers: &[&str],
         body: &str,
     ) -> std::io::Result<Response> {
-        let (method, path, body) = (method.to_owned(), path.to_owned(), body.to_owned());
-        let headers: Vec<String> = headers.iter().map(|h| (*h).to_owned()).collect();
-        self.in_netns(move || {
-            let h: Vec<&str> = headers.iter().map(String::as_str).collect();
-            try_request(([127, 0, 0, 1], port).into(), &method, &path, &h, &body)
-        })
+        let at = Endpoint::plain(([127, 0, 0, 1], port).into());
+        self.request_from(&at, method, path, headers, body)
     }
 
     /// A request to `at` (an address as the node sees it) from inside the node's network
@@ -369,13 +362,9 @@ impl Node {
         headers: &[&str],
         body: &str,
     ) -> std::io::Result<Response> {
-        let at = at.clone();
-        let (method, path, body) = (method.to_owned(), path.to_owned(), body.to_owned());
-        let headers: Vec<String> = headers.iter().map(|h| (*h).to_owned()).collect();
-        self.in_netns(move || {
-            let h: Vec<&str> = headers.iter().map(String::as_str).collect();
-            at.try_request(&method, &path, &h, &body)
-        })
+        let pid = std::fs::read_to_string(self.dir.join("docker.pid"))?;
+        let ns = format!("/proc/{}/ns/net", pid.trim());
+        request_in(&ns, at, method, path, headers, body)
     }
 
     /// A copy of the fleet's agent bundle in the node's /etc/edgesense/fleet, as the operator
@@ -474,6 +463,39 @@ fn in_netns<T: Send + 'static>(
     .map_err(|_| std::io::Error::other("the namespace's thread panicked"))?
 }
 
+/// `stack up` flags for the fleet: the images stack/images/build.sh makes (nothing is pulled),
+/// Prometheus and Alertmanager published on the manager at their usual ports, a 1 s scrape.
+pub const LOCAL_STACK: &[&str] = &[
+    "--prometheus-image",
+    "edgesense/prometheus:local",
+    "--alertmanager-image",
+    "edgesense/alertmanager:local",
+    "--prometheus-port",
+    "9090",
+    "--alertmanager-port",
+    "9093",
+    "--scrape-interval",
+    "1s",
+];
+
+/// A request to `at` from inside the network namespace at `ns`.
+fn request_in(
+    ns: &str,
+    at: &Endpoint,
+    method: &str,
+    path: &str,
+    headers: &[&str],
+    body: &str,
+) -> std::io::Result<Response> {
+    let at = at.clone();
+    let (method, path, body) = (method.to_owned(), path.to_owned(), body.to_owned());
+    let headers: Vec<String> = headers.iter().map(|h| (*h).to_owned()).collect();
+    in_netns(ns, move || {
+        let h: Vec<&str> = headers.iter().map(String::as_str).collect();
+        at.try_request(&method, &path, &h, &body)
+    })
+}
+
 /// A capture of the fleet's LAN (tests/fleet.sh capture): tcpdump on the bridge between the
 /// nodes, stopped and read by [`Capture::stop`].
 pub struct Capture {
@@ -531,13 +553,7 @@ impl Stranger {
         headers: &[&str],
         body: &str,
     ) -> std::io::Result<Response> {
-        let at = at.clone();
-        let (method, path, body) = (method.to_owned(), path.to_owned(), body.to_owned());
-        let headers: Vec<String> = headers.iter().map(|h| (*h).to_owned()).collect();
-        self.run(move || {
-            let h: Vec<&str> = headers.iter().map(String::as_str).collect();
-            at.try_request(&method, &path, &h, &body)
-        })
+        request_in(&self.ns.to_string_lossy(), at, method, path, headers, body)
     }
 }
 

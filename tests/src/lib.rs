@@ -60,6 +60,23 @@ fn built_bin(env: &str, package: &str, bin: &str) -> PathBuf {
     target.join("debug").join(bin)
 }
 
+/// The sorted `"KEY=VALUE"` pairs of the objects in the array `v[list]` (`stack status
+/// --json`'s nodes or agents): a fleet's state in one comparable line.
+pub fn pairs(v: &serde_json::Value, list: &str, key: &str, value: &str) -> Vec<String> {
+    let items = v[list]
+        .as_array()
+        .unwrap_or_else(|| panic!("no array {list:?} in {v}"));
+    let mut out: Vec<String> = items
+        .iter()
+        .map(|o| {
+            let s = |k: &str| o[k].as_str().unwrap_or("?").to_owned();
+            format!("{}={}", s(key), s(value))
+        })
+        .collect();
+    out.sort();
+    out
+}
+
 /// Polls `f` every 50 ms until it returns `Some`, panicking with `what` after `limit`.
 pub fn wait_until<T>(what: &str, limit: Duration, mut f: impl FnMut() -> Option<T>) -> T {
     let deadline = Instant::now() + limit;

@@ -68,13 +68,7 @@ fn cluster_page_shows_two_agents_from_prometheus_and_silences_an_alert() {
             ),
         )
         .unwrap();
-        let mut args = vec![
-            "--simulate".to_owned(),
-            "--config".into(),
-            cfg.to_str().unwrap().into(),
-        ];
-        args.extend(fleet.agent_args());
-        Agent::start(&args.iter().map(String::as_str).collect::<Vec<_>>())
+        fleet.agent(&["--simulate", "--config", cfg.to_str().unwrap()])
     };
     let (a, b) = (agent("pi-a"), agent("pi-b"));
     let stack = FastStack::start_on(d, &fleet, &[a.addr, b.addr], am_port);

@@ -148,13 +148,7 @@ fn edge_rules_light_leds_with_prometheus_and_alertmanager_dead() {
     )
     .unwrap();
     let fleet = TestFleet::new(d, "faults");
-    let mut args = vec![
-        "--simulate".to_owned(),
-        "--config".into(),
-        cfg.to_str().unwrap().into(),
-    ];
-    args.extend(fleet.agent_args());
-    let agent = Agent::start(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    let agent = fleet.agent(&["--simulate", "--config", cfg.to_str().unwrap()]);
     let stack = FastStack::start(d, &fleet, agent.addr);
     wait_until("Prometheus scraping", Duration::from_secs(30), || {
         let v = stack

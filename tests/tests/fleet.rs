@@ -7,19 +7,12 @@
 use std::time::{Duration, Instant};
 
 use edgesense_tests::{
-    alerting::{assets, swap},
+    alerting::fast_rules,
     browser::{artifacts, dashboard, png, run_browser},
-    fleet::{scraped_nodes, Fleet, Node},
-    wait_until, Endpoint, TestFleet,
+    fleet::{scraped_nodes, Fleet, Node, LOCAL_STACK},
+    pairs, wait_until, Endpoint, TestFleet,
 };
 use serde_json::Value;
-
-const STACK_IMAGES: [&str; 4] = [
-    "--prometheus-image",
-    "edgesense/prometheus:local",
-    "--alertmanager-image",
-    "edgesense/alertmanager:local",
-];
 
 /// The agent published on port 9842 of the node, as the node itself reaches it (https: the
 /// published port is not the agent's loopback).
@@ -103,24 +96,16 @@ fn a_three_node_fleet_operated_on_each_node_and_remotely() {
     );
 
     // --- stack up, run on the manager itself (its own socket), with fast rules.
-    let rules = std::fs::read_to_string(assets().join("rules/edgesense.yml")).unwrap();
-    let rules = swap(&rules, "for: 1m", "for: 0s").replace("for: 2m", "for: 0s");
-    std::fs::write(mgr.etc_dir().join("fast-rules.yml"), rules).unwrap();
+    std::fs::write(mgr.etc_dir().join("fast-rules.yml"), fast_rules()).unwrap();
     let mut up: Vec<&str> = vec![
         "stack",
         "up",
-        "--prometheus-port",
-        "9090",
-        "--alertmanager-port",
-        "9093",
-        "--scrape-interval",
-        "1s",
         "--rules",
         "/etc/edgesense/fast-rules.yml",
         "--timeout",
         "180",
     ];
-    up.extend(STACK_IMAGES);
+    up.extend(LOCAL_STACK);
     let t = Instant::now();
     let out = mgr.edgesense_ok(&up);
     eprintln!(
@@ -278,34 +263,16 @@ fn a_three_node_fleet_operated_on_each_node_and_remotely() {
     let (code, status, err) = mgr.edgesense(&["stack", "status", "--json"]);
     assert_eq!(code, 0, "{err}");
     let v: Value = serde_json::from_str(&status).unwrap_or_else(|e| panic!("{e}: {status}"));
-    let mut nodes: Vec<String> = v["nodes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|n| {
-            format!(
-                "{}={}",
-                n["hostname"].as_str().unwrap_or("?"),
-                n["role"].as_str().unwrap_or("?")
-            )
-        })
-        .collect();
-    nodes.sort();
-    assert_eq!(nodes, ["mgr=manager", "pi-a=worker", "pi-b=worker"], "{v}");
-    let mut agents: Vec<String> = v["agents"]
-        .as_array()
-        .unwrap_or_else(|| panic!("agents: {v}"))
-        .iter()
-        .map(|a| {
-            format!(
-                "{}={}",
-                a["node"].as_str().unwrap_or("?"),
-                a["health"].as_str().unwrap_or("?")
-            )
-        })
-        .collect();
-    agents.sort();
-    assert_eq!(agents, ["pi-a=up", "pi-b=up"], "{v}");
+    assert_eq!(
+        pairs(&v, "nodes", "hostname", "role"),
+        ["mgr=manager", "pi-a=worker", "pi-b=worker"],
+        "{v}"
+    );
+    assert_eq!(
+        pairs(&v, "agents", "node", "health"),
+        ["pi-a=up", "pi-b=up"],
+        "{v}"
+    );
 
     // The cluster dashboard (here on the operator's machine) shows both nodes, with the fleet
     // CA and the operator's password the operator took from the manager.
@@ -649,17 +616,8 @@ fn a_flashed_card_boots_into_the_fleet() {
         "flash-fleet-token-5150\n",
     )
     .unwrap();
-    let mut up = vec![
-        "stack",
-        "up",
-        "--prometheus-port",
-        "9090",
-        "--scrape-interval",
-        "1s",
-        "--token-file",
-        "/etc/edgesense/stack.token",
-    ];
-    up.extend(STACK_IMAGES);
+    let mut up = vec!["stack", "up", "--token-file", "/etc/edgesense/stack.token"];
+    up.extend(LOCAL_STACK);
     mgr.edgesense_ok(&up);
     let f = mgr.kept_fleet();
 

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use edgesense_tests::{
     alerting::{assets, FastStack},
-    http_encode, wait_until, Agent, TestFleet,
+    http_encode, wait_until, TestFleet,
 };
 use serde_json::Value;
 
@@ -60,13 +60,7 @@ fn every_expression_in_the_grafana_dashboard_returns_data() {
     )
     .unwrap();
     let fleet = TestFleet::new(dir.path(), "graf");
-    let mut args = vec![
-        "--simulate".to_owned(),
-        "--config".into(),
-        cfg.to_str().unwrap().into(),
-    ];
-    args.extend(fleet.agent_args());
-    let agent = Agent::start(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    let agent = fleet.agent(&["--simulate", "--config", cfg.to_str().unwrap()]);
     let stack = FastStack::start(dir.path(), &fleet, agent.addr);
     assert_eq!(
         agent

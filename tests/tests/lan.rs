@@ -14,8 +14,8 @@
 use std::time::Duration;
 
 use edgesense_tests::{
-    alerting::{assets, swap},
-    fleet::{pcap_packets, scraped_nodes, udp_dst_port, Fleet, Node},
+    alerting::fast_rules,
+    fleet::{pcap_packets, scraped_nodes, udp_dst_port, Fleet, Node, LOCAL_STACK},
     tls::insecure_client,
     wait_until, Endpoint, TestFleet,
 };
@@ -59,27 +59,17 @@ fn nobody_without_credentials_can_silence_forge_or_read_the_fleet() {
     let fleet = Fleet::lock();
     let (mgr, pi_a, pi_b) = (fleet.node("mgr"), fleet.node("pi-a"), fleet.node("pi-b"));
     fleet.clean();
-    let rules = std::fs::read_to_string(assets().join("rules/edgesense.yml")).unwrap();
-    let rules = swap(&rules, "for: 1m", "for: 0s").replace("for: 2m", "for: 0s");
-    std::fs::write(mgr.etc_dir().join("fast-rules.yml"), rules).unwrap();
-    mgr.edgesense_ok(&[
+    std::fs::write(mgr.etc_dir().join("fast-rules.yml"), fast_rules()).unwrap();
+    let mut up = vec![
         "stack",
         "up",
-        "--prometheus-image",
-        "edgesense/prometheus:local",
-        "--alertmanager-image",
-        "edgesense/alertmanager:local",
-        "--prometheus-port",
-        "9090",
-        "--alertmanager-port",
-        "9093",
-        "--scrape-interval",
-        "1s",
         "--group-wait",
         "0s",
         "--rules",
         "/etc/edgesense/fast-rules.yml",
-    ]);
+    ];
+    up.extend(LOCAL_STACK);
+    mgr.edgesense_ok(&up);
     let f = mgr.kept_fleet();
     // Simulated agents that reconcile every 2 s (the built-in node: sensors, LEDs, a button).
     std::fs::write(

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use edgesense_tests::{
     docker::docker as test_docker,
-    fleet::{scraped_nodes, Fleet, Node},
+    fleet::{scraped_nodes, Fleet, Node, LOCAL_STACK},
     wait_until, Endpoint,
 };
 use serde_json::Value;
@@ -204,19 +204,10 @@ fn agents_on_every_node_from_one_stack_up() {
             "/etc/edgesense/agent.toml",
             "--agent-config",
             "shed=/etc/edgesense/shed.toml",
-            "--prometheus-image",
-            "edgesense/prometheus:local",
-            "--alertmanager-image",
-            "edgesense/alertmanager:local",
-            "--prometheus-port",
-            "9090",
-            "--alertmanager-port",
-            "9093",
-            "--scrape-interval",
-            "1s",
             "--token-file",
             "/etc/edgesense/stack.token",
         ];
+        a.extend(LOCAL_STACK);
         if !wait {
             a.push("--no-wait");
         }

@@ -13,10 +13,10 @@ use std::{
 };
 
 use edgesense_tests::{
-    alerting::{assets, swap},
+    alerting::fast_rules,
     cli_bin,
     docker::{docker, docker_host, start_again},
-    free_port, wait_until, Endpoint, TestFleet,
+    free_port, pairs, wait_until, Endpoint, TestFleet,
 };
 use serde_json::Value;
 
@@ -411,8 +411,7 @@ fn stack_and_agents_on_a_real_swarm() {
     assert_eq!(version("edgesense_alertmanager"), v_am);
 
     // Fast rules for the alert test: the shipped ones with `for: 0s`.
-    let rules = std::fs::read_to_string(assets().join("rules/edgesense.yml")).unwrap();
-    let rules = swap(&rules, "for: 1m", "for: 0s").replace("for: 2m", "for: 0s");
+    let rules = fast_rules();
     let rules_path = d.join("fast-rules.yml");
     std::fs::write(&rules_path, rules).unwrap();
     let rp = rules_path.to_str().unwrap().to_owned();
@@ -423,9 +422,8 @@ fn stack_and_agents_on_a_real_swarm() {
     std::fs::write(&cfg, AGENT_CONFIG).unwrap();
     let cfg = cfg.to_str().unwrap().to_owned();
     let (port_a, port_b) = (free_port(), free_port());
-    for (name, port) in [("agent-a", port_a), ("agent-b", port_b)] {
-        let publish = format!("127.0.0.1:{port}");
-        let o = ok(&[
+    let node_run = |name: &str, port: u16| {
+        ok(&[
             "node",
             "run",
             "--simulate",
@@ -438,28 +436,17 @@ fn stack_and_agents_on_a_real_swarm() {
             "--credentials",
             &format!("{state_dir}/agent"),
             "--publish",
-            &publish,
-        ]);
+            &format!("127.0.0.1:{port}"),
+        ])
+    };
+    for (name, port) in [("agent-a", port_a), ("agent-b", port_b)] {
+        let o = node_run(name, port);
         assert!(
             o.contains(&format!("started agent container {name}")),
             "{o}"
         );
     }
-    let o = ok(&[
-        "node",
-        "run",
-        "--simulate",
-        "--name",
-        "agent-b",
-        "--config",
-        &cfg,
-        "--token-file",
-        &token,
-        "--credentials",
-        &format!("{state_dir}/agent"),
-        "--publish",
-        &format!("127.0.0.1:{port_b}"),
-    ]);
+    let o = node_run("agent-b", port_b);
     assert!(
         o.contains("replaced agent container agent-b"),
         "one command replaces: {o}"
@@ -559,20 +546,11 @@ fn stack_and_agents_on_a_real_swarm() {
     ]);
     assert_eq!(code, 0, "{err}");
     let v: Value = serde_json::from_str(&status).unwrap_or_else(|e| panic!("{e}: {status}"));
-    let mut nodes: Vec<String> = v["agents"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|a| {
-            format!(
-                "{}={}",
-                a["node"].as_str().unwrap_or("?"),
-                a["health"].as_str().unwrap_or("?")
-            )
-        })
-        .collect();
-    nodes.sort();
-    assert_eq!(nodes, ["agent-a=up", "agent-b=up"], "{v}");
+    assert_eq!(
+        pairs(&v, "agents", "node", "health"),
+        ["agent-a=up", "agent-b=up"],
+        "{v}"
+    );
     assert!(
         v["alerts"]
             .as_array()

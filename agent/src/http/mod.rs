@@ -9,12 +9,12 @@ mod webhook;
 use std::sync::Arc;
 
 use axum::{
-    http::header,
     middleware,
     response::{Html, IntoResponse},
     routing::{get, post, put},
     Router,
 };
+use edgesense_net::page;
 use edgesense_sensors::{bus::gpio::MockGpio, sim::SimControl};
 use tokio::sync::{mpsc, watch};
 
@@ -92,24 +92,9 @@ const SCRIPT: &str = include_str!("page.js");
 const CSP: &str = "default-src 'none'; script-src 'self'; connect-src 'self'; style-src 'unsafe-inline'; img-src 'self' data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
 
 async fn index() -> impl IntoResponse {
-    (
-        [
-            (header::CACHE_CONTROL, "no-cache"),
-            (header::CONTENT_SECURITY_POLICY, CSP),
-            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
-            (header::X_FRAME_OPTIONS, "DENY"),
-        ],
-        Html(PAGE),
-    )
+    (page::html(CSP), Html(PAGE))
 }
 
 async fn script() -> impl IntoResponse {
-    (
-        [
-            (header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
-            (header::CACHE_CONTROL, "no-cache"),
-            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
-        ],
-        SCRIPT,
-    )
+    (page::SCRIPT, SCRIPT)
 }

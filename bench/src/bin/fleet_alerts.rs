@@ -16,8 +16,8 @@ use std::time::{Duration, Instant};
 
 use edgesense_bench::{arg, quantile};
 use edgesense_tests::{
-    alerting::{assets, swap},
-    fleet::{Fleet, Node},
+    alerting::fast_rules,
+    fleet::{Fleet, Node, LOCAL_STACK},
     try_request, wait_until,
 };
 use serde_json::Value;
@@ -95,31 +95,20 @@ fn main() {
         }
     }
     edgesense(&mgr, &["stack", "down", "--volumes"]);
-    let rules = std::fs::read_to_string(assets().join("rules/edgesense.yml")).expect("rules");
-    let rules = swap(&rules, "for: 1m", "for: 0s").replace("for: 2m", "for: 0s");
-    std::fs::write(mgr.etc_dir().join("bench-rules.yml"), rules).expect("rules file");
+    std::fs::write(mgr.etc_dir().join("bench-rules.yml"), fast_rules()).expect("rules file");
     std::fs::write(mgr.etc_dir().join("bench.token"), format!("{TOKEN}\n")).expect("token");
-    edgesense(
-        &mgr,
-        &[
-            "stack",
-            "up",
-            "--prometheus-image",
-            "edgesense/prometheus:local",
-            "--alertmanager-image",
-            "edgesense/alertmanager:local",
-            "--prometheus-port",
-            "9090",
-            "--scrape-interval",
-            "1s",
-            "--group-wait",
-            "0s",
-            "--rules",
-            "/etc/edgesense/bench-rules.yml",
-            "--token-file",
-            "/etc/edgesense/bench.token",
-        ],
-    );
+    let mut up = vec![
+        "stack",
+        "up",
+        "--group-wait",
+        "0s",
+        "--rules",
+        "/etc/edgesense/bench-rules.yml",
+        "--token-file",
+        "/etc/edgesense/bench.token",
+    ];
+    up.extend(LOCAL_STACK);
+    edgesense(&mgr, &up);
     // The built-in node without its edge rule, so the LED can only come through the stack.
     // Any alert blinks red: at 40 °C the warning and the critical alert fire in the same
     // evaluation, and with group_wait 0 Alertmanager may notify the group with the first of them

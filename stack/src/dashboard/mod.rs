@@ -25,6 +25,7 @@ use axum::{
     routing::{get, post},
     Json, Router,
 };
+use edgesense_net::page;
 use serde_json::{json, Value};
 
 use crate::http;
@@ -67,26 +68,11 @@ pub fn router(d: Dash, guard: Guard) -> Router {
 }
 
 async fn page() -> impl IntoResponse {
-    (
-        [
-            (header::CACHE_CONTROL, "no-cache"),
-            (header::CONTENT_SECURITY_POLICY, CSP),
-            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
-            (header::X_FRAME_OPTIONS, "DENY"),
-        ],
-        Html(PAGE),
-    )
+    (page::html(CSP), Html(PAGE))
 }
 
 async fn script() -> impl IntoResponse {
-    (
-        [
-            (header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
-            (header::CACHE_CONTROL, "no-cache"),
-            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
-        ],
-        SCRIPT,
-    )
+    (page::SCRIPT, SCRIPT)
 }
 
 async fn uplot_js() -> impl IntoResponse {

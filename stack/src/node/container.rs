@@ -374,7 +374,9 @@ mod tests {
             token: Some("other\n".into()),
             ..opts()
         };
-        assert_ne!(base, h(&other_token, &pi4()), "token content");
+        // Credentials are installed into the running agent (upload + SIGHUP), not by a new
+        // container: a rotation must not restart the fleet's agents.
+        assert_eq!(base, h(&other_token, &pi4()), "token content");
         assert_ne!(base, h(&opts(), &pi4()[..1]), "devices");
         let other_image = NodeOptions {
             image: "edgesense/agent:0.2.0".into(),
