@@ -12,7 +12,7 @@ use std::{
 
 use edgesense_tests::{
     card::{build_image, mtype, sh, BOOT_OFFSET, CONFIG_TXT, ROOT_OFFSET},
-    cli_bin,
+    cli_bin, TestFleet,
 };
 use sha2_check::sha256_file;
 
@@ -132,8 +132,13 @@ fn cloud_init_image_xz_gets_a_valid_merged_cloud_config() {
         "#cloud-config\npackages: [vim]\nlocale: en_GB.UTF-8\nruncmd:\n  - [touch, /root/mine]\n",
     )
     .unwrap();
+    // The agent/ directory `stack up` writes on the manager (the CLI's own code makes it).
+    let fleet = TestFleet::new(d, "flash-card-token-1234");
+    let bundle = fleet.bundle();
     let card = d.join("card.img");
     let out = ok(&[
+        "--agent-credentials",
+        bundle.to_str().unwrap(),
         xz.to_str().unwrap(),
         "--to",
         card.to_str().unwrap(),
@@ -258,6 +263,21 @@ print("ok")
     );
     assert!(firstboot.contains("'--cap-drop'\n    'ALL'"), "{firstboot}");
     assert_eq!(mtype(&card, "edgesense/swarm-token").trim(), SWARM_TOKEN);
+    // The fleet's credentials, for first boot to move to /etc/edgesense and shred.
+    for f in ["ca.crt", "agent.pem", "alertmanager.password", "token"] {
+        assert_eq!(
+            mtype(&card, &format!("edgesense/{f}")).trim(),
+            std::fs::read_to_string(bundle.join(f)).unwrap().trim(),
+            "{f}"
+        );
+    }
+    for flag in [
+        "'--tls-cert'",
+        "'--tls-ca'",
+        "'--alertmanager-password-file'",
+    ] {
+        assert!(firstboot.contains(flag), "{flag}: {firstboot}");
+    }
     assert!(mtype(&card, "edgesense/agent.toml").contains("sensors = \"auto\""));
     assert_no_clear_secrets(&card);
 
