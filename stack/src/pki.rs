@@ -87,6 +87,15 @@ fn ca_params(name: &str) -> CertificateParams {
     p
 }
 
+/// Every certificate's `notBefore`: the Unix epoch. A Pi has no real-time clock: it boots at
+/// 1970 or, with fake-hwclock, at the time saved at the last shutdown (a fresh card: the image's
+/// build date), and stays there until NTP answers, which on a LAN without the internet may be
+/// never. A `notBefore` at issuance would make such a node refuse every certificate it is shown
+/// (Prometheus's client certificate on each scrape, Alertmanager's server certificate on each
+/// reconcile): the node would be cut off until its clock is set. `notAfter` still ends a
+/// leaf's life on every node whose clock is right.
+const NOT_BEFORE: time::OffsetDateTime = time::OffsetDateTime::UNIX_EPOCH;
+
 impl Ca {
     /// A new CA named after `stack` and a random suffix (two fleets' CAs are told apart in a
     /// browser's certificate list).
@@ -95,8 +104,7 @@ impl Ca {
         let suffix = &crate::credentials::random_hex(4)?;
         let name = format!("edgesense fleet CA {stack} {suffix}");
         let mut p = ca_params(&name);
-        // A minute back: clocks of the nodes drift.
-        p.not_before = now() - time::Duration::minutes(1);
+        p.not_before = NOT_BEFORE;
         p.not_after = now() + time::Duration::days(CA_DAYS);
         let cert = p
             .self_signed(&key)
@@ -136,7 +144,7 @@ impl Ca {
             ExtendedKeyUsagePurpose::ClientAuth,
         ];
         p.use_authority_key_identifier_extension = true;
-        p.not_before = now() - time::Duration::minutes(1);
+        p.not_before = NOT_BEFORE;
         p.not_after = now() + time::Duration::days(days);
         let cert = p
             .signed_by(&key, &issuer)

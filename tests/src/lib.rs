@@ -7,6 +7,7 @@ pub mod browser;
 pub mod card;
 pub mod docker;
 pub mod fleet;
+pub mod payload;
 pub mod qemu;
 pub mod tls;
 
@@ -78,16 +79,25 @@ pub fn pairs(v: &serde_json::Value, list: &str, key: &str, value: &str) -> Vec<S
 }
 
 /// Polls `f` every 50 ms until it returns `Some`, panicking with `what` after `limit`.
-pub fn wait_until<T>(what: &str, limit: Duration, mut f: impl FnMut() -> Option<T>) -> T {
+pub fn wait_until<T>(what: &str, limit: Duration, f: impl FnMut() -> Option<T>) -> T {
+    wait_or(what, limit, f, String::new)
+}
+
+/// [`wait_until`], with `why()` (a log, a state) in the panic when time is up.
+pub fn wait_or<T>(
+    what: &str,
+    limit: Duration,
+    mut f: impl FnMut() -> Option<T>,
+    why: impl FnOnce() -> String,
+) -> T {
     let deadline = Instant::now() + limit;
     loop {
         if let Some(v) = f() {
             return v;
         }
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {limit:?} waiting for {what}"
-        );
+        if Instant::now() >= deadline {
+            panic!("timed out after {limit:?} waiting for {what}\n{}", why());
+        }
         thread::sleep(Duration::from_millis(50));
     }
 }

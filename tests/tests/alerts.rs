@@ -8,7 +8,9 @@ use std::{
     time::{Duration, Instant},
 };
 
-use edgesense_tests::{alerting::FastStack, free_port, wait_until, Agent, TestFleet};
+use edgesense_tests::{
+    alerting::FastStack, free_port, payload::Alert, wait_until, Agent, TestFleet,
+};
 use serde_json::Value;
 
 const TOKEN: &str = "e2e-8f3a1c";
@@ -171,10 +173,8 @@ fn threshold_to_led_through_real_prometheus_and_alertmanager() {
     drop(stack);
 }
 
-fn post_hook(agent: &Agent, labels: &str, status: &str) -> Value {
-    let body = format!(
-        r#"{{"version":"4","groupKey":"{{}}:{{alertname=\"Hot\"}}","truncatedAlerts":0,"status":"{status}","receiver":"edgesense","groupLabels":{{}},"commonLabels":{{}},"commonAnnotations":{{}},"externalURL":"http://am","alerts":[{{"status":"{status}","labels":{{{labels}}},"annotations":{{}},"startsAt":"2026-11-25T10:00:00Z","endsAt":"0001-01-01T00:00:00Z","generatorURL":"","fingerprint":"5e1f00d1"}}]}}"#
-    );
+fn post_hook(agent: &Agent, alert: &Alert) -> Value {
+    let body = alert.clone().webhook();
     let auth = format!("Authorization: Bearer {TOKEN}");
     let r = edgesense_tests::request(agent.addr, "POST", "/api/v1/alertmanager", &[&auth], &body);
     assert_eq!(r.status, 200, "{}", r.body);
@@ -202,8 +202,11 @@ fn relay_lights_only_the_node_the_alert_names() {
         &["--listen", &listen_a],
     );
 
-    let labels = r#""alertname":"Hot","severity":"critical","node":"pi-b""#;
-    let v = post_hook(&a, labels, "firing");
+    let hot = Alert::new("Hot")
+        .label("severity", "critical")
+        .label("node", "pi-b")
+        .starts_at("2026-11-25T10:00:00Z");
+    let v = post_hook(&a, &hot);
     assert_eq!(v["relayed"], true, "{v}");
     assert_eq!(v["other_nodes"], 1, "{v}");
     // Answered while the dead peer is still being retried (its last attempt is ~15 s away).
@@ -253,7 +256,7 @@ fn relay_lights_only_the_node_the_alert_names() {
         a.log()
     );
 
-    post_hook(&a, labels, "resolved");
+    post_hook(&a, &hot.resolved_at("2026-11-25T10:05:00Z"));
     wait_until(
         "B's red off after the relayed resolve",
         Duration::from_secs(10),

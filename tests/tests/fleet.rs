@@ -10,7 +10,9 @@ use edgesense_tests::{
     alerting::fast_rules,
     browser::{artifacts, dashboard, png, run_browser},
     fleet::{scraped_nodes, Fleet, Node, LOCAL_STACK},
-    pairs, wait_until, Endpoint, TestFleet,
+    pairs,
+    payload::{rfc3339_in, Alert},
+    wait_until, Endpoint, TestFleet,
 };
 use serde_json::Value;
 
@@ -51,25 +53,6 @@ fn put_sim(f: &TestFleet, node: &Node, sensor: &str, value: f64) {
         )
         .expect("agent answers");
     assert_eq!(r.status, 200, "{}", r.body);
-}
-
-/// An Alertmanager webhook payload (v4) with one alert, `firing` or `resolved`, as Alertmanager
-/// sends it for the alert with `fingerprint` that started at `starts_at`.
-fn webhook(
-    alertname: &str,
-    labels: &str,
-    status: &str,
-    fingerprint: &str,
-    starts_at: &str,
-) -> String {
-    let ends = if status == "firing" {
-        "0001-01-01T00:00:00Z".to_owned()
-    } else {
-        rfc3339(unix_now())
-    };
-    format!(
-        r#"{{"version":"4","groupKey":"{{}}:{{alertname=\"{alertname}\"}}","status":"{status}","receiver":"edgesense-agents","groupLabels":{{"alertname":"{alertname}"}},"commonLabels":{{}},"commonAnnotations":{{}},"externalURL":"http://alertmanager:9093","truncatedAlerts":0,"alerts":[{{"status":"{status}","labels":{{"alertname":"{alertname}"{labels}}},"annotations":{{}},"startsAt":"{starts_at}","endsAt":"{ends}","generatorURL":"","fingerprint":"{fingerprint}"}}]}}"#
-    )
 }
 
 #[test]
@@ -318,14 +301,11 @@ fn a_three_node_fleet_operated_on_each_node_and_remotely() {
     // drop what it does not know), and the payload is the one it would send.
     for (to, other) in [(pi_a, pi_b), (pi_b, pi_a)] {
         let name = format!("RelayTo{}", other.name.replace('-', ""));
+        let alert = Alert::new(&name)
+            .label("node", &other.name)
+            .label("severity", "warning");
         let in_am = |ends_in: i64| {
-            let now = unix_now();
-            let body = format!(
-                r#"[{{"labels":{{"alertname":"{name}","node":"{}","severity":"warning"}},"startsAt":"{}","endsAt":"{}"}}]"#,
-                other.name,
-                rfc3339(now - 5),
-                rfc3339(now + ends_in)
-            );
+            let body = alert.clone().around_now(5, ends_in).post_body();
             edgesense_tests::post_alerts(&am, &body);
         };
         in_am(600);
@@ -341,13 +321,21 @@ fn a_three_node_fleet_operated_on_each_node_and_remotely() {
                     a["startsAt"].as_str()?.to_owned(),
                 ))
             });
-        let labels = format!(r#","node":"{}","severity":"warning""#, other.name);
+        // As Alertmanager sends it: its fingerprint and start.
+        let sent = alert
+            .clone()
+            .starts_at(&starts_at)
+            .fingerprint(&fingerprint);
         let post = |status: &str| {
+            let a = match status {
+                "firing" => sent.clone(),
+                _ => sent.clone().resolved_at(&rfc3339_in(0)),
+            };
             let r = f.agent_at(to.at(9842)).request(
                 "POST",
                 "/api/v1/alertmanager",
                 &["Content-Type: application/json"],
-                &webhook(&name, &labels, status, &fingerprint, &starts_at),
+                &a.webhook(),
             );
             assert_eq!(r.status, 200, "{}", r.body);
         };
@@ -382,17 +370,11 @@ fn a_three_node_fleet_operated_on_each_node_and_remotely() {
     }
 
     // A cluster-wide alert (no node label), posted to Alertmanager: both light.
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
     let alert = |ends_in: i64| {
-        let end = now as i64 + ends_in;
-        format!(
-            r#"[{{"labels":{{"alertname":"FleetWide","severity":"critical"}},"startsAt":"{}","endsAt":"{}"}}]"#,
-            rfc3339(now as i64 - 5),
-            rfc3339(end)
-        )
+        Alert::new("FleetWide")
+            .label("severity", "critical")
+            .around_now(5, ends_in)
+            .post_body()
     };
     edgesense_tests::post_alerts(&am, &alert(600));
     wait_until(
@@ -586,15 +568,6 @@ fn unix_now() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() as i64)
-}
-
-/// Seconds since the epoch as RFC 3339 (UTC), for Alertmanager's API.
-fn rfc3339(secs: i64) -> String {
-    let o = std::process::Command::new("date")
-        .args(["-u", "-d", &format!("@{secs}"), "+%Y-%m-%dT%H:%M:%SZ"])
-        .output()
-        .expect("date");
-    String::from_utf8_lossy(&o.stdout).trim().to_owned()
 }
 
 /// A card flashed by `edgesense flash` boots into the fleet: its first-boot script, read off

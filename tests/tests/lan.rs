@@ -16,6 +16,7 @@ use std::time::Duration;
 use edgesense_tests::{
     alerting::fast_rules,
     fleet::{pcap_packets, scraped_nodes, udp_dst_port, Fleet, Node, LOCAL_STACK},
+    payload::{Alert, Silence},
     tls::insecure_client,
     wait_until, Endpoint, TestFleet,
 };
@@ -197,20 +198,15 @@ fn nobody_without_credentials_can_silence_forge_or_read_the_fleet() {
         ("pi-a's agent", pi_a.at(9842), "edgesense-agent"),
         ("pi-b's agent", pi_b.at(9842), "edgesense-agent"),
     ];
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
-    let alert = format!(
-        r#"[{{"labels":{{"alertname":"StrangerAlarm","node":"pi-a","severity":"critical"}},"startsAt":"{}","endsAt":"{}"}}]"#,
-        edgesense::pki::rfc3339(now - 5),
-        edgesense::pki::rfc3339(now + 600)
-    );
-    let silence = format!(
-        r#"{{"matchers":[{{"name":"alertname","value":"EdgesenseTemperatureHigh","isRegex":false,"isEqual":true}}],"startsAt":"{}","endsAt":"{}","createdBy":"stranger","comment":"all clear"}}"#,
-        edgesense::pki::rfc3339(now - 5),
-        edgesense::pki::rfc3339(now + 86_400)
-    );
+    let alert = Alert::new("StrangerAlarm")
+        .label("node", "pi-a")
+        .label("severity", "critical")
+        .around_now(5, 600)
+        .post_body();
+    let silence = Silence::of("EdgesenseTemperatureHigh")
+        .by("stranger")
+        .comment("all clear")
+        .body();
     let json = ["Content-Type: application/json"];
     let calls: [(&str, &str, &str); 8] = [
         ("GET", "/api/v1/query?query=up", ""),

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use edgesense_tests::{
     docker::docker as test_docker,
     fleet::{scraped_nodes, Fleet, Node, LOCAL_STACK},
+    payload::Alert,
     wait_until, Endpoint,
 };
 use serde_json::Value;
@@ -150,12 +151,6 @@ fn red_for(node: &Node, alert: &str) -> bool {
             Some(red["mode"] == "blink" && red["source"]["name"] == alert)
         })
         .unwrap_or(false)
-}
-
-fn unix_now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
 }
 
 fn update_state(mgr: &Node, service: &str) -> String {
@@ -439,12 +434,11 @@ fn agents_on_every_node_from_one_stack_up() {
     // a young Alertmanager ends no alert), and the old token is refused afterwards.
     let am = f.operator(mgr.at(9093), &mgr.addr.to_string());
     let alert = |ends_in: i64| {
-        let now = unix_now() as i64;
-        format!(
-            r#"[{{"labels":{{"alertname":"RotateHot","node":"pi-c","severity":"critical"}},"startsAt":"{}","endsAt":"{}"}}]"#,
-            edgesense::pki::rfc3339((now - 5) as u64),
-            edgesense::pki::rfc3339((now + ends_in) as u64)
-        )
+        Alert::new("RotateHot")
+            .label("node", "pi-c")
+            .label("severity", "critical")
+            .around_now(5, ends_in)
+            .post_body()
     };
     edgesense_tests::post_alerts(&am, &alert(900));
     wait_until(

@@ -8,8 +8,9 @@
 use std::time::Duration;
 
 use edgesense_tests::{
+    payload::Alert,
     qemu::{arm_bin, Board, Pi, PI_3B, PI_ZERO},
-    wait_until, Endpoint, TestFleet,
+    wait_or, wait_until, Endpoint, TestFleet,
 };
 use serde_json::Value;
 
@@ -118,6 +119,14 @@ fn on_an_emulated_pi(board: Board) {
     let api = fleet.agent_at(pi.agent);
     let m = board.machine;
 
+    // --- No real-time clock: the board boots at 1970, before any certificate was issued (and
+    // nothing sets its clock). TLS below works all the same.
+    let clock: u64 = pi.sh_ok("date +%s").trim().parse().unwrap();
+    assert!(
+        clock < 86_400,
+        "{m}: the emulated Pi's clock is at the epoch: {clock}"
+    );
+
     // --- The board as the kernel sees it.
     let model = pi.sh_ok("tr -d '\\0' </proc/device-tree/model");
     assert!(model.starts_with(board.model), "{m}: {model}");
@@ -166,7 +175,7 @@ fn on_an_emulated_pi(board: Board) {
 
     // --- As nobody, on a kernel without /dev/gpiomem: a clear failure, saying what to do.
     let (out, code) = pi.sh(
-        "chmod 644 /etc/edgesense/token /etc/edgesense/agent.pem\nsu -s /bin/sh -c 'id -u; edgesense-agent --config /etc/edgesense/agent.toml --listen 127.0.0.1:9843' nobody",
+        "chmod 644 /etc/edgesense/token /etc/edgesense/agent.pem /etc/edgesense/ca.crt\nsu -s /bin/sh -c 'id -u; edgesense-agent --config /etc/edgesense/agent.toml --listen 127.0.0.1:9843' nobody",
     );
     assert_ne!(code, 0, "{m}: {out}");
     assert!(out.starts_with("65534"), "{m}: ran as nobody: {out}");
@@ -179,7 +188,7 @@ fn on_an_emulated_pi(board: Board) {
     pi.sh_ok(
         "edgesense-agent --config /etc/edgesense/agent.toml --listen 0.0.0.0:9842 >/tmp/agent.log 2>&1 &\necho $! >/tmp/agent.pid",
     );
-    wait_until(
+    wait_or(
         &format!("{m}: the agent answering"),
         Duration::from_secs(60),
         || {
@@ -187,6 +196,7 @@ fn on_an_emulated_pi(board: Board) {
                 .ok()
                 .filter(|r| r.status == 200)
         },
+        || pi.sh("cat /tmp/agent.log").0,
     );
     for pin in [17, 22, 23, 27] {
         assert_eq!(pi.function(pin), 1, "{m}: GPIO{pin} is an output");
@@ -259,8 +269,11 @@ fn on_an_emulated_pi(board: Board) {
     wait_level(&pi, 17, 0, "red back to idle");
 
     // --- The webhook lights the right pin (critical → red blinks), and only that one.
-    let body = r#"{"version":"4","groupKey":"{}:{alertname=\"PiHot\"}","status":"firing","receiver":"edgesense-agents","groupLabels":{"alertname":"PiHot"},"commonLabels":{},"commonAnnotations":{},"externalURL":"http://alertmanager:9093","truncatedAlerts":0,"alerts":[{"status":"firing","labels":{"alertname":"PiHot","severity":"critical","node":"emulated-pi"},"annotations":{},"startsAt":"2026-01-01T00:00:00Z","endsAt":"0001-01-01T00:00:00Z","generatorURL":"","fingerprint":"0123456789abcdef"}]}"#;
-    let r = api.request("POST", "/api/v1/alertmanager", &[], body);
+    let body = Alert::new("PiHot")
+        .label("severity", "critical")
+        .label("node", "emulated-pi")
+        .webhook();
+    let r = api.request("POST", "/api/v1/alertmanager", &[], &body);
     assert_eq!(r.status, 200, "{}", r.body);
     let s = pi.sample_levels(3);
     assert!(

@@ -11,8 +11,10 @@ use std::{
 };
 
 use edgesense_tests::{
-    alerting::start_alertmanager, free_port, get_json, metric, request, try_request, wait_until,
-    Agent, Endpoint, TestFleet,
+    alerting::start_alertmanager,
+    free_port, get_json, metric,
+    payload::{Alert, Silence},
+    request, try_request, wait_until, Agent, Endpoint, TestFleet,
 };
 use serde_json::Value;
 
@@ -79,27 +81,13 @@ silence = "1h"
     cfg
 }
 
-fn now_rfc3339(offset_s: i64) -> String {
-    let t = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64
-        + offset_s;
-    let o = std::process::Command::new("date")
-        .args(["-u", "-d", &format!("@{t}"), "+%Y-%m-%dT%H:%M:%SZ"])
-        .output()
-        .unwrap();
-    String::from_utf8_lossy(&o.stdout).trim().to_owned()
-}
-
 /// Posts `Hot` (critical, this node) to Alertmanager, as Prometheus would every evaluation.
 fn post_hot(am: &Endpoint) {
-    let body = format!(
-        r#"[{{"labels":{{"alertname":"Hot","node":"pi-r","severity":"critical"}},"startsAt":"{}","endsAt":"{}"}}]"#,
-        now_rfc3339(-60),
-        now_rfc3339(3600)
-    );
-    edgesense_tests::post_alerts(am, &body);
+    let hot = Alert::new("Hot")
+        .label("node", "pi-r")
+        .label("severity", "critical")
+        .around_now(60, 3600);
+    edgesense_tests::post_alerts(am, &hot.post_body());
 }
 
 fn red(agent: &Agent) -> Value {
@@ -120,16 +108,11 @@ fn alert_state(agent: &Agent, name: &str) -> Option<Value> {
 }
 
 fn silence(am: &Endpoint, by: &str) -> String {
-    let body = format!(
-        r#"{{"matchers":[{{"name":"alertname","value":"Hot","isRegex":false,"isEqual":true}}],"startsAt":"{}","endsAt":"{}","createdBy":"{by}","comment":"test"}}"#,
-        now_rfc3339(-1),
-        now_rfc3339(3600)
-    );
     let r = am.request(
         "POST",
         "/api/v2/silences",
         &["Content-Type: application/json"],
-        &body,
+        &Silence::of("Hot").by(by).body(),
     );
     assert_eq!(r.status, 200, "{}", r.body);
     r.json()["silenceID"].as_str().unwrap().to_owned()

@@ -18,6 +18,7 @@ use edgesense_bench::{arg, quantile};
 use edgesense_tests::{
     alerting::fast_rules,
     fleet::{Fleet, Node, LOCAL_STACK},
+    payload::Alert,
     try_request, wait_until,
 };
 use serde_json::Value;
@@ -70,15 +71,11 @@ fn edgesense(node: &Node, args: &[&str]) -> String {
 }
 
 fn webhook(alertname: &str, status: &str) -> String {
-    let ends = if status == "firing" {
-        "0001-01-01T00:00:00Z"
-    } else {
-        "2026-01-01T00:01:00Z"
-    };
-    format!(
-        r#"{{"version":"4","groupKey":"{{}}:{{alertname=\"{alertname}\"}}","status":"{status}","receiver":"edgesense-agents","groupLabels":{{"alertname":"{alertname}"}},"commonLabels":{{}},"commonAnnotations":{{}},"externalURL":"http://alertmanager:9093","truncatedAlerts":0,"alerts":[{{"status":"{status}","labels":{{"alertname":"{alertname}","severity":"critical"}},"annotations":{{}},"startsAt":"2026-01-01T00:00:00Z","endsAt":"{ends}","generatorURL":"","fingerprint":"{:016x}"}}]}}"#,
-        fnv1a(alertname)
-    )
+    let alert = Alert::new(alertname).label("severity", "critical");
+    match status {
+        "firing" => alert.webhook(),
+        _ => alert.resolved_at("2026-01-01T00:01:00Z").webhook(),
+    }
 }
 
 fn main() {
@@ -266,11 +263,4 @@ fn main() {
         ms(quantile(&wide, 0.5)),
         ms(quantile(&wide, 1.0))
     );
-}
-
-/// FNV-1a of `s`: a distinct fingerprint per alert, as Alertmanager's are.
-fn fnv1a(s: &str) -> u64 {
-    s.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
-    })
 }

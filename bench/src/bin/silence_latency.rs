@@ -12,21 +12,14 @@
 use std::{net::SocketAddr, time::Duration};
 
 use edgesense_bench::{arg, quantile};
-use edgesense_tests::{alerting::start_alertmanager, free_port, wait_until, TestFleet};
+use edgesense_tests::{
+    alerting::start_alertmanager,
+    free_port,
+    payload::{Alert, Silence},
+    wait_until, TestFleet,
+};
 
 const TOKEN: &str = "bench-silence-token";
-
-fn rfc3339(offset_s: i64) -> String {
-    let t = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
-        + offset_s;
-    let o = std::process::Command::new("date")
-        .args(["-u", "-d", &format!("@{t}"), "+%Y-%m-%dT%H:%M:%SZ"])
-        .output()
-        .expect("date");
-    String::from_utf8_lossy(&o.stdout).trim().to_owned()
-}
 
 fn main() {
     let rounds: usize = arg("--rounds").and_then(|s| s.parse().ok()).unwrap_or(10);
@@ -59,11 +52,11 @@ fn main() {
         "POST",
         "/api/v2/alerts",
         &json,
-        &format!(
-            r#"[{{"labels":{{"alertname":"BenchHot","node":"bench","severity":"critical"}},"startsAt":"{}","endsAt":"{}"}}]"#,
-            rfc3339(-5),
-            rfc3339(3600)
-        ),
+        &Alert::new("BenchHot")
+            .label("node", "bench")
+            .label("severity", "critical")
+            .around_now(5, 3600)
+            .post_body(),
     );
     assert_eq!(r.status, 200, "{}", r.body);
     let mut released = Vec::new();
@@ -79,11 +72,7 @@ fn main() {
             "POST",
             "/api/v2/silences",
             &json,
-            &format!(
-                r#"{{"matchers":[{{"name":"alertname","value":"BenchHot","isRegex":false,"isEqual":true}}],"startsAt":"{}","endsAt":"{}","createdBy":"bench","comment":"bench"}}"#,
-                rfc3339(-1),
-                rfc3339(3600)
-            ),
+            &Silence::of("BenchHot").by("bench").comment("bench").body(),
         );
         assert_eq!(r.status, 200, "{}", r.body);
         let id = r.json()["silenceID"].as_str().expect("id").to_owned();

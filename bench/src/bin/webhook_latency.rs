@@ -25,6 +25,7 @@ use std::{
 use edgesense_agent::{config, spec, Hardware};
 use edgesense_bench::{arg, ms, quantile};
 use edgesense_sensors::bus::gpio::MockGpio;
+use edgesense_tests::payload::Alert;
 
 const RED: u8 = 17;
 
@@ -38,14 +39,14 @@ fn body(i: usize) -> String {
         start / 60 % 60,
         start % 60
     );
-    let ends_at = if status == "firing" {
-        "0001-01-01T00:00:00Z"
-    } else {
-        "2026-11-26T00:00:00Z"
-    };
-    format!(
-        r#"{{"version":"4","groupKey":"{{}}:{{alertname=\"Hot\"}}","truncatedAlerts":0,"status":"{status}","receiver":"edgesense","groupLabels":{{"alertname":"Hot"}},"commonLabels":{{}},"commonAnnotations":{{}},"externalURL":"http://alertmanager:9093","alerts":[{{"status":"{status}","labels":{{"alertname":"Hot","severity":"critical","sensor":"room"}},"annotations":{{}},"startsAt":"{starts_at}","endsAt":"{ends_at}","generatorURL":"","fingerprint":"be00c0ffee"}}]}}"#
-    )
+    let alert = Alert::new("Hot")
+        .label("severity", "critical")
+        .label("sensor", "room")
+        .starts_at(&starts_at);
+    match status {
+        "firing" => alert.webhook(),
+        _ => alert.resolved_at("2026-11-26T00:00:00Z").webhook(),
+    }
 }
 
 /// A connection to read and write: plain TCP or TLS.
