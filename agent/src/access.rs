@@ -59,6 +59,7 @@ pub fn resolve(
     listen: SocketAddr,
     from: ListenFrom,
     am_urls: &[(String, Option<std::ops::Range<usize>>)],
+    remote_write: Option<&(String, Option<std::ops::Range<usize>>)>,
 ) -> Result<Access, ConfigError> {
     let c = &loaded.config;
     let tls = c.tls.as_ref();
@@ -87,12 +88,18 @@ pub fn resolve(
         am.and_then(|a| a.password_file.as_ref())
             .map(|p| p.get_ref().clone())
     });
-    for (url, span) in am_urls {
+    let urls = am_urls
+        .iter()
+        .map(|(u, s)| (u, s, "https://alertmanager:9093"))
+        .chain(remote_write.map(|(u, s)| (u, s, "https://prometheus:9090/api/v1/write")));
+    for (url, span, example) in urls {
         let target = Target::parse(url).map_err(|_| {
             error(
                 loaded,
                 span.clone(),
-                format!("url \"{url}\" is not http://host:port or https://host:port (e.g. https://alertmanager:9093)"),
+                format!(
+                    "url \"{url}\" is not http://host:port or https://host:port (e.g. {example})"
+                ),
             )
         })?;
         if target.tls && ca.is_none() {
@@ -105,6 +112,18 @@ pub fn resolve(
             ));
         }
     }
+    let alertmanager_user = flags
+        .alertmanager_user
+        .clone()
+        .or_else(|| am.and_then(|a| a.username.clone()))
+        .unwrap_or_else(|| DEFAULT_ALERTMANAGER_USER.into());
+    let rw = c.remote_write.as_ref();
+    let prometheus_user = rw
+        .and_then(|r| r.username.clone())
+        .unwrap_or_else(|| alertmanager_user.clone());
+    let prometheus_password_file = rw
+        .and_then(|r| r.password_file.clone())
+        .or_else(|| password_file.clone());
     let token_file = flags.token_file.clone().or_else(|| c.token_file.clone());
     let open = token_file.is_none() && !flags.allow_anonymous_writes;
     let mut listen = listen;
@@ -143,12 +162,10 @@ pub fn resolve(
             cert,
             key,
             ca,
-            alertmanager_user: flags
-                .alertmanager_user
-                .clone()
-                .or_else(|| am.and_then(|a| a.username.clone()))
-                .unwrap_or_else(|| DEFAULT_ALERTMANAGER_USER.into()),
+            alertmanager_user,
             alertmanager_password_file: password_file,
+            prometheus_user,
+            prometheus_password_file,
         },
         max_connections_per_client: per_client,
     })
@@ -190,6 +207,7 @@ mod tests {
             any(),
             ListenFrom::Default,
             &[],
+            None,
         )
         .unwrap();
         assert_eq!(a.listen, "127.0.0.1:9842".parse().unwrap());
@@ -198,14 +216,14 @@ mod tests {
             token_file: Some("/t".into()),
             ..AccessFlags::default()
         };
-        let a = resolve(&loaded(""), &flags, any(), ListenFrom::Default, &[]).unwrap();
+        let a = resolve(&loaded(""), &flags, any(), ListenFrom::Default, &[], None).unwrap();
         assert_eq!((a.listen, a.loopback_only), (any(), false));
         let open = AccessFlags {
             allow_anonymous_writes: true,
             ..AccessFlags::default()
         };
         assert_eq!(
-            resolve(&loaded(""), &open, any(), ListenFrom::Default, &[])
+            resolve(&loaded(""), &open, any(), ListenFrom::Default, &[], None)
                 .unwrap()
                 .listen,
             any()
@@ -222,13 +240,30 @@ mod tests {
             any(),
             ListenFrom::File(span),
             &[],
+            None,
         )
         .unwrap_err();
         assert_eq!(e.location, Some((2, 10)), "{e}");
         assert!(e.message.contains("--allow-anonymous-writes"), "{e}");
         let local = "127.0.0.1:9842".parse().unwrap();
-        assert!(resolve(&l, &AccessFlags::default(), local, ListenFrom::Flag, &[]).is_ok());
-        let e = resolve(&l, &AccessFlags::default(), any(), ListenFrom::Flag, &[]).unwrap_err();
+        assert!(resolve(
+            &l,
+            &AccessFlags::default(),
+            local,
+            ListenFrom::Flag,
+            &[],
+            None
+        )
+        .is_ok());
+        let e = resolve(
+            &l,
+            &AccessFlags::default(),
+            any(),
+            ListenFrom::Flag,
+            &[],
+            None,
+        )
+        .unwrap_err();
         assert_eq!(e.location, None, "a flag has no place in the file: {e}");
     }
 
@@ -243,6 +278,7 @@ mod tests {
             any(),
             ListenFrom::Default,
             &urls,
+            None,
         )
         .unwrap_err();
         assert!(e.message.contains("ca_file"), "{e}");
@@ -255,6 +291,7 @@ mod tests {
             any(),
             ListenFrom::Default,
             &urls,
+            None,
         )
         .unwrap();
         let c = &a.credentials;
@@ -269,13 +306,34 @@ mod tests {
             c.alertmanager_password_file.as_deref(),
             Some(Path::new("/pw"))
         );
+        assert_eq!(
+            (
+                c.prometheus_user.as_str(),
+                c.prometheus_password_file.as_deref()
+            ),
+            ("agent", Some(Path::new("/pw"))),
+            "remote write logs in as the Alertmanager user unless told otherwise"
+        );
+        let rw = ("https://prometheus:9090/api/v1/write".to_owned(), None);
+        assert!(resolve(
+            &loaded("token_file = \"/t\"\n"),
+            &AccessFlags::default(),
+            any(),
+            ListenFrom::Default,
+            &[],
+            Some(&rw)
+        )
+        .unwrap_err()
+        .message
+        .contains("ca_file"));
         let bad = [("ftp://x".to_owned(), None)];
         assert!(resolve(
             &l,
             &AccessFlags::default(),
             any(),
             ListenFrom::Default,
-            &bad
+            &bad,
+            None
         )
         .is_err());
     }

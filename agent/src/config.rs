@@ -28,6 +28,9 @@ pub struct Config {
     pub read_timeout: Option<Spanned<Dur>>,
     /// How much recent history the node page shows (default 1 h, at most 24 h).
     pub history: Option<Spanned<Dur>>,
+    /// Where the history and the backfill's gaps are kept over a restart (written when the
+    /// agent stops, read when it starts; default: nowhere).
+    pub state_file: Option<PathBuf>,
     /// Open HTTP connections at most (default 512); more wait to be accepted.
     pub max_connections: Option<Spanned<usize>>,
     /// Open HTTP connections from one address at most (default 64); more are closed at once.
@@ -58,6 +61,8 @@ pub struct Config {
     pub relay: Option<RelayConfig>,
     /// The Alertmanager(s) whose API is the truth about this node's alerts.
     pub alertmanager: Option<AlertmanagerConfig>,
+    /// Push readings Prometheus missed (a partition, a Prometheus outage) by remote write.
+    pub remote_write: Option<RemoteWriteConfig>,
     /// Push buttons on GPIO inputs (acknowledge alerts on the node).
     #[serde(default, rename = "button")]
     pub buttons: Vec<ButtonConfig>,
@@ -76,6 +81,25 @@ pub struct AlertmanagerConfig {
     pub username: Option<String>,
     /// A file holding that user's password (first line).
     pub password_file: Option<Spanned<PathBuf>>,
+}
+
+/// `[remote_write]`: readings taken while no Prometheus scraped the agent are pushed, with
+/// their own timestamps, once one scrapes it again (Prometheus's remote-write receiver and an
+/// out-of-order window at least as long as `history`; the stack's Prometheus has both).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RemoteWriteConfig {
+    /// The receiver, e.g. `https://prometheus:9090/api/v1/write`.
+    pub url: Option<Spanned<String>>,
+    /// `job` on the pushed series: the scrape job's name (default `edgesense`, the stack's).
+    pub job: Option<String>,
+    /// `instance` on the pushed series (default: the address the scraper dialed, from its
+    /// scrape's `Host` header, which is what Prometheus labels the target with).
+    pub instance: Option<String>,
+    /// Basic auth user (default: `[alertmanager] username`, else `agent`).
+    pub username: Option<String>,
+    /// A file holding that user's password (default: `[alertmanager] password_file`).
+    pub password_file: Option<PathBuf>,
 }
 
 /// `[tls]`: serve HTTPS with this certificate, verify peers, Alertmanager and clients'

@@ -36,6 +36,10 @@ pub struct CredentialFiles {
     /// The Alertmanager user (`[alertmanager] username`, default `agent`).
     pub alertmanager_user: String,
     pub alertmanager_password_file: Option<PathBuf>,
+    /// The Prometheus user remote write logs in as (`[remote_write] username`, default the
+    /// Alertmanager user: the stack gives the agents one user on both).
+    pub prometheus_user: String,
+    pub prometheus_password_file: Option<PathBuf>,
 }
 
 /// The secrets themselves.
@@ -47,6 +51,8 @@ pub struct Credentials {
     pub peers: Client,
     /// Calls to Alertmanager (reconcile, silences): the fleet CA, basic auth.
     pub alertmanager: Client,
+    /// Remote write to Prometheus (backfill): the fleet CA, basic auth.
+    pub prometheus: Client,
 }
 
 impl std::fmt::Debug for Credentials {
@@ -79,17 +85,13 @@ pub fn read_tokens(path: &Path) -> Result<Vec<Box<[u8]>>, String> {
     Ok(tokens)
 }
 
-fn read_password(path: &Path) -> Result<String, String> {
-    let text = std::fs::read_to_string(path).map_err(|e| {
-        format!(
-            "{}: cannot read the Alertmanager password: {e}",
-            path.display()
-        )
-    })?;
+fn read_password(path: &Path, whose: &str) -> Result<String, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("{}: cannot read the {whose} password: {e}", path.display()))?;
     let pw = text.lines().next().unwrap_or("").trim();
     if pw.is_empty() {
         return Err(format!(
-            "{}: the Alertmanager password file is empty",
+            "{}: the {whose} password file is empty",
             path.display()
         ));
     }
@@ -104,6 +106,7 @@ impl Credentials {
             server: None,
             peers: Client::new(),
             alertmanager: Client::new(),
+            prometheus: Client::new(),
         }
     }
 
@@ -147,16 +150,27 @@ impl Credentials {
         let password = f
             .alertmanager_password_file
             .as_deref()
-            .map(read_password)
+            .map(|p| read_password(p, "Alertmanager"))
+            .transpose()?;
+        let prometheus_password = f
+            .prometheus_password_file
+            .as_deref()
+            .map(|p| read_password(p, "Prometheus (remote write)"))
             .transpose()?;
         Ok(Credentials {
             peers: Client::new()
                 .with_tls(client_tls.clone())
                 .with_auth(tokens.first().map(|t| Auth::Bearer(t.to_vec()))),
             alertmanager: Client::new()
-                .with_tls(client_tls)
+                .with_tls(client_tls.clone())
                 .with_auth(password.map(|password| Auth::Basic {
                     user: f.alertmanager_user.clone(),
+                    password,
+                })),
+            prometheus: Client::new()
+                .with_tls(client_tls)
+                .with_auth(prometheus_password.map(|password| Auth::Basic {
+                    user: f.prometheus_user.clone(),
                     password,
                 })),
             tokens,

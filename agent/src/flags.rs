@@ -76,6 +76,16 @@ pub struct Args {
     #[arg(long, value_name = "URL")]
     pub alertmanager: Vec<String>,
 
+    /// Keep the history and what Prometheus still misses in this file over a restart (written
+    /// at stop, read at start) [default: `state_file` from the config, else nowhere].
+    #[arg(long, value_name = "PATH")]
+    pub state_file: Option<PathBuf>,
+
+    /// Push readings Prometheus missed to this remote-write URL (in the swarm:
+    /// https://prometheus:9090/api/v1/write) [default: `[remote_write] url` from the config].
+    #[arg(long, value_name = "URL")]
+    pub remote_write: Option<String>,
+
     /// GET URL (http://host:port/path) and exit 0 on a 2xx answer: the health check of the
     /// FROM-scratch images, which have no shell or wget.
     #[arg(long, value_name = "URL", hide = true)]

@@ -37,6 +37,8 @@ pub struct Snapshot {
     pub leds: Vec<LedStatus>,
     pub alerts: Vec<ActiveAlert>,
     pub alertmanager: AmState,
+    /// Readings waiting for Prometheus, and what was pushed.
+    pub backfill: crate::backfill::Status,
     /// `/metrics` body, rendered once per change.
     pub metrics: Bytes,
 }
@@ -94,6 +96,8 @@ pub enum Msg {
     },
     /// What the last reconcile against Alertmanager found.
     Reconciled(Report),
+    /// The backfill's status changed (a gap queued, a push done).
+    Backfill(crate::backfill::Status),
     /// A button press (or the node page's acknowledge): `long` hands every manually set LED
     /// back; short acknowledges this node's firing alerts (edge rules at once, Alertmanager's by
     /// a silence of `silence`).
@@ -155,6 +159,7 @@ pub struct Hub {
     /// The active alerts as of the last change.
     active: Vec<ActiveAlert>,
     history: SharedHistory,
+    backfill: crate::backfill::Status,
     led_modes: Vec<watch::Sender<LedMode>>,
     out: watch::Sender<Arc<Snapshot>>,
     seq: u64,
@@ -190,6 +195,7 @@ impl Hub {
             leds: Vec::new(),
             alerts: Vec::new(),
             alertmanager: AmState::default(),
+            backfill: Default::default(),
             metrics: Bytes::new(),
         }));
         let mut hub = Hub {
@@ -205,6 +211,10 @@ impl Hub {
             am_link,
             active: Vec::new(),
             history,
+            backfill: crate::backfill::Status {
+                configured: spec.remote_write.is_some(),
+                ..Default::default()
+            },
             metrics,
             sensors,
             led_modes,
@@ -283,6 +293,13 @@ impl Hub {
                     }
                 }
                 Msg::Reconciled(report) => self.on_reconcile(report),
+                Msg::Backfill(status) => {
+                    if status != self.backfill {
+                        self.backfill = status;
+                        self.metrics.set_backfill(&status);
+                        self.publish();
+                    }
+                }
                 Msg::Button {
                     long,
                     silence,
@@ -561,6 +578,7 @@ impl Hub {
                 .collect(),
             alerts,
             alertmanager: self.am,
+            backfill: self.backfill,
             metrics: Bytes::from(self.metrics.render()),
         };
         self.out.send_replace(Arc::new(snap));

@@ -8,6 +8,7 @@
 
 pub mod access;
 pub mod alerts;
+pub mod backfill;
 pub mod buttons;
 pub mod config;
 pub mod credentials;
@@ -52,6 +53,12 @@ pub struct Running {
     others: Vec<JoinHandle<()>>,
     limits: listener::Limits,
     credentials: credentials::Shared,
+    /// Kept over a restart when `state_file` is set.
+    keep: Option<(
+        std::path::PathBuf,
+        history::SharedHistory,
+        Arc<backfill::Backfill>,
+    )>,
 }
 
 /// How long shutdown waits for the LED tasks to switch their LEDs off.
@@ -97,6 +104,38 @@ pub fn start(spec: Arc<NodeSpec>, hw: Hardware, credentials: credentials::Shared
     });
     let (hub, snapshot) = Hub::new(Arc::clone(&spec), led_modes, Arc::clone(&history), am_link);
     tokio::spawn(hub.run(hub_rx));
+    let backfill = backfill::Backfill::new(backfill::now_ms(), spec.remote_write.is_some());
+    if let Some(path) = &spec.state_file {
+        match backfill::keep::restore(path, &mut history::lock(&history), &backfill) {
+            Ok(0) => {}
+            Ok(n) => {
+                tracing::info!(samples = n, gaps = backfill.gaps().len(), file = %path.display(), "history kept over the restart restored")
+            }
+            Err(e) => tracing::warn!(error = %e, "kept state not restored"),
+        }
+    }
+    // The URL was checked when the spec was resolved.
+    if let Some((rw, target)) = spec
+        .remote_write
+        .as_ref()
+        .and_then(|rw| Some((rw, edgesense_net::Target::parse(&rw.url).ok()?)))
+    {
+        let to_hub = hub_tx.clone();
+        others.push(tokio::spawn(backfill::push::run(
+            Arc::clone(&backfill),
+            Arc::clone(&history),
+            credentials.clone(),
+            backfill::push::Pusher {
+                target,
+                job: rw.job.clone(),
+                instance: rw.instance.clone(),
+            },
+            move |status| {
+                // Full: the hub is behind and a later status follows.
+                let _ = to_hub.try_send(Msg::Backfill(status));
+            },
+        )));
+    }
     for (b, pin) in spec.buttons.iter().zip(hw.buttons) {
         others.push(buttons::watch(b.clone(), pin, hub_tx.clone()));
     }
@@ -125,6 +164,10 @@ pub fn start(spec: Arc<NodeSpec>, hw: Hardware, credentials: credentials::Shared
         &spec.node,
         credentials.clone(),
     );
+    let keep = spec
+        .state_file
+        .clone()
+        .map(|p| (p, Arc::clone(&history), Arc::clone(&backfill)));
     let state = http::AppState {
         spec,
         snapshot: snapshot.clone(),
@@ -133,9 +176,11 @@ pub fn start(spec: Arc<NodeSpec>, hw: Hardware, credentials: credentials::Shared
         credentials: credentials.clone(),
         relay,
         gpio: hw.gpio_record,
-        history,
+        history: Arc::clone(&history),
+        backfill: Arc::clone(&backfill),
         started: std::time::Instant::now(),
     };
+
     Running {
         router: http::router(state),
         snapshot,
@@ -145,6 +190,7 @@ pub fn start(spec: Arc<NodeSpec>, hw: Hardware, credentials: credentials::Shared
         others,
         limits,
         credentials,
+        keep,
     }
 }
 
@@ -154,6 +200,14 @@ impl Running {
     pub async fn shutdown(self) {
         for p in self.pollers.iter().chain(&self.others) {
             p.abort();
+        }
+        if let Some((path, history, backfill)) = &self.keep {
+            match backfill::keep::save(path, &history::lock(history), backfill) {
+                Ok(()) => tracing::info!(file = %path.display(), "history kept for the next start"),
+                Err(e) => {
+                    tracing::warn!(file = %path.display(), error = %e, "cannot keep the history over the restart")
+                }
+            }
         }
         let (reply, done) = oneshot::channel();
         if self.hub.send(Msg::Shutdown { reply }).await.is_ok() {

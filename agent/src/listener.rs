@@ -52,6 +52,8 @@ const SPEAK_TLS: &str = "This edgesense agent speaks HTTPS only: use https://, a
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Peer {
     pub addr: SocketAddr,
+    /// This end: the address the client dialed.
+    pub local: SocketAddr,
     /// Over TLS.
     pub tls: bool,
     /// Presented a certificate that verified against the fleet CA.
@@ -179,8 +181,10 @@ async fn connection(
     tls: Option<Arc<edgesense_net::rustls::ServerConfig>>,
     router: Router,
 ) {
+    let local = stream.local_addr().unwrap_or(addr);
     let plain = Peer {
         addr,
+        local,
         tls: false,
         client_cert: false,
     };
@@ -213,6 +217,7 @@ async fn connection(
                 .is_some_and(|c| !c.is_empty());
             let peer = Peer {
                 addr,
+                local,
                 tls: true,
                 client_cert,
             };
@@ -264,6 +269,7 @@ mod tests {
     fn loopback_is_local_in_both_families() {
         let p = |a: &str| Peer {
             addr: a.parse().unwrap(),
+            local: "127.0.0.1:9842".parse().unwrap(),
             tls: false,
             client_cert: false,
         };

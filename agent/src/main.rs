@@ -83,6 +83,8 @@ fn load(args: &Args) -> Result<(spec::NodeSpec, credentials::Credentials), Strin
             },
             relay_dns: args.relay_dns.clone(),
             alertmanager: args.alertmanager.clone(),
+            remote_write: args.remote_write.clone(),
+            state_file: args.state_file.clone(),
         },
     )
     .map_err(|e| e.to_string())?;

@@ -27,6 +27,18 @@ pub struct Metrics {
     /// Only with `[alertmanager]`: 1 after a good reconcile, 0 while none answers.
     am_up: Option<IntGaugeVec>,
     am_last: Option<GaugeVec>,
+    /// Only with `[remote_write]`.
+    backfill: Option<BackfillMetrics>,
+}
+
+/// `edgesense_backfill_*`: readings Prometheus missed, waiting, pushed and dropped.
+struct BackfillMetrics {
+    waiting: IntGaugeVec,
+    pushed: IntCounterVec,
+    dropped: IntCounterVec,
+    retries: IntCounterVec,
+    /// The counts as of the last update (counters only go up by the difference).
+    was: std::sync::Mutex<crate::backfill::Counts>,
 }
 
 fn gauge(r: &Registry, name: &str, help: &str, labels: &[&str]) -> GaugeVec {
@@ -172,8 +184,51 @@ impl Metrics {
             (Some(up), Some(last))
         };
 
+        let backfill = spec.remote_write.is_some().then(|| {
+            let waiting = int_gauge(
+                &r,
+                "edgesense_backfill_samples_waiting",
+                "Readings Prometheus missed (no scrape) that wait in the history ring to be pushed by remote write.",
+                &[],
+            );
+            waiting.with_label_values(&[] as &[&str]).set(0);
+            let counter = |name: &str, help: &str, labels: &[&str]| {
+                let c = IntCounterVec::new(Opts::new(name, help), labels)
+                    .expect("valid metric definition");
+                r.register(Box::new(c.clone()))
+                    .expect("metric registered once");
+                c
+            };
+            let pushed = counter(
+                "edgesense_backfill_samples_pushed_total",
+                "Missed readings Prometheus accepted by remote write.",
+                &[],
+            );
+            pushed.with_label_values(&[] as &[&str]).reset();
+            let dropped = counter(
+                "edgesense_backfill_samples_dropped_total",
+                "Missed readings given up, by reason (rejected: the receiver refused them with a 4xx).",
+                &["reason"],
+            );
+            dropped.with_label_values(&["rejected"]).reset();
+            let retries = counter(
+                "edgesense_backfill_push_retries_total",
+                "Pushes that failed and were retried (5xx, 429, no answer).",
+                &[],
+            );
+            retries.with_label_values(&[] as &[&str]).reset();
+            BackfillMetrics {
+                waiting,
+                pushed,
+                dropped,
+                retries,
+                was: Default::default(),
+            }
+        });
+
         Metrics {
             registry: r,
+            backfill,
             values,
             up,
             errors,
@@ -186,6 +241,28 @@ impl Metrics {
             am_up,
             am_last,
         }
+    }
+
+    /// The backfill's status (`edgesense_backfill_*`).
+    pub fn set_backfill(&self, s: &crate::backfill::Status) {
+        let Some(m) = &self.backfill else {
+            return;
+        };
+        m.waiting
+            .with_label_values(&[] as &[&str])
+            .set(i64::try_from(s.waiting).unwrap_or(i64::MAX));
+        let mut was = m.was.lock().unwrap_or_else(|e| e.into_inner());
+        let c = s.counts;
+        m.pushed
+            .with_label_values(&[] as &[&str])
+            .inc_by(c.pushed.saturating_sub(was.pushed));
+        m.dropped
+            .with_label_values(&["rejected"])
+            .inc_by(c.rejected.saturating_sub(was.rejected));
+        m.retries
+            .with_label_values(&[] as &[&str])
+            .inc_by(c.retries.saturating_sub(was.retries));
+        *was = c;
     }
 
     /// A reconcile's outcome: `Some(unix seconds)` when it worked.

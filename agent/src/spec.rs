@@ -55,7 +55,22 @@ pub struct NodeSpec {
     pub relay: RelaySpec,
     /// The Alertmanager(s) to reconcile against (none: the webhook alone).
     pub alertmanager: AlertmanagerSpec,
+    /// Where readings Prometheus missed are pushed (none: nowhere).
+    pub remote_write: Option<RemoteWriteSpec>,
+    /// Where the history and the backfill are kept over a restart.
+    pub state_file: Option<PathBuf>,
     pub buttons: Vec<ButtonSpec>,
+}
+
+/// Default `[remote_write] job`: the stack's scrape job.
+pub const DEFAULT_JOB: &str = "edgesense";
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct RemoteWriteSpec {
+    pub url: String,
+    pub job: String,
+    /// None: the address the scraper dialed.
+    pub instance: Option<String>,
 }
 
 /// Default `[alertmanager] reconcile_interval`.
@@ -138,6 +153,10 @@ pub struct Overrides {
     pub relay_dns: Option<String>,
     /// Alertmanager URLs (replace the file's `[alertmanager] url`).
     pub alertmanager: Vec<String>,
+    /// Remote-write URL (replaces the file's `[remote_write] url`).
+    pub remote_write: Option<String>,
+    /// Replaces the file's `state_file`.
+    pub state_file: Option<PathBuf>,
 }
 
 /// Checks `loaded` and applies `flags`. With `--simulate` and no sensors, LEDs or rules in the
@@ -411,7 +430,27 @@ pub fn resolve(loaded: &Loaded, flags: &Overrides) -> Result<NodeSpec, ConfigErr
             .collect();
         am_urls = am.urls.iter().map(|u| (u.clone(), None)).collect();
     }
-    let access = access::resolve(loaded, &flags.access, listen, listen_from, &am_urls)?;
+    let rw = c.remote_write.as_ref();
+    let rw_url = match (&flags.remote_write, rw.and_then(|r| r.url.as_ref())) {
+        (Some(u), _) => Some((u.clone(), None)),
+        (None, Some(u)) => Some((u.get_ref().clone(), Some(u.span()))),
+        (None, None) => None,
+    };
+    let remote_write = rw_url.as_ref().map(|(url, _)| RemoteWriteSpec {
+        url: url.clone(),
+        job: rw
+            .and_then(|r| r.job.clone())
+            .unwrap_or_else(|| DEFAULT_JOB.into()),
+        instance: rw.and_then(|r| r.instance.clone()),
+    });
+    let access = access::resolve(
+        loaded,
+        &flags.access,
+        listen,
+        listen_from,
+        &am_urls,
+        rw_url.as_ref(),
+    )?;
 
     let alert_routes = alerts::resolve_routes(hw_loaded, &leds)?;
     let mut relay = alerts::resolve_relay(loaded, c.relay.as_ref())?;
@@ -453,6 +492,8 @@ pub fn resolve(loaded: &Loaded, flags: &Overrides) -> Result<NodeSpec, ConfigErr
         alert_routes,
         relay,
         alertmanager: am,
+        remote_write,
+        state_file: flags.state_file.clone().or_else(|| c.state_file.clone()),
         buttons,
     })
 }

@@ -33,7 +33,7 @@ for p in "${platforms[@]}"; do
     bin="target/$triple/release/edgesense-agent"
     [ -f "$bin" ] || scripts/build-arm.sh "$triple" edgesense-agent >&2
     ctx="$work/$arch"
-    mkdir -p "$ctx"
+    mkdir -p "$ctx/state"
     cp "$bin" "$ctx/edgesense-agent"
     cp stack/images/Dockerfile.agent "$ctx/Dockerfile"
     if [ -n "$registry" ]; then ref="$registry/edgesense/agent:$tag-$arch"; else ref="edgesense/agent:local-$arch"; fi

@@ -66,7 +66,7 @@ fi
 for t in "${targets[@]}"; do
     case "$t" in
         agent)
-            mkdir -p "$work/agent"
+            mkdir -p "$work/agent/state"
             cp "$agent" "$work/agent/edgesense-agent"
             cp stack/images/Dockerfile.agent "$work/agent/Dockerfile"
             docker build -q -t edgesense/agent:local "$work/agent" >/dev/null

@@ -55,6 +55,8 @@ pub struct FastStack {
     /// The operator at each (https, user edgesense).
     pub prom_api: Endpoint,
     pub am_api: Endpoint,
+    dir: PathBuf,
+    prom_secrets: PathBuf,
 }
 
 /// `dir/name/` with a service's secrets, and `/run/secrets/` in `text` pointing there.
@@ -129,6 +131,30 @@ impl FastStack {
         agents: &[SocketAddr],
         am_port: u16,
     ) -> FastStack {
+        FastStack::start_at(dir, fleet, agents, am_port, free_port())
+    }
+
+    /// [`FastStack::start_on`] with Prometheus on `prom_port` too (agents that push to it are
+    /// told where before it starts).
+    pub fn start_at(
+        dir: &Path,
+        fleet: &TestFleet,
+        agents: &[SocketAddr],
+        am_port: u16,
+        prom_port: u16,
+    ) -> FastStack {
+        FastStack::start_edited(dir, fleet, agents, am_port, prom_port, |c| c)
+    }
+
+    /// [`FastStack::start_at`] with the Prometheus config (as made fast) edited by `edit`.
+    pub fn start_edited(
+        dir: &Path,
+        fleet: &TestFleet,
+        agents: &[SocketAddr],
+        am_port: u16,
+        prom_port: u16,
+        edit: impl FnOnce(String) -> String,
+    ) -> FastStack {
         let am_addr: SocketAddr = ([127, 0, 0, 1], am_port).into();
         let am = start_alertmanager(dir, fleet, am_addr, agents[0]);
         let rules = fast_rules();
@@ -156,32 +182,17 @@ impl FastStack {
                     .join(", ")
             ),
         );
-        let prom_addr: SocketAddr = ([127, 0, 0, 1], free_port()).into();
+        let prom_addr: SocketAddr = ([127, 0, 0, 1], prom_port).into();
         let cfg = swap(
             &cfg,
             "targets: [localhost:9090]",
             &format!("targets: ['{prom_addr}']"),
         );
         let secrets = fleet.prometheus_secrets(&dir.join("prom-secrets"));
-        let cfg = with_secrets(&cfg, &secrets);
+        let cfg = edit(with_secrets(&cfg, &secrets));
         std::fs::write(dir.join("prometheus.yml"), cfg).expect("write config");
-        let mut cmd = Command::new(prometheus_bin());
-        cmd.arg(format!(
-            "--config.file={}",
-            dir.join("prometheus.yml").display()
-        ))
-        .arg(format!(
-            "--storage.tsdb.path={}",
-            dir.join("tsdb").display()
-        ))
-        .arg(format!("--web.listen-address={prom_addr}"))
-        .arg(format!(
-            "--web.config.file={}",
-            secrets.join("edgesense_web.yml").display()
-        ));
-        let mut prom = Daemon::start("prometheus", cmd);
         let prom_api = fleet.operator(prom_addr, "prometheus");
-        prom.wait_ready(&prom_api, "/-/ready", Duration::from_secs(60));
+        let prom = start_prometheus(dir, &secrets, &prom_api, prom_addr);
         FastStack {
             prom,
             am,
@@ -189,6 +200,47 @@ impl FastStack {
             am_addr,
             prom_api,
             am_api: fleet.operator(am_addr, "alertmanager"),
+            dir: dir.to_owned(),
+            prom_secrets: secrets,
         }
     }
+
+    /// Kills Prometheus (SIGKILL: a task killed, a node lost) and returns once it is gone.
+    pub fn kill_prometheus(&mut self) {
+        self.prom.kill();
+    }
+
+    /// Starts Prometheus again on its address with its data (after [`FastStack::kill_prometheus`]);
+    /// returns once it is ready.
+    pub fn start_prometheus_again(&mut self) {
+        self.prom = start_prometheus(
+            &self.dir,
+            &self.prom_secrets,
+            &self.prom_api,
+            self.prom_addr,
+        );
+    }
+}
+
+/// Debian's Prometheus with `dir/prometheus.yml`, its data in `dir/tsdb`, on `addr`, with the
+/// stack's flags (web config, remote-write receiver). Returns once it is ready.
+fn start_prometheus(dir: &Path, secrets: &Path, api: &Endpoint, addr: SocketAddr) -> Daemon {
+    let mut cmd = Command::new(prometheus_bin());
+    cmd.arg(format!(
+        "--config.file={}",
+        dir.join("prometheus.yml").display()
+    ))
+    .arg(format!(
+        "--storage.tsdb.path={}",
+        dir.join("tsdb").display()
+    ))
+    .arg(format!("--web.listen-address={addr}"))
+    .arg("--web.enable-remote-write-receiver")
+    .arg(format!(
+        "--web.config.file={}",
+        secrets.join("edgesense_web.yml").display()
+    ));
+    let mut prom = Daemon::start("prometheus", cmd);
+    prom.wait_ready(api, "/-/ready", Duration::from_secs(60));
+    prom
 }

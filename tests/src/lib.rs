@@ -3,6 +3,7 @@
 //! the wire).
 
 pub mod alerting;
+pub mod backfill;
 pub mod browser;
 pub mod card;
 pub mod docker;
@@ -297,7 +298,7 @@ pub fn try_request(
 ) -> std::io::Result<Response> {
     let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
     s.set_read_timeout(Some(Duration::from_secs(10)))?;
-    s.write_all(&raw_request(addr, method, path, headers, body))?;
+    s.write_all(&raw_request(addr, method, path, headers, body.as_bytes()))?;
     let mut raw = Vec::new();
     s.read_to_end(&mut raw)?;
     if !raw.windows(4).any(|w| w == b"\r\n\r\n") {
@@ -312,7 +313,7 @@ fn raw_request(
     method: &str,
     path: &str,
     headers: &[&str],
-    body: &str,
+    body: &[u8],
 ) -> Vec<u8> {
     let mut req = format!(
         "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
@@ -323,8 +324,9 @@ fn raw_request(
         req.push_str("\r\n");
     }
     req.push_str("\r\n");
-    req.push_str(body);
-    req.into_bytes()
+    let mut req = req.into_bytes();
+    req.extend_from_slice(body);
+    req
 }
 
 /// `w1_slave` as the kernel's w1_therm writes it for `milli` m°C: the scratchpad bytes with the
@@ -454,6 +456,12 @@ impl Daemon {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .join("\n")
+    }
+
+    /// Kills the process (SIGKILL) and reaps it.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 
     /// Stops the process with SIGTERM (a clean shutdown: Alertmanager writes its silences

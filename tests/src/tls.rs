@@ -194,6 +194,17 @@ impl Endpoint {
         headers: &[&str],
         body: &str,
     ) -> std::io::Result<Response> {
+        self.try_request_bytes(method, path, headers, body.as_bytes())
+    }
+
+    /// [`Endpoint::try_request`] with a body of any bytes (a remote-write push).
+    pub fn try_request_bytes(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[&str],
+        body: &[u8],
+    ) -> std::io::Result<Response> {
         let mut h: Vec<String> = headers.iter().map(|h| (*h).to_owned()).collect();
         if let Some(a) = &self.auth {
             h.push(format!("Authorization: {a}"));

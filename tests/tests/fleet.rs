@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use edgesense_tests::{
     alerting::fast_rules,
+    backfill::{node_coverage, wall_ms},
     browser::{artifacts, dashboard, png, run_browser},
     fleet::{scraped_nodes, Fleet, Node, LOCAL_STACK},
     pairs,
@@ -53,6 +54,39 @@ fn put_sim(f: &TestFleet, node: &Node, sensor: &str, value: f64) {
         )
         .expect("agent answers");
     assert_eq!(r.status, 200, "{}", r.body);
+}
+
+/// `edgesense_backfill_samples_pushed_total` of the agent on `node`, asked inside the node.
+fn pushed(f: &TestFleet, node: &Node) -> f64 {
+    let r = node
+        .request_from(&local_agent(f), "GET", "/metrics", &[], "")
+        .expect("agent answers");
+    edgesense_tests::metric(&r.body, "edgesense_backfill_samples_pushed_total")
+        .unwrap_or_else(|| panic!("no backfill metrics on {}: {}", node.name, r.body))
+}
+
+/// Waits (a minute at most) until Prometheus holds at least 95 % of the room readings `node`'s
+/// agent took while Prometheus could not scrape it (since `since_ms`), as one series with the
+/// scrapes' labels; returns (held, taken, how long Prometheus went without a scrape in ms).
+fn backfilled(f: &TestFleet, prom: &Endpoint, node: &Node, since_ms: i64) -> (usize, usize, i64) {
+    let history = node
+        .request_from(
+            &local_agent(f),
+            "GET",
+            "/api/v1/history?sensor=room",
+            &[],
+            "",
+        )
+        .expect("agent answers")
+        .json();
+    wait_until(
+        &format!("95 % of {}'s readings in Prometheus", node.name),
+        Duration::from_secs(60),
+        || {
+            let (found, total, gap) = node_coverage(prom, &node.name, "room", &history, since_ms)?;
+            (total >= 5 && found * 100 >= total * 95).then_some((found, total, gap))
+        },
+    )
 }
 
 #[test]
@@ -399,7 +433,10 @@ fn a_three_node_fleet_operated_on_each_node_and_remotely() {
     });
 
     // --- Faults. pi-a cut off the network: seen down, and its AgentDown reaches pi-b's LEDs,
-    // while pi-a's own edge rule still works; the link back heals everything by itself.
+    // while pi-a's own edge rule still works; the link back heals everything by itself, and
+    // the readings pi-a took while cut off reach Prometheus (backfill).
+    let pushed_b = pushed(&f, pi_b);
+    let cut_ms = wall_ms();
     pi_a.link(false);
     let t = Instant::now();
     wait_until(
@@ -424,6 +461,7 @@ fn a_three_node_fleet_operated_on_each_node_and_remotely() {
         },
     );
     put_sim(&f, pi_a, "room", 21.0);
+    let back_ms = wall_ms();
     pi_a.link(true);
     let t = Instant::now();
     wait_until(
@@ -437,6 +475,18 @@ fn a_three_node_fleet_operated_on_each_node_and_remotely() {
     eprintln!(
         "healed after the link came back: {:.1} s",
         t.elapsed().as_secs_f64()
+    );
+    let (found, total, gap) = backfilled(&f, &prom, pi_a, cut_ms - 10_000);
+    eprintln!(
+        "pi-a cut off {:.0} s (no scrape for {:.0} s): {found} of its {total} room readings in Prometheus {:.1} s after the link came back",
+        (back_ms - cut_ms) as f64 / 1000.0,
+        gap as f64 / 1000.0,
+        t.elapsed().as_secs_f64()
+    );
+    assert_eq!(
+        pushed(&f, pi_b),
+        pushed_b,
+        "pi-b, never cut off, pushed nothing"
     );
 
     // pi-a's dockerd restarted: its agent comes back (restart policy; the node's
@@ -516,6 +566,7 @@ fn a_three_node_fleet_operated_on_each_node_and_remotely() {
         samples.iter().any(|c| c.contains(r#""job":"prometheus""#)),
         "Prometheus's own samples of the last minute: {samples:?}"
     );
+    let gone_ms = wall_ms();
     mgr.restart_dockerd();
     wait_until(
         "Prometheus back on the manager",
@@ -525,6 +576,7 @@ fn a_three_node_fleet_operated_on_each_node_and_remotely() {
             (r.status == 200).then_some(())
         },
     );
+    let back_ms = wall_ms();
     let after = kept();
     assert_eq!(
         after,
@@ -532,6 +584,16 @@ fn a_three_node_fleet_operated_on_each_node_and_remotely() {
         "the samples from before the restart are all still there; tasks: {}",
         mgr.docker(&["service", "ps", "--no-trunc", "edgesense_prometheus"])
     );
+    // What the agents read while Prometheus was away is filled in from every agent.
+    for n in [pi_a, pi_b] {
+        let (found, total, gap) = backfilled(&f, &prom, n, gone_ms - 10_000);
+        eprintln!(
+            "manager restarted ({:.0} s, no scrape for {:.0} s): {found} of {}'s {total} room readings backfilled",
+            (back_ms - gone_ms) as f64 / 1000.0,
+            gap as f64 / 1000.0,
+            n.name
+        );
+    }
 
     // --- stack down on the manager, the agents stopped: no stack object on any node.
     for n in [pi_a, pi_b] {

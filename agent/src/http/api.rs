@@ -29,7 +29,23 @@ use crate::{
     metrics,
 };
 
-pub async fn metrics(State(st): State<AppState>) -> impl IntoResponse {
+/// `GET /metrics`. A scrape by Prometheus (it sends `X-Prometheus-Scrape-Timeout-Seconds`) is
+/// noted for the backfill, with the address it dialed (`Host`, Prometheus's `instance`).
+pub async fn metrics(
+    State(st): State<AppState>,
+    peer: Option<axum::Extension<crate::listener::Peer>>,
+    headers: axum::http::HeaderMap,
+) -> impl IntoResponse {
+    if let Some(axum::Extension(peer)) = peer {
+        if headers.contains_key("x-prometheus-scrape-timeout-seconds") {
+            let host = headers
+                .get(header::HOST)
+                .and_then(|h| h.to_str().ok())
+                .map_or_else(|| peer.local.to_string(), str::to_owned);
+            st.backfill
+                .scraped(peer.addr.ip(), &host, crate::backfill::now_ms());
+        }
+    }
     let body = st.snapshot.borrow().metrics.clone();
     ([(header::CONTENT_TYPE, metrics::CONTENT_TYPE)], body)
 }
@@ -217,6 +233,11 @@ fn readings_json(st: &AppState, snap: &Snapshot) -> Value {
         "alertmanager": snap.alertmanager.configured.then(|| json!({
             "up": snap.alertmanager.up,
             "last_reconcile_ms": snap.alertmanager.last_ms,
+        })),
+        "backfill": snap.backfill.configured.then(|| json!({
+            "waiting": snap.backfill.waiting,
+            "pushed_total": snap.backfill.counts.pushed,
+            "rejected_total": snap.backfill.counts.rejected,
         })),
         "buttons": st.spec.buttons.iter().map(|b| json!({"name": b.name, "pin": b.pin})).collect::<Vec<_>>(),
     })

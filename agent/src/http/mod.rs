@@ -42,6 +42,8 @@ pub struct AppState {
     pub started: std::time::Instant,
     /// Recent values of every sensor.
     pub history: crate::history::SharedHistory,
+    /// The scrape log and the gaps to push.
+    pub backfill: Arc<crate::backfill::Backfill>,
 }
 
 /// The agent's routes. Everything sits behind the read check, writes also behind the token

@@ -123,6 +123,11 @@ function render(d) {
   renderSensors(r.sensors);
   renderAlerts(r.alerts, r.alertmanager);
   renderLeds(d.leds);
+  // Readings taken while Prometheus could not scrape, still to be pushed to it.
+  const bf = document.getElementById("backfill");
+  const waiting = r.backfill ? r.backfill.waiting : 0;
+  bf.hidden = waiting === 0;
+  bf.textContent = waiting === 1 ? "1 reading waiting for Prometheus" : waiting + " readings waiting for Prometheus";
 }
 
 // A write with the node's token (asked once per session, again after a 401).

@@ -87,6 +87,7 @@ impl Node {
         let mut req = req.body(Body::from(body.to_owned())).unwrap();
         req.extensions_mut().insert(Peer {
             addr: peer.parse().unwrap(),
+            local: "127.0.0.1:9842".parse().unwrap(),
             tls: cert,
             client_cert: cert,
         });

@@ -203,6 +203,12 @@ async fn cluster_json(d: &Dash) -> Result<Value, String> {
             .or_default()
             .insert("lit".into(), json!(number(&r) == Some(1.0)));
     }
+    // instance → readings it still pushes to Prometheus (it was cut off, or Prometheus away).
+    let backfilling: HashMap<String, f64> = query(d, "edgesense_backfill_samples_waiting > 0")
+        .await?
+        .iter()
+        .filter_map(|r| Some((label(r, "instance").to_owned(), number(r)?)))
+        .collect();
     let mut instances: Vec<&String> = up.keys().chain(names.keys()).collect();
     instances.sort();
     instances.dedup();
@@ -240,6 +246,7 @@ async fn cluster_json(d: &Dash) -> Result<Value, String> {
                 "model": model,
                 "version": version,
                 "up": up.get(i).copied() == Some(1.0),
+                "backfilling": backfilling.get(i).copied(),
                 "sensors": list,
                 "leds": led_list,
             })

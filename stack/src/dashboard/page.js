@@ -73,6 +73,7 @@ function nodeCard(n, now) {
   return el("div", {class: "card node" + (n.up ? "" : " down"), "data-node": n.node},
     el("div", {}, el("span", {class: "name"}, n.node), el("span", {class: "badge " + (n.up ? "up" : "down")}, n.up ? "up" : "down")),
     n.up ? "" : el("div", {class: "down-note"}, "not scraped: the agent is down or unreachable; its values below are its last"),
+    n.backfilling ? el("div", {class: "backfill-note", "data-backfilling": n.backfilling}, "backfilling: " + n.backfilling + " readings it took while Prometheus could not scrape it are on their way") : "",
     el("div", {class: "dim"}, [n.model, n.version && "v" + n.version, n.instance].filter(Boolean).join(" · ")),
     leds.length ? el("div", {class: "leds"}, ...leds) : "",
     el("table", {}, ...rows),

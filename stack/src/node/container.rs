@@ -36,6 +36,22 @@ pub const PASSWORD_IN: &str = "/etc/edgesense/alertmanager.password";
 pub const ALERTMANAGER_URL: &str = "https://alertmanager:9093";
 /// … for an agent without the fleet's credentials.
 pub const ALERTMANAGER_URL_PLAIN: &str = "http://alertmanager:9093";
+/// The stack's Prometheus's remote-write receiver, where agents push the readings it missed
+/// (a partition, a Prometheus restart): same user `agent` and password as on Alertmanager.
+pub const REMOTE_WRITE_URL: &str = "https://prometheus:9090/api/v1/write";
+/// … for an agent without the fleet's credentials.
+pub const REMOTE_WRITE_URL_PLAIN: &str = "http://prometheus:9090/api/v1/write";
+/// The agent's history over a restart or a replacement (an upgrade): a named volume per agent
+/// container, `<name>-state`, at [`STATE_DIR`] (the image's directory there is owned by
+/// `nobody`, and Docker gives a new volume its ownership).
+pub const STATE_DIR: &str = "/var/lib/edgesense";
+pub const STATE_FILE: &str = "/var/lib/edgesense/agent.state";
+
+/// The named volume that keeps the agent `name`'s history.
+pub fn state_volume(name: &str) -> String {
+    format!("{name}-state")
+}
+
 /// `nobody`: the agent needs no root, only the device groups.
 pub const USER: &str = "65534:65534";
 const USER_ID: u64 = 65534;
@@ -129,6 +145,17 @@ pub fn container(o: &NodeOptions, node: &str, devices: &[Device]) -> Result<Cont
             ALERTMANAGER_URL_PLAIN
         }
         .into(),
+        // … and pushes what Prometheus missed to the stack's Prometheus, keeping its history
+        // over a restart or an upgrade in its state volume.
+        "--remote-write".into(),
+        if o.tls.is_some() {
+            REMOTE_WRITE_URL
+        } else {
+            REMOTE_WRITE_URL_PLAIN
+        }
+        .into(),
+        "--state-file".into(),
+        STATE_FILE.into(),
     ];
     if o.tls.is_some() {
         cmd.extend(
@@ -172,11 +199,10 @@ pub fn container(o: &NodeOptions, node: &str, devices: &[Device]) -> Result<Cont
             cgroup_permissions: Some("rw".into()),
         })
         .collect();
-    let binds = if o.simulate {
-        Vec::new()
-    } else {
-        vec!["/sys:/sys:ro".to_owned()]
-    };
+    let mut binds = vec![format!("{}:{STATE_DIR}", state_volume(&o.name))];
+    if !o.simulate {
+        binds.push("/sys:/sys:ro".to_owned());
+    }
     let mut port_bindings = HashMap::new();
     if let Some(p) = &o.publish {
         port_bindings.insert("9842/tcp".to_owned(), Some(vec![publish(p)?]));
@@ -327,7 +353,15 @@ mod tests {
         assert_eq!(h.privileged, Some(false));
         assert_eq!(h.cap_drop.as_deref(), Some(&["ALL".to_owned()][..]));
         assert_eq!(h.readonly_rootfs, Some(true));
-        assert_eq!(h.binds.as_deref(), Some(&["/sys:/sys:ro".to_owned()][..]));
+        assert_eq!(
+            h.binds.as_deref(),
+            Some(
+                &[
+                    "edgesense-agent-state:/var/lib/edgesense".to_owned(),
+                    "/sys:/sys:ro".to_owned()
+                ][..]
+            )
+        );
         assert_eq!(
             h.restart_policy.as_ref().unwrap().name,
             Some(RestartPolicyNameEnum::UNLESS_STOPPED)
@@ -351,6 +385,10 @@ mod tests {
         assert!(cmd.contains("--relay-dns edgesense-agent:9842"), "{cmd}");
         assert!(
             cmd.contains("--alertmanager http://alertmanager:9093"),
+            "{cmd}"
+        );
+        assert!(
+            cmd.contains("--remote-write http://prometheus:9090/api/v1/write"),
             "{cmd}"
         );
         assert!(cmd.contains("--config /etc/edgesense/agent.toml"), "{cmd}");
@@ -457,7 +495,11 @@ mod tests {
         let c = container(&o, "n", &pi4()).unwrap();
         let h = c.host_config.unwrap();
         assert!(h.devices.unwrap().is_empty());
-        assert!(h.binds.unwrap().is_empty());
+        assert_eq!(
+            h.binds.unwrap(),
+            ["edgesense-agent-state:/var/lib/edgesense"],
+            "no /sys for a simulated node; its history volume all the same"
+        );
         let pb = &h.port_bindings.unwrap()["9842/tcp"];
         assert_eq!(pb.as_ref().unwrap()[0].host_port.as_deref(), Some("19842"));
         assert!(c.cmd.unwrap().contains(&"--simulate".to_owned()));

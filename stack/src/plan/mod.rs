@@ -399,6 +399,8 @@ pub fn plan(opts: &StackOptions, files: &Rendered, secrets: &StackSecrets) -> Pl
                 "--config.file=/etc/prometheus/prometheus.yml".into(),
                 "--storage.tsdb.path=/prometheus".into(),
                 "--storage.tsdb.retention.time=30d".into(),
+                // The agents' backfill (prometheus.yml's out-of-order window takes it).
+                "--web.enable-remote-write-receiver".into(),
                 "--web.listen-address=:9090".into(),
                 web.clone(),
             ],

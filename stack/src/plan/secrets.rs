@@ -121,6 +121,8 @@ impl StackSecrets {
         if grafana {
             prom_users.push((credentials::USER_GRAFANA, hash(credentials::USER_GRAFANA)?));
         }
+        // The agents push the readings Prometheus missed (remote write), as on Alertmanager.
+        prom_users.push((credentials::USER_AGENT, hash(credentials::USER_AGENT)?));
         let am_users = [
             (credentials::OPERATOR, hash(credentials::OPERATOR)?),
             (credentials::USER_SELF, hash(credentials::USER_SELF)?),
