@@ -148,15 +148,11 @@ fn readings_taken_while_prometheus_was_down_reach_it_afterwards_across_an_agent_
         found, missed,
         "every missed reading in Prometheus; the agent took {taken:?}, Prometheus has {held:?}"
     );
+    let last_before = taken.range(..restart_ms).next_back().map_or(0, |(t, _)| *t);
+    let first_after = taken.range(restart_ms..).next().map_or(0, |(t, _)| *t);
     eprintln!(
-        "{found} of {missed} readings backfilled; the agent was down {:.1} s of it",
-        (after_restart
-            .keys()
-            .find(|t| **t > restart_ms)
-            .copied()
-            .unwrap_or(restart_ms)
-            - restart_ms) as f64
-            / 1000.0
+        "{found} of {missed} readings backfilled; room unread for {:.1} s across the agent's restart",
+        (first_after - last_before) as f64 / 1000.0
     );
     let q = http_encode("count by (sensor) (count_over_time(edgesense_temperature_celsius[10m]))");
     let v = stack.prom_api.get_json(&format!("/api/v1/query?query={q}"));
