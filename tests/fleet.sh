@@ -12,6 +12,8 @@
 #   tests/fleet.sh add NODE          one more node with the images, not in the swarm
 #   tests/fleet.sh remove NODE       a node added so: dockerd stopped, namespace and veth gone
 #   tests/fleet.sh restart NODE      stop and start that node's dockerd, keeping its state
+#   tests/fleet.sh halt|launch NODE  only stop (a node lost: its containers stop with it), or
+#                                    only start, that node's dockerd
 #   tests/fleet.sh link NODE up|down cut a node off the network (its veth on the bridge) or back
 #   tests/fleet.sh load NODE TAR     docker load the images in TAR on that node
 #   tests/fleet.sh pid NODE          the node's dockerd pid (nsenter -t PID -n -u -m: "on the node")
@@ -298,6 +300,8 @@ case "${1:-}" in
     add) add_node "${2:?node name}" ;;
     remove) remove_node "${2:?node name}" ;;
     restart) halt "${2:?node name}"; launch "$2" ;;
+    halt) halt "${2:?node name}" ;;
+    launch) launch "${2:?node name}" ;;
     link)
         n=${2:?node name}
         case "${3:-}" in
@@ -310,5 +314,5 @@ case "${1:-}" in
     stranger) stranger "${2:-}" ;;
     capture) capture "${2:?capture file}" ;;
     stop) stop_all ;;
-    *) echo "usage: $0 start [NODE...] | add NODE | remove NODE | restart NODE | link NODE up|down | load NODE TAR | pid NODE | stranger up|down | capture FILE | stop" >&2; exit 2 ;;
+    *) echo "usage: $0 start [NODE...] | add NODE | remove NODE | restart NODE | halt NODE | launch NODE | link NODE up|down | load NODE TAR | pid NODE | stranger up|down | capture FILE | stop" >&2; exit 2 ;;
 esac

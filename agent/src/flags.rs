@@ -104,6 +104,15 @@ pub struct Args {
     #[arg(long, value_name = "PATH", hide = true, requires = "probe_user")]
     pub probe_password_file: Option<PathBuf>,
 
+    /// Run the program after `--` with `--cluster.advertise-address=IP:PORT` added, IP being
+    /// this container's address where NAME:PORT resolves (the stack's Alertmanager pair).
+    #[arg(long, value_name = "NAME:PORT", hide = true, requires = "command")]
+    pub with_overlay_address: Option<String>,
+
+    /// The program (and its arguments) for --with-overlay-address.
+    #[arg(last = true, hide = true)]
+    pub command: Vec<String>,
+
     /// Print the device nodes under DIR that the agent opens (GPIO, I2C) as `NAME GID` lines,
     /// then exit: how `edgesense node run` finds a node's devices, on that node, through Docker.
     #[arg(long, value_name = "DIR", hide = true)]

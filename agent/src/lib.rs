@@ -21,6 +21,7 @@ pub mod leds;
 pub mod list;
 pub mod listener;
 pub mod metrics;
+pub mod overlay;
 pub mod poller;
 pub mod probe;
 pub mod relay;

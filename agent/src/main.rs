@@ -18,6 +18,13 @@ fn main() -> ExitCode {
     let args = Args::parse();
     init_logging(args.log_format, &args.log_level);
 
+    if let Some(name_port) = &args.with_overlay_address {
+        eprintln!(
+            "error: {}",
+            edgesense_agent::overlay::exec_with(name_port, &args.command)
+        );
+        return ExitCode::FAILURE;
+    }
     if let Some(url) = &args.probe {
         let ca = args.tls_ca.as_deref();
         let auth = args

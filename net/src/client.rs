@@ -130,6 +130,7 @@ impl Target {
 }
 
 /// One request: method, path (with query), headers, body, and the largest answer read.
+#[derive(Clone)]
 pub struct Call {
     method: hyper::Method,
     path: String,
@@ -232,6 +233,34 @@ impl Client {
         self.tls.is_some()
     }
 
+    /// Sends `call` to each address `target`'s name resolves to in turn (Docker's DNS answers
+    /// every task of a service, an Alertmanager pair both) until one answers; an answer is any
+    /// HTTP status. The errors of every address when none does.
+    pub async fn send_any(&self, target: &Target, call: Call) -> Result<Response, Error> {
+        let addrs = match call.dial {
+            Some(a) => vec![a],
+            None => resolve_all(target).await?,
+        };
+        self.send_each(target, &addrs, call).await
+    }
+
+    /// [`Client::send_any`] over `addrs`.
+    async fn send_each(
+        &self,
+        target: &Target,
+        addrs: &[SocketAddr],
+        call: Call,
+    ) -> Result<Response, Error> {
+        let mut last = None;
+        for &addr in addrs {
+            match self.send(target, call.clone().dial(addr)).await {
+                Ok(r) => return Ok(r),
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(last.unwrap_or_else(|| Error::Resolve(target.authority(), "no address".into())))
+    }
+
     /// Sends `call` to `target`: connect (resolve, TCP, TLS), send, read the whole answer, all
     /// within the client's time limit.
     pub async fn send(&self, target: &Target, call: Call) -> Result<Response, Error> {
@@ -311,25 +340,60 @@ impl Client {
     }
 }
 
+/// Every address of the target, IPv4 first, each once.
+async fn resolve_all(target: &Target) -> Result<Vec<SocketAddr>, Error> {
+    let mut addrs: Vec<SocketAddr> = tokio::net::lookup_host((target.host.as_str(), target.port))
+        .await
+        .map_err(|e| Error::Resolve(target.authority(), e.to_string()))?
+        .collect();
+    addrs.sort_by_key(|a| !a.is_ipv4());
+    let mut seen = std::collections::HashSet::new();
+    addrs.retain(|a| seen.insert(*a));
+    if addrs.is_empty() {
+        return Err(Error::Resolve(target.authority(), "no address".into()));
+    }
+    Ok(addrs)
+}
+
 /// The target's address: its first IPv4 address if it has one (Docker's DNS answers A
 /// records; `localhost` has both).
 async fn resolve(target: &Target) -> Result<SocketAddr, Error> {
-    let authority = target.authority();
-    let addrs: Vec<SocketAddr> = tokio::net::lookup_host((target.host.as_str(), target.port))
-        .await
-        .map_err(|e| Error::Resolve(authority.clone(), e.to_string()))?
-        .collect();
-    addrs
-        .iter()
-        .find(|a| a.is_ipv4())
-        .or(addrs.first())
-        .copied()
-        .ok_or_else(|| Error::Resolve(authority, "no address".into()))
+    Ok(resolve_all(target).await?[0])
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn the_next_address_answers_when_the_first_does_not() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        // The first address refuses (nothing listens there any more); the second answers.
+        let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let dead_addr = dead.local_addr().unwrap();
+        drop(dead);
+        let live = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let live_addr = live.local_addr().unwrap();
+        tokio::spawn(async move {
+            let (mut s, _) = live.accept().await.unwrap();
+            let mut buf = [0u8; 1024];
+            let _ = s.read(&mut buf).await;
+            let _ = s
+                .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok")
+                .await;
+        });
+        let t = Target::parse("http://alertmanager:9093").unwrap();
+        let r = Client::new()
+            .send_each(&t, &[dead_addr, live_addr], Call::get("/-/ready"))
+            .await
+            .unwrap();
+        assert_eq!((r.status, &r.body[..]), (200, &b"ok"[..]));
+        let e = Client::new()
+            .send_each(&t, &[dead_addr], Call::get("/-/ready"))
+            .await
+            .unwrap_err();
+        assert!(e.to_string().contains(&dead_addr.to_string()), "{e}");
+    }
 
     #[test]
     fn urls_become_targets() {

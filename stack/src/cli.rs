@@ -211,6 +211,11 @@ pub struct StackContent {
     /// TLS. Every node's kernel needs ESP: `edgesense doctor` says whether a node has it.
     #[arg(long)]
     pub encrypted_overlay: bool,
+    /// Alertmanagers to run, each on a manager of its own with its own volume, clustered over
+    /// the overlay (mutual TLS): 2 keeps silences and notifications through a manager's loss.
+    /// At most the number of managers.
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=5))]
+    pub alertmanagers: u32,
     /// Air temperature warning threshold, °C.
     #[arg(long, value_name = "°C", default_value_t = 30.0)]
     pub warn_celsius: f64,
@@ -488,6 +493,8 @@ impl StackContent {
             },
             agents: None,
             encrypted_overlay: self.encrypted_overlay,
+            alertmanagers: self.alertmanagers,
+            prometheus_node: None,
         }
     }
 

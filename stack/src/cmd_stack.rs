@@ -128,8 +128,16 @@ async fn up(host: &str, content: &StackContent, timeout: u64, no_wait: bool) -> 
     if content.encrypted_overlay {
         encrypted_overlay_possible(host)?;
     }
-    // Refusals first (a network that cannot serve): nothing is made, secrets included.
+    // Refusals first (a network that cannot serve, more Alertmanagers than managers): nothing
+    // is made, secrets included.
     up::check_network(&docker, &opts.network, content.encrypted_overlay).await?;
+    up::check_managers(&docker, opts.alertmanagers).await?;
+    if opts.alertmanagers > 1 && !opts.alertmanager_image.starts_with("edgesense/") {
+        eprintln!(
+            "warning: {} has no /bin/edgesense-probe to advertise its overlay address: each Alertmanager may advertise docker_gwbridge's, which its peer cannot reach, and the pair may not form",
+            opts.alertmanager_image
+        );
+    }
     let dir = state_dir(&docker, &content.name).await?;
     progress.set("the fleet's CA, certificates and secrets");
     let names = secrets::names(
@@ -150,10 +158,18 @@ async fn up(host: &str, content: &StackContent, timeout: u64, no_wait: bool) -> 
     for i in &made.issued {
         progress.done(&format!("issued    certificate {i}"));
     }
+    // With one manager Prometheus has nowhere else to go; with more, its task could start on
+    // another manager (after an update or a restart) with an empty TSDB: pin it.
+    let prometheus_node = if up::managers(&docker).await? > 1 {
+        Some(up::prometheus_node(&docker, &opts.stack).await?)
+    } else {
+        None
+    };
     let (outcome, plan) = up::up(
         &docker,
         &StackOptions {
             encrypted_overlay: content.encrypted_overlay,
+            prometheus_node,
             ..opts.clone()
         },
         &files,

@@ -90,6 +90,79 @@ pub async fn check_network(docker: &Docker, name: &str, encrypted: bool) -> Resu
     }
 }
 
+/// The node Prometheus stays on: its TSDB is a local volume, so a task started on another
+/// manager would start empty. The node its service is pinned to already, else the node its
+/// running task is on, else this one (where `stack up` runs, a manager).
+pub async fn prometheus_node(docker: &Docker, stack: &str) -> Result<String> {
+    let service = format!("{stack}_prometheus");
+    match docker
+        .inspect_service(&service, None::<InspectServiceOptions>)
+        .await
+    {
+        Ok(s) => {
+            let pinned = s
+                .spec
+                .and_then(|s| s.task_template)
+                .and_then(|t| t.placement)
+                .and_then(|p| p.constraints)
+                .unwrap_or_default()
+                .iter()
+                .find_map(|c| c.strip_prefix(NODE_ID_IS).map(str::to_owned));
+            if let Some(id) = pinned {
+                return Ok(id);
+            }
+            let tasks = docker
+                .list_tasks(Some(ListTasksOptions {
+                    filters: Some(filters(&[
+                        ("service", service.clone()),
+                        ("desired-state", "running".into()),
+                    ])),
+                }))
+                .await
+                .context(|| format!("list tasks of {service}"))?;
+            if let Some(id) = tasks.iter().find_map(|t| t.node_id.clone()) {
+                return Ok(id);
+            }
+        }
+        Err(e) if is_not_found(&e) => {}
+        Err(e) => return Err(e).context(|| format!("inspect service {service}")),
+    }
+    let info = docker.info().await.context(|| "docker info".into())?;
+    info.swarm
+        .and_then(|s| s.node_id)
+        .filter(|id| !id.is_empty())
+        .ok_or_else(|| StackError::Input("this Docker has no swarm node ID".into()))
+}
+
+/// A placement constraint pinning a service to one node (followed by its ID).
+pub const NODE_ID_IS: &str = "node.id == ";
+
+/// How many managers the swarm has.
+pub async fn managers(docker: &Docker) -> Result<usize> {
+    Ok(docker
+        .list_nodes(Some(bollard::query_parameters::ListNodesOptions {
+            filters: Some(filters(&[("role", "manager".into())])),
+        }))
+        .await
+        .context(|| "list the managers".into())?
+        .len())
+}
+
+/// Refuses more Alertmanagers than the swarm has managers: each needs a manager of its own
+/// (its volume is local), and a task with nowhere to go would wait forever.
+pub async fn check_managers(docker: &Docker, alertmanagers: u32) -> Result<()> {
+    if alertmanagers <= 1 {
+        return Ok(());
+    }
+    let managers = managers(docker).await?;
+    if managers < alertmanagers as usize {
+        return Err(StackError::Input(format!(
+            "--alertmanagers {alertmanagers} needs {alertmanagers} managers, each running one with its own volume; this swarm has {managers} (`docker node promote` a node, or ask for fewer)"
+        )));
+    }
+    Ok(())
+}
+
 /// Makes sure `name` is an attachable overlay network, encrypted if `encrypted`; creates it if
 /// missing, refuses (never deletes) one that is not.
 pub async fn ensure_network(

@@ -411,6 +411,49 @@ impl Node {
         script(self.fleet_dir(), &["restart", &self.name]);
     }
 
+    /// The agent published on port 9842 of the node, as the node itself reaches it (https with
+    /// the fleet's agent credentials: the published port is not the agent's loopback).
+    pub fn local_agent(&self, f: &TestFleet) -> Endpoint {
+        f.agent_at(([127, 0, 0, 1], 9842).into())
+    }
+
+    /// The LED `led` of that agent, asked inside the node (also while it is cut off).
+    pub fn agent_led(&self, f: &TestFleet, led: &str) -> Option<serde_json::Value> {
+        let r = self
+            .request_from(&self.local_agent(f), "GET", "/api/v1/leds", &[], "")
+            .ok()?;
+        (r.status == 200).then_some(())?;
+        r.json()["leds"]
+            .as_array()?
+            .iter()
+            .find(|l| l["name"] == led)
+            .cloned()
+    }
+
+    /// Holds that agent's simulated sensor `sensor` at `value`.
+    pub fn put_sim(&self, f: &TestFleet, sensor: &str, value: f64) {
+        let r = self
+            .request_from(
+                &self.local_agent(f),
+                "PUT",
+                &format!("/api/v1/sim/sensors/{sensor}"),
+                &[],
+                &format!("{{\"value\":{value}}}"),
+            )
+            .expect("agent answers");
+        assert_eq!(r.status, 200, "{}", r.body);
+    }
+
+    /// Stops the node's dockerd (its containers stop with it): a node lost.
+    pub fn stop_dockerd(&self) {
+        script(self.fleet_dir(), &["halt", &self.name]);
+    }
+
+    /// Starts the node's dockerd again after [`Node::stop_dockerd`]; waits until it answers.
+    pub fn start_dockerd(&self) {
+        script(self.fleet_dir(), &["launch", &self.name]);
+    }
+
     /// Cuts the node off the network (`false`) or connects it again.
     pub fn link(&self, up: bool) {
         script(

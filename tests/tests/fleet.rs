@@ -17,24 +17,12 @@ use edgesense_tests::{
 };
 use serde_json::Value;
 
-/// The agent published on port 9842 of the node, as the node itself reaches it (https: the
-/// published port is not the agent's loopback).
 fn local_agent(f: &TestFleet) -> Endpoint {
     f.agent_at(([127, 0, 0, 1], 9842).into())
 }
 
-/// The LED `led` of the agent published on port 9842 of `node`, asked inside the node (works
-/// while the node is cut off).
 fn led(f: &TestFleet, node: &Node, led: &str) -> Option<Value> {
-    let r = node
-        .request_from(&local_agent(f), "GET", "/api/v1/leds", &[], "")
-        .ok()?;
-    (r.status == 200).then_some(())?;
-    r.json()["leds"]
-        .as_array()?
-        .iter()
-        .find(|l| l["name"] == led)
-        .cloned()
+    node.agent_led(f, led)
 }
 
 fn led_mode(f: &TestFleet, node: &Node, name: &str) -> String {
@@ -44,16 +32,7 @@ fn led_mode(f: &TestFleet, node: &Node, name: &str) -> String {
 }
 
 fn put_sim(f: &TestFleet, node: &Node, sensor: &str, value: f64) {
-    let r = node
-        .request_from(
-            &local_agent(f),
-            "PUT",
-            &format!("/api/v1/sim/sensors/{sensor}"),
-            &[],
-            &format!("{{\"value\":{value}}}"),
-        )
-        .expect("agent answers");
-    assert_eq!(r.status, 200, "{}", r.body);
+    node.put_sim(f, sensor, value);
 }
 
 /// `edgesense_backfill_samples_pushed_total` of the agent on `node`, asked inside the node.

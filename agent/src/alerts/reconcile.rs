@@ -196,7 +196,8 @@ impl Client {
                 Some(b) => Call::post_json(path, b.clone()),
                 None => Call::get(path),
             };
-            match client.send(t, call.limit(MAX_BODY)).await {
+            // Every address of the name: an Alertmanager pair behind one alias.
+            match client.send_any(t, call.limit(MAX_BODY)).await {
                 Ok(r) => return Ok((r.status, r.body)),
                 Err(e) => errors.push(e.to_string()),
             }

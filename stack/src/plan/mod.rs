@@ -64,6 +64,11 @@ pub struct StackOptions {
     pub agents: Option<Agents>,
     /// `--encrypted-overlay`: the overlay's VXLAN traffic in IPsec ESP.
     pub encrypted_overlay: bool,
+    /// Alertmanagers: one, or a pair (or more) on managers of their own, clustered.
+    pub alertmanagers: u32,
+    /// The node Prometheus is pinned to (its TSDB volume is there); None: any manager
+    /// (`stack render`, which asks no Docker).
+    pub prometheus_node: Option<String>,
 }
 
 impl Default for StackOptions {
@@ -80,6 +85,8 @@ impl Default for StackOptions {
             grafana_port: 3000,
             agents: None,
             encrypted_overlay: false,
+            alertmanagers: 1,
+            prometheus_node: None,
         }
     }
 }
@@ -208,6 +215,12 @@ struct Service<'a> {
     volume: (&'a str, &'a str),
     memory_mib: i64,
     nano_cpus: i64,
+    /// Tasks, each on a manager of its own (its volume is local to that node).
+    replicas: i64,
+    /// Replaces the image's entrypoint (the arguments follow it).
+    command: Option<Vec<String>>,
+    /// Pinned to this node (besides being on a manager).
+    node: Option<&'a str>,
 }
 
 fn service(opts: &StackOptions, all: &StackSecrets, s: Service) -> ServiceSpec {
@@ -215,6 +228,7 @@ fn service(opts: &StackOptions, all: &StackSecrets, s: Service) -> ServiceSpec {
     let container = TaskSpecContainerSpec {
         image: Some(s.image.to_owned()),
         labels: Some(labels(&ns)),
+        command: s.command,
         args: (!s.args.is_empty()).then_some(s.args),
         env: (!s.env.is_empty()).then_some(s.env),
         health_check: health(opts.healthcheck, s.image, s.check),
@@ -278,9 +292,15 @@ fn service(opts: &StackOptions, all: &StackSecrets, s: Service) -> ServiceSpec {
                 max_attempts: Some(0),
                 ..Default::default()
             }),
-            // The data volume is local to one node: keep the service on the managers.
+            // The data volume is local to one node: keep the service on the managers, each
+            // task of a pair on a manager of its own (with a volume of its own).
             placement: Some(TaskSpecPlacement {
-                constraints: Some(vec!["node.role == manager".into()]),
+                constraints: Some(
+                    std::iter::once("node.role == manager".to_owned())
+                        .chain(s.node.map(|id| format!("{}{id}", crate::up::NODE_ID_IS)))
+                        .collect(),
+                ),
+                max_replicas: (s.replicas > 1).then_some(1),
                 ..Default::default()
             }),
             networks: Some(vec![NetworkAttachmentConfig {
@@ -291,7 +311,9 @@ fn service(opts: &StackOptions, all: &StackSecrets, s: Service) -> ServiceSpec {
             ..Default::default()
         }),
         mode: Some(ServiceSpecMode {
-            replicated: Some(ServiceSpecModeReplicated { replicas: Some(1) }),
+            replicated: Some(ServiceSpecModeReplicated {
+                replicas: Some(s.replicas),
+            }),
             ..Default::default()
         }),
         // One task owns the volume: stop the old one before starting the new one.
@@ -326,6 +348,25 @@ basic_auth:
   password_file: /run/secrets/edgesense_self_password
 tls_config:
   ca_file: /run/secrets/edgesense_ca.crt
+";
+
+/// The Alertmanagers' gossip port (TCP, with TLS).
+pub const CLUSTER_PORT: u16 = 9094;
+
+/// Mutual TLS between the Alertmanagers of a pair (`--cluster.tls-config`, Alertmanager 0.24+):
+/// each presents the stack's Alertmanager certificate and takes only one from the fleet CA.
+pub const CLUSTER_TLS_YML: &str =
+    "# edgesense stack up: mutual TLS between the stack's Alertmanagers (gossip).
+tls_server_config:
+  cert_file: /run/secrets/edgesense_tls.pem
+  key_file: /run/secrets/edgesense_tls.pem
+  client_auth_type: RequireAndVerifyClientCert
+  client_ca_file: /run/secrets/edgesense_ca.crt
+tls_client_config:
+  cert_file: /run/secrets/edgesense_tls.pem
+  key_file: /run/secrets/edgesense_tls.pem
+  ca_file: /run/secrets/edgesense_ca.crt
+  server_name: alertmanager
 ";
 
 /// The user Debian's and upstream's Prometheus and Alertmanager images run as (nobody).
@@ -375,6 +416,15 @@ pub fn plan(opts: &StackOptions, files: &Rendered, secrets: &StackSecrets) -> Pl
             "/etc/alertmanager/health.yml",
         ),
     ];
+    let mut configs = configs;
+    if opts.alertmanagers > 1 {
+        configs.push(config(
+            "alertmanager_cluster_yml",
+            CLUSTER_TLS_YML,
+            "cluster-tls.yml",
+            "/etc/alertmanager/cluster-tls.yml",
+        ));
+    }
     let web = format!("--web.config.file={}", secrets::path(secrets::WEB_TARGET));
     let prom_volume = format!("{stack}_prometheus_data");
     let am_volume = format!("{stack}_alertmanager_data");
@@ -414,8 +464,33 @@ pub fn plan(opts: &StackOptions, files: &Rendered, secrets: &StackSecrets) -> Pl
             volume: (&prom_volume, "/prometheus"),
             memory_mib: 512,
             nano_cpus: 1_000_000_000,
+            replicas: 1,
+            command: None,
+            node: opts.prometheus_node.as_deref(),
         },
     );
+    // Two or more Alertmanagers gossip silences and notifications over the overlay (mutual
+    // TLS with their own certificate: VXLAN is neither encrypted nor authenticated), found
+    // through their alias, each advertising its overlay address (see `agent/src/overlay.rs`).
+    let pair = opts.alertmanagers;
+    let mut am_args = vec![
+        "--config.file=/etc/alertmanager/alertmanager.yml".into(),
+        "--storage.path=/alertmanager".into(),
+        "--web.listen-address=:9093".into(),
+        web,
+    ];
+    let mut am_configs = vec![&configs[2], &configs[4]];
+    if pair > 1 {
+        am_args.extend([
+            format!("--cluster.listen-address=0.0.0.0:{CLUSTER_PORT}"),
+            format!("--cluster.peer=alertmanager:{CLUSTER_PORT}"),
+            "--cluster.tls-config=/etc/alertmanager/cluster-tls.yml".into(),
+        ]);
+        am_configs.push(&configs[5]);
+    } else {
+        // One instance: no gossip cluster.
+        am_args.push("--cluster.listen-address=".into());
+    }
     let alertmanager = service(
         opts,
         secrets,
@@ -433,29 +508,32 @@ pub fn plan(opts: &StackOptions, files: &Rendered, secrets: &StackSecrets) -> Pl
                 ]),
             ),
             image: &opts.alertmanager_image,
-            args: vec![
-                "--config.file=/etc/alertmanager/alertmanager.yml".into(),
-                "--storage.path=/alertmanager".into(),
-                "--web.listen-address=:9093".into(),
-                web,
-                // One instance: no gossip cluster.
-                "--cluster.listen-address=".into(),
-            ],
+            args: am_args,
             env: Vec::new(),
             alias: "alertmanager",
             port: 9093,
             published: opts.alertmanager_port,
-            configs: vec![&configs[2], &configs[4]],
+            configs: am_configs,
             secrets: secrets::ALERTMANAGER,
             user: NOBODY,
             volume: (&am_volume, "/alertmanager"),
             memory_mib: 128,
             nano_cpus: 500_000_000,
+            replicas: i64::from(pair.max(1)),
+            command: (pair > 1 && opts.alertmanager_image.starts_with("edgesense/")).then(|| {
+                strings(&[
+                    "/bin/edgesense-probe",
+                    "--with-overlay-address",
+                    &format!("alertmanager:{CLUSTER_PORT}"),
+                    "--",
+                    "/bin/app",
+                ])
+            }),
+            node: None,
         },
     );
     let mut services = vec![prometheus, alertmanager];
     let mut volumes = vec![prom_volume, am_volume];
-    let mut configs = configs;
     if let Some(image) = &opts.grafana {
         let first = configs.len();
         configs.push(config(
@@ -506,6 +584,9 @@ pub fn plan(opts: &StackOptions, files: &Rendered, secrets: &StackSecrets) -> Pl
                 volume: (&volume, "/var/lib/grafana"),
                 memory_mib: 256,
                 nano_cpus: 500_000_000,
+                replicas: 1,
+                command: None,
+                node: None,
             },
         ));
         volumes.push(volume);
@@ -596,6 +677,110 @@ mod tests {
             &render(&AssetOptions::default()).unwrap(),
             &secrets::fixture(opts.grafana.is_some()),
         )
+    }
+
+    #[test]
+    fn prometheus_stays_on_the_node_of_its_volume() {
+        let constraints = |opts: &StackOptions| {
+            p(opts).services[0]
+                .task_template
+                .clone()
+                .unwrap()
+                .placement
+                .unwrap()
+                .constraints
+                .unwrap()
+        };
+        assert_eq!(
+            constraints(&StackOptions::default()),
+            ["node.role == manager"]
+        );
+        let pinned = StackOptions {
+            prometheus_node: Some("n0de1d".into()),
+            ..StackOptions::default()
+        };
+        assert_eq!(
+            constraints(&pinned),
+            ["node.role == manager", "node.id == n0de1d"]
+        );
+    }
+
+    #[test]
+    fn a_pair_of_alertmanagers_clusters_on_managers_of_their_own_with_mutual_tls() {
+        let one = p(&StackOptions::default());
+        let am = |plan: &Plan| plan.services[1].clone();
+        let spec = |s: &ServiceSpec| {
+            let t = s.task_template.clone().unwrap();
+            (t.container_spec.unwrap(), t.placement.unwrap())
+        };
+        let (c, place) = spec(&am(&one));
+        assert!(c
+            .args
+            .unwrap()
+            .contains(&"--cluster.listen-address=".to_owned()));
+        assert_eq!((c.command, place.max_replicas), (None, None));
+        assert!(!one
+            .configs
+            .iter()
+            .any(|c| c.key == "alertmanager_cluster_yml"));
+
+        let opts = StackOptions {
+            alertmanagers: 2,
+            alertmanager_image: "edgesense/alertmanager:local".into(),
+            ..StackOptions::default()
+        };
+        let two = p(&opts);
+        let s = am(&two);
+        assert_eq!(
+            s.mode
+                .as_ref()
+                .unwrap()
+                .replicated
+                .as_ref()
+                .unwrap()
+                .replicas,
+            Some(2)
+        );
+        let (c, place) = spec(&s);
+        assert_eq!(place.max_replicas, Some(1), "one per manager");
+        assert_eq!(
+            place.constraints.as_deref(),
+            Some(&["node.role == manager".to_owned()][..])
+        );
+        let args = c.args.unwrap();
+        for a in [
+            "--cluster.listen-address=0.0.0.0:9094",
+            "--cluster.peer=alertmanager:9094",
+            "--cluster.tls-config=/etc/alertmanager/cluster-tls.yml",
+        ] {
+            assert!(args.contains(&a.to_owned()), "{a} in {args:?}");
+        }
+        assert_eq!(
+            c.command.unwrap(),
+            [
+                "/bin/edgesense-probe",
+                "--with-overlay-address",
+                "alertmanager:9094",
+                "--",
+                "/bin/app"
+            ],
+            "the overlay's address advertised, not docker_gwbridge's"
+        );
+        let cluster = two
+            .configs
+            .iter()
+            .find(|c| c.key == "alertmanager_cluster_yml")
+            .expect("the gossip's TLS config");
+        assert!(cluster.data.contains("RequireAndVerifyClientCert"));
+        let mounted = c.configs.unwrap();
+        assert!(mounted
+            .iter()
+            .any(|m| m.config_name.as_deref() == Some(cluster.name.as_str())));
+        assert_ne!(
+            one.services[1].labels.as_ref().unwrap()[SPEC_HASH],
+            s.labels.as_ref().unwrap()[SPEC_HASH],
+            "a change of count is a change of spec"
+        );
     }
 
     #[test]

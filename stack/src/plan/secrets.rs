@@ -299,8 +299,12 @@ mod tests {
         );
         let web = a.files["web_prometheus"].data.clone().unwrap();
         assert!(
-            !web.contains("agent:") && web.contains("min_version: TLS13"),
-            "{web}"
+            web.contains("  agent: '$2") && web.contains("min_version: TLS13"),
+            "the agents push their backfill as `agent`: {web}"
+        );
+        assert!(
+            !web.contains("prometheus:"),
+            "Prometheus does not log in to itself: {web}"
         );
         assert!(a.files["ca"].labels[0].0 == NOT_AFTER);
         // Another machine: the secrets in the swarm by key, the newest of each.
