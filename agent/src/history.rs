@@ -337,20 +337,11 @@ pub fn lock(h: &SharedHistory) -> std::sync::MutexGuard<'_, History> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{config, spec};
+    use crate::spec;
     use std::time::SystemTime;
 
     fn node(history: &str) -> NodeSpec {
-        let text = format!("history = \"{history}\"\npoll_interval = \"1s\"\n[[sensor]]\nname = \"env\"\nkind = \"bme280\"\n");
-        let l = config::parse(std::path::Path::new("h.toml"), text).unwrap();
-        spec::resolve(
-            &l,
-            &spec::Overrides {
-                simulate: true,
-                ..Default::default()
-            },
-        )
-        .unwrap()
+        spec::simulated(&format!("history = \"{history}\"\npoll_interval = \"1s\"\n[[sensor]]\nname = \"env\"\nkind = \"bme280\"\n"))
     }
 
     #[test]

@@ -534,6 +534,20 @@ fn pi_model() -> String {
         .unwrap_or_else(|| "unknown".into())
 }
 
+/// The simulated node `text` describes (a config file's text), for the library's unit tests.
+#[cfg(test)]
+pub(crate) fn simulated(text: &str) -> NodeSpec {
+    let l = config::parse(std::path::Path::new("test.toml"), text.into()).expect("test config");
+    resolve(
+        &l,
+        &Overrides {
+            simulate: true,
+            ..Default::default()
+        },
+    )
+    .expect("test config resolves")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

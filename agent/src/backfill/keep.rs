@@ -163,17 +163,9 @@ mod tests {
     use std::time::{Duration, UNIX_EPOCH};
 
     fn history() -> History {
-        let text = "poll_interval = \"1s\"\n[[sensor]]\nname = \"env\"\nkind = \"bme280\"\n";
-        let l = crate::config::parse(Path::new("n.toml"), text.into()).unwrap();
-        let spec = crate::spec::resolve(
-            &l,
-            &crate::spec::Overrides {
-                simulate: true,
-                ..Default::default()
-            },
-        )
-        .unwrap();
-        History::new(&spec)
+        History::new(&crate::spec::simulated(
+            "poll_interval = \"1s\"\n[[sensor]]\nname = \"env\"\nkind = \"bme280\"\n",
+        ))
     }
 
     #[test]

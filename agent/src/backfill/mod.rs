@@ -364,17 +364,9 @@ mod tests {
     #[test]
     fn a_silence_going_on_counts_its_readings_as_waiting() {
         use edgesense_sensors::{Quantity, Readings};
-        let text = "poll_interval = \"1s\"\n[[sensor]]\nname = \"t\"\nkind = \"thermal\"\n";
-        let l = crate::config::parse(std::path::Path::new("n.toml"), text.into()).unwrap();
-        let spec = crate::spec::resolve(
-            &l,
-            &crate::spec::Overrides {
-                simulate: true,
-                ..Default::default()
-            },
-        )
-        .unwrap();
-        let mut h = crate::history::History::new(&spec);
+        let mut h = crate::history::History::new(&crate::spec::simulated(
+            "poll_interval = \"1s\"\n[[sensor]]\nname = \"t\"\nkind = \"thermal\"\n",
+        ));
         let b = scraped_every_second(10);
         for s in 1..=40u64 {
             let r = Readings::new(std::time::UNIX_EPOCH + Duration::from_secs(s))
