@@ -6,9 +6,12 @@
 //! the pair would flap. The FROM-scratch images have no shell to work the address out, but they
 //! carry this binary (as `/bin/edgesense-probe`).
 //!
-//! NAME is the service's alias on the overlay (its A records are the tasks, this one among
-//! them). A UDP socket "connected" to one of them (no packet is sent) has as its local address
-//! the one the kernel would send from towards the overlay: this task's overlay address.
+//! NAME is an address inside the overlay (`stack up` gives its gateway), or a name there. A
+//! UDP socket "connected" to it (no packet is sent) has as its local address the one the
+//! kernel would send from towards the overlay: this task's overlay address. An address needs no
+//! DNS, which matters: Docker's DNS lists a task that has a health check only once it is
+//! healthy, so Alertmanagers resolving each other's alias at start wait for each other (seen:
+//! both gave up after 20 s and advertised docker_gwbridge's 172.17.0.x).
 
 use std::{
     net::{IpAddr, SocketAddr, ToSocketAddrs, UdpSocket},

@@ -495,6 +495,7 @@ impl StackContent {
             encrypted_overlay: self.encrypted_overlay,
             alertmanagers: self.alertmanagers,
             prometheus_node: None,
+            overlay_gateway: None,
         }
     }
 

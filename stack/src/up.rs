@@ -137,6 +137,26 @@ pub async fn prometheus_node(docker: &Docker, stack: &str) -> Result<String> {
 /// A placement constraint pinning a service to one node (followed by its ID).
 pub const NODE_ID_IS: &str = "node.id == ";
 
+/// The overlay's gateway address (IPAM): an address inside the overlay that needs no DNS, so a
+/// task can find its own overlay address before it is healthy (Docker's DNS lists a task with
+/// a health check only once it is healthy: two Alertmanagers resolving each other at start
+/// would wait for each other).
+pub async fn overlay_gateway(docker: &Docker, network: &str) -> Result<Option<String>> {
+    let n = docker
+        .inspect_network(network, None)
+        .await
+        .context(|| format!("inspect network {network}"))?;
+    Ok(n.ipam
+        .and_then(|i| i.config)
+        .unwrap_or_default()
+        .iter()
+        .find_map(|c| {
+            c.gateway
+                .clone()
+                .filter(|g| g.parse::<std::net::Ipv4Addr>().is_ok())
+        }))
+}
+
 /// How many managers the swarm has.
 pub async fn managers(docker: &Docker) -> Result<usize> {
     Ok(docker
@@ -565,6 +585,10 @@ pub async fn up(
     let mut out = Outcome::default();
     progress.set(&format!("network {}", opts.network));
     ensure_network(docker, &opts.network, opts.encrypted_overlay, &mut out).await?;
+    let opts = &StackOptions {
+        overlay_gateway: overlay_gateway(docker, &opts.network).await?,
+        ..opts.clone()
+    };
     let plan = crate::plan::plan(opts, files, secrets);
     progress.set("secrets");
     crate::secrets::create(docker, &opts.stack, &plan, &mut out).await?;

@@ -66,6 +66,9 @@ pub struct StackOptions {
     pub encrypted_overlay: bool,
     /// Alertmanagers: one, or a pair (or more) on managers of their own, clustered.
     pub alertmanagers: u32,
+    /// An address inside the overlay (its gateway), towards which a task finds its own overlay
+    /// address without DNS; None: the Alertmanagers' alias (`stack render`).
+    pub overlay_gateway: Option<String>,
     /// The node Prometheus is pinned to (its TSDB volume is there); None: any manager
     /// (`stack render`, which asks no Docker).
     pub prometheus_node: Option<String>,
@@ -87,6 +90,7 @@ impl Default for StackOptions {
             encrypted_overlay: false,
             alertmanagers: 1,
             prometheus_node: None,
+            overlay_gateway: None,
         }
     }
 }
@@ -524,7 +528,10 @@ pub fn plan(opts: &StackOptions, files: &Rendered, secrets: &StackSecrets) -> Pl
                 strings(&[
                     "/bin/edgesense-probe",
                     "--with-overlay-address",
-                    &format!("alertmanager:{CLUSTER_PORT}"),
+                    &format!(
+                        "{}:{CLUSTER_PORT}",
+                        opts.overlay_gateway.as_deref().unwrap_or("alertmanager")
+                    ),
                     "--",
                     "/bin/app",
                 ])
@@ -765,6 +772,16 @@ mod tests {
                 "/bin/app"
             ],
             "the overlay's address advertised, not docker_gwbridge's"
+        );
+        let by_gateway = p(&StackOptions {
+            overlay_gateway: Some("10.0.3.1".into()),
+            ..opts.clone()
+        });
+        let c = spec(&by_gateway.services[1]).0;
+        assert_eq!(
+            c.command.unwrap()[2],
+            "10.0.3.1:9094",
+            "an address needs no DNS, which lists a task only once it is healthy"
         );
         let cluster = two
             .configs
