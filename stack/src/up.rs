@@ -141,20 +141,31 @@ pub const NODE_ID_IS: &str = "node.id == ";
 /// task can find its own overlay address before it is healthy (Docker's DNS lists a task with
 /// a health check only once it is healthy: two Alertmanagers resolving each other at start
 /// would wait for each other).
+///
+/// A network just created has no subnet yet: the swarm's allocator gives it one a moment
+/// later, so this asks again for a while.
 pub async fn overlay_gateway(docker: &Docker, network: &str) -> Result<Option<String>> {
-    let n = docker
-        .inspect_network(network, None)
-        .await
-        .context(|| format!("inspect network {network}"))?;
-    Ok(n.ipam
-        .and_then(|i| i.config)
-        .unwrap_or_default()
-        .iter()
-        .find_map(|c| {
-            c.gateway
-                .clone()
-                .filter(|g| g.parse::<std::net::Ipv4Addr>().is_ok())
-        }))
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let n = docker
+            .inspect_network(network, None)
+            .await
+            .context(|| format!("inspect network {network}"))?;
+        let gateway = n
+            .ipam
+            .and_then(|i| i.config)
+            .unwrap_or_default()
+            .iter()
+            .find_map(|c| {
+                c.gateway
+                    .clone()
+                    .filter(|g| g.parse::<std::net::Ipv4Addr>().is_ok())
+            });
+        if gateway.is_some() || Instant::now() >= deadline {
+            return Ok(gateway);
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
 
 /// How many managers the swarm has.
@@ -586,7 +597,12 @@ pub async fn up(
     progress.set(&format!("network {}", opts.network));
     ensure_network(docker, &opts.network, opts.encrypted_overlay, &mut out).await?;
     let opts = &StackOptions {
-        overlay_gateway: overlay_gateway(docker, &opts.network).await?,
+        // Only the pair uses it (and asking may wait for the network's subnet).
+        overlay_gateway: if opts.alertmanagers > 1 {
+            overlay_gateway(docker, &opts.network).await?
+        } else {
+            None
+        },
         ..opts.clone()
     };
     let plan = crate::plan::plan(opts, files, secrets);

@@ -151,8 +151,15 @@ fn an_alertmanager_pair_keeps_silences_alerts_and_the_button_through_a_managers_
         ["mgr"],
         "Prometheus pinned to the manager that ran stack up"
     );
-    let ams = task_nodes(&mgr, "edgesense_alertmanager");
-    assert_eq!(ams.len(), 2, "two Alertmanagers on two managers: {ams:?}");
+    // (`stack up` returns once a task of each service runs: the second may still start.)
+    let ams = wait_until(
+        "two Alertmanagers on two managers",
+        Duration::from_secs(90),
+        || {
+            let ams = task_nodes(&mgr, "edgesense_alertmanager");
+            (ams.len() == 2).then_some(ams)
+        },
+    );
     let am_node = |name: &str| *nodes.iter().find(|n| n.name == name).unwrap();
     // The one to lose: an Alertmanager's manager that does not run Prometheus.
     let lost = am_node(ams.iter().find(|n| n.as_str() != "mgr").unwrap());
