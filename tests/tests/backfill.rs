@@ -143,7 +143,8 @@ fn readings_taken_while_prometheus_was_down_reach_it_afterwards_across_an_agent_
     let now = wall_ms();
     let held = raw_samples(&stack.prom_api, ROOM, now, (now - down_ms) / 1000 + 30);
     let (found, missed) = coverage(&taken, &held, down_ms + 1000, up_ms);
-    assert!(missed >= 10, "readings while down: {taken:?}");
+    // At least the 8 waited for before the agent's restart, less one at each edge.
+    assert!(missed >= 6, "readings while down: {taken:?}");
     assert_eq!(
         found, missed,
         "every missed reading in Prometheus; the agent took {taken:?}, Prometheus has {held:?}"

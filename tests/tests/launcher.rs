@@ -425,6 +425,23 @@ fn agents_on_every_node_from_one_stack_up() {
     wait_until("pi-a without an agent", Duration::from_secs(120), || {
         launched(&pi_a).is_empty().then_some(())
     });
+    // … and without the launcher that kept it: a launcher task still running there would start
+    // the agent again at its next pass (seen once, during the rotation below).
+    wait_until("pi-a without a launcher", Duration::from_secs(120), || {
+        mgr.docker(&[
+            "service",
+            "ps",
+            "edgesense_launcher",
+            "--filter",
+            "node=pi-a",
+            "--filter",
+            "desired-state=running",
+            "-q",
+        ])
+        .trim()
+        .is_empty()
+        .then_some(())
+    });
     wait_until("pi-a no longer scraped", Duration::from_secs(120), || {
         (!scraped_nodes(&prom).contains(&"pi-a".to_owned())).then_some(())
     });
