@@ -111,15 +111,7 @@ pub async fn prometheus_node(docker: &Docker, stack: &str) -> Result<String> {
             if let Some(id) = pinned {
                 return Ok(id);
             }
-            let tasks = docker
-                .list_tasks(Some(ListTasksOptions {
-                    filters: Some(filters(&[
-                        ("service", service.clone()),
-                        ("desired-state", "running".into()),
-                    ])),
-                }))
-                .await
-                .context(|| format!("list tasks of {service}"))?;
+            let tasks = tasks_to_run(docker, &service).await?;
             if let Some(id) = tasks.iter().find_map(|t| t.node_id.clone()) {
                 return Ok(id);
             }
@@ -423,13 +415,9 @@ fn with_ids(
     Ok(())
 }
 
-/// The address of the node where `service`'s running task is: where its host-mode published
-/// ports listen. `None` while no task runs.
-///
-/// Swarm reports a node's `Status.Addr` as `0.0.0.0` on some managers (moby/moby#35437); the
-/// manager's own raft address says where it is then.
-pub async fn service_address(docker: &Docker, service: &str) -> Result<Option<String>> {
-    let tasks = docker
+/// The tasks of `service` that swarm wants running (some may still be starting).
+async fn tasks_to_run(docker: &Docker, service: &str) -> Result<Vec<bollard::models::Task>> {
+    docker
         .list_tasks(Some(ListTasksOptions {
             filters: Some(filters(&[
                 ("service", service.to_owned()),
@@ -437,7 +425,16 @@ pub async fn service_address(docker: &Docker, service: &str) -> Result<Option<St
             ])),
         }))
         .await
-        .context(|| format!("list tasks of {service}"))?;
+        .context(|| format!("list tasks of {service}"))
+}
+
+/// The address of the node where `service`'s running task is: where its host-mode published
+/// ports listen. `None` while no task runs.
+///
+/// Swarm reports a node's `Status.Addr` as `0.0.0.0` on some managers (moby/moby#35437); the
+/// manager's own raft address says where it is then.
+pub async fn service_address(docker: &Docker, service: &str) -> Result<Option<String>> {
+    let tasks = tasks_to_run(docker, service).await?;
     let Some(node_id) = tasks
         .iter()
         .filter(|t| {
@@ -486,15 +483,7 @@ pub async fn wait_ready(
         let mut waiting = Vec::new();
         for s in &plan.services {
             let name = s.name.clone().unwrap_or_default();
-            let tasks = docker
-                .list_tasks(Some(ListTasksOptions {
-                    filters: Some(filters(&[
-                        ("service", name.clone()),
-                        ("desired-state", "running".into()),
-                    ])),
-                }))
-                .await
-                .context(|| format!("list tasks of {name}"))?;
+            let tasks = tasks_to_run(docker, &name).await?;
             let is_running = |t: &bollard::models::Task| {
                 t.status
                     .as_ref()
