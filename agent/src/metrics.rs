@@ -48,6 +48,13 @@ fn gauge(r: &Registry, name: &str, help: &str, labels: &[&str]) -> GaugeVec {
     g
 }
 
+fn counter(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    let c = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric definition");
+    r.register(Box::new(c.clone()))
+        .expect("metric registered once");
+    c
+}
+
 fn int_gauge(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
     let g = IntGaugeVec::new(Opts::new(name, help), labels).expect("valid metric definition");
     r.register(Box::new(g.clone()))
@@ -87,16 +94,12 @@ impl Metrics {
             "1 if the last read of the sensor succeeded, 0 if it failed.",
             sk,
         );
-        let errors = IntCounterVec::new(
-            Opts::new(
-                "edgesense_sensor_read_errors_total",
-                "Failed sensor reads, by reason.",
-            ),
+        let errors = counter(
+            &r,
+            "edgesense_sensor_read_errors_total",
+            "Failed sensor reads, by reason.",
             &["sensor", "kind", "reason"],
-        )
-        .expect("valid metric definition");
-        r.register(Box::new(errors.clone()))
-            .expect("metric registered once");
+        );
         let duration = gauge(
             &r,
             "edgesense_sensor_read_duration_seconds",
@@ -192,26 +195,22 @@ impl Metrics {
                 &[],
             );
             waiting.with_label_values(&[] as &[&str]).set(0);
-            let counter = |name: &str, help: &str, labels: &[&str]| {
-                let c = IntCounterVec::new(Opts::new(name, help), labels)
-                    .expect("valid metric definition");
-                r.register(Box::new(c.clone()))
-                    .expect("metric registered once");
-                c
-            };
             let pushed = counter(
+                &r,
                 "edgesense_backfill_samples_pushed_total",
                 "Missed readings Prometheus accepted by remote write.",
                 &[],
             );
             pushed.with_label_values(&[] as &[&str]).reset();
             let dropped = counter(
+                &r,
                 "edgesense_backfill_samples_dropped_total",
                 "Missed readings given up, by reason (rejected: the receiver refused them with a 4xx).",
                 &["reason"],
             );
             dropped.with_label_values(&["rejected"]).reset();
             let retries = counter(
+                &r,
                 "edgesense_backfill_push_retries_total",
                 "Pushes that failed and were retried (5xx, 429, no answer).",
                 &[],
