@@ -1,12 +1,24 @@
 #!/usr/bin/env bash
-# Alerts to LEDs across a real multi-node swarm (tests/fleet.sh: mgr, pi-a, pi-b), figures only:
-#   bench/fleet.sh [--rounds N]   markdown rows on stdout (bench/run.sh puts them in RESULTS.md)
+# Figures on a real multi-node swarm (tests/fleet.sh: mgr, pi-a, pi-b), markdown rows on stdout
+# (bench/run.sh puts them in RESULTS.md):
+#   bench/fleet.sh [--rounds N]                  alerts to LEDs (fleet-alerts)
+#   bench/fleet.sh --backfill [--partitions S,S] backfill after partitions of S seconds
+#                                                (fleet-backfill; default 120,1800: ~40 min)
 # Builds the local images on an isolated dockerd (tests/dockerd.sh), loads them on every node,
 # runs target/release/fleet-alerts, and stops everything again, also on failure.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 rounds=10
-[ "${1:-}" = --rounds ] && rounds=$2
+bin=fleet-alerts
+partitions=120,1800
+while [ $# -gt 0 ]; do
+    case $1 in
+    --rounds) rounds=$2; shift 2 ;;
+    --backfill) bin=fleet-backfill; shift ;;
+    --partitions) partitions=$2; shift 2 ;;
+    *) echo "usage: bench/fleet.sh [--rounds N] [--backfill [--partitions S,S]]" >&2; exit 2 ;;
+    esac
+done
 export EDGESENSE_FLEET_DIR=${EDGESENSE_FLEET_DIR:-/tmp/edgesense-fleet-bench}
 export EDGESENSE_FLEET_PREFIX=${EDGESENSE_FLEET_PREFIX:-esb}
 export EDGESENSE_FLEET_SUBNET=${EDGESENSE_FLEET_SUBNET:-192.168.232}
@@ -16,7 +28,7 @@ mkdir -p bench/out
 : >"$log"
 trap 'tests/fleet.sh stop >>"$log" 2>&1; tests/dockerd.sh stop >>"$log" 2>&1' EXIT
 cargo build --locked -q -p edgesense --bin edgesense
-cargo build --release --locked -q -p edgesense-bench --bin fleet-alerts
+cargo build --release --locked -q -p edgesense-bench --bin "$bin"
 dh=$(tests/dockerd.sh start)
 DOCKER_HOST=$dh stack/images/build.sh >>"$log" 2>&1
 images=$(mktemp /tmp/edgesense-bench-images.XXXXXX.tar)
@@ -25,4 +37,8 @@ DOCKER_HOST=$dh docker save -o "$images" \
 tests/dockerd.sh stop >>"$log" 2>&1
 EDGESENSE_FLEET_IMAGES=$images tests/fleet.sh start mgr pi-a pi-b >>"$log" 2>&1
 rm -f "$images"
-EDGESENSE_BIN=$PWD/target/debug/edgesense target/release/fleet-alerts --rounds "$rounds" 2>>"$log"
+if [ "$bin" = fleet-backfill ]; then
+    EDGESENSE_BIN=$PWD/target/debug/edgesense target/release/fleet-backfill --partitions "$partitions" 2>>"$log"
+else
+    EDGESENSE_BIN=$PWD/target/debug/edgesense target/release/fleet-alerts --rounds "$rounds" 2>>"$log"
+fi

@@ -201,19 +201,42 @@ R[webhook_tls.p99]=$(awk -F'|' '/post → pin write/ {gsub(/ /,"",$5); print $5}
 if command -v prometheus >/dev/null && command -v prometheus-alertmanager >/dev/null; then
     al=$(EDGESENSE_AGENT_BIN=$AGENT "$B/alert-loop" --rounds "$ROUNDS" 2>>"$log")
     R[loop.p50]=$(awk -F'|' '/above threshold/ {gsub(/ /,"",$4); print $4}' <<<"$al")
-    sil=$(EDGESENSE_AGENT_BIN=$AGENT "$B/silence-latency" --rounds "$ROUNDS" --interval "$RECONCILE" 2>>"$log")
+    sil=$(EDGESENSE_AGENT_BIN=$AGENT "$B/silence-latency" --rounds "$ROUNDS" --interval "$RECONCILE" --pair 2>>"$log")
     echo "$sil" >>"$log"
-    R[silence.p50]=$(awk -F'|' '/silence → LED released/ {gsub(/ /,"",$3); print $3}' <<<"$sil")
-    R[silence.max]=$(awk -F'|' '/silence → LED released/ {gsub(/ /,"",$4); print $4}' <<<"$sil")
+    R[silence.p50]=$(awk -F'|' '$2 == " silence → LED released " {gsub(/ /,"",$3); print $3}' <<<"$sil")
+    R[silence.max]=$(awk -F'|' '$2 == " silence → LED released " {gsub(/ /,"",$4); print $4}' <<<"$sil")
+    R[silence_pair.p50]=$(awk -F'|' '/LED released, pair/ {gsub(/ /,"",$3); print $3}' <<<"$sil")
+    R[silence_pair.max]=$(awk -F'|' '/LED released, pair/ {gsub(/ /,"",$4); print $4}' <<<"$sil")
+    R[silence_pair.diff]=$(awk -F'|' '/pair − one/ {gsub(/ /,"",$3); print $3}' <<<"$sil")
 else
     R[loop.p50]="n/a (no prometheus/alertmanager)"
     R[silence.p50]="n/a"; R[silence.max]="n/a"
+    R[silence_pair.p50]="n/a"; R[silence_pair.max]="n/a"; R[silence_pair.diff]="n/a"
+fi
+
+echo "measuring backfill pushes" >&2
+# A day of readings in the quick run too would take the CI machine a minute: an hour there.
+HOURS=24; [ $quick = 1 ] && HOURS=1
+backfill_rows=$("$B/backfill-push" --agent "$AGENT" --hours $HOURS 2>>"$log") \
+    || backfill_rows="| backfill push to a sink | failed: bench/out/run.log |  |  |  |  |"
+if [ $quick = 0 ] && command -v prometheus >/dev/null; then
+    backfill_rows+=$'\n'$("$B/backfill-push" --agent "$AGENT" --hours $HOURS --receiver prometheus 2>>"$log" | head -1) \
+        || backfill_rows+=$'\n'"| backfill push into Prometheus | failed: bench/out/run.log |  |  |  |  |"
+fi
+ARM64=target/aarch64-unknown-linux-musl/release/edgesense-agent
+if [ -f "$ARM64" ] && command -v qemu-aarch64-static >/dev/null; then
+    backfill_rows+=$'\n'$("$B/backfill-push" --agent "$ARM64" --runner qemu-aarch64-static --label "aarch64 under qemu-user" --hours $HOURS 2>>"$log") \
+        || backfill_rows+=$'\n'"| backfill push, aarch64 under qemu-user | failed: bench/out/run.log |  |  |  |  |"
 fi
 fleet_rows=""
+partition_rows=""
 if [ $quick = 0 ] && command -v dockerd >/dev/null && [ "$(id -u)" = 0 ]; then
     echo "measuring alerts across the 3-node swarm (bench/fleet.sh)" >&2
     fleet_rows=$(bench/fleet.sh --rounds "$ROUNDS" 2>>"$log") \
         || fleet_rows="| alerts across the 3-node swarm | failed: bench/out/fleet.log |  |  |  |  |"
+    echo "measuring backfill after 2 and 30 minute partitions (bench/fleet.sh --backfill, ~40 min)" >&2
+    partition_rows=$(bench/fleet.sh --backfill 2>>"$log") \
+        || partition_rows="| backfill after partitions | failed: bench/out/fleet.log |"
 fi
 w1=$("$B/w1-bulk" --conversion-ms "$CONV_MS" --sensors 1,10,50)
 echo "$w1" >>"$log"
@@ -258,8 +281,16 @@ us() { local v=$1; case "$v" in *us) echo "${v%us}";; *ms) echo "scale=1; ${v%ms
     row "webhook post → LED pin write over TLS p50 / p99, $POSTS posts" "${R[webhook_tls.p50]} / ${R[webhook_tls.p99]}" "" "" "" "p99 < 1 ms"
     row "threshold → LED via Prometheus + Alertmanager (1 s scrape/eval), median of $ROUNDS" "${R[loop.p50]}" "" "" "" ""
     row "silence in Alertmanager → LED released (reconcile_interval $RECONCILE; no webhook tells of it), median of $ROUNDS" "${R[silence.p50]} (max ${R[silence.max]})" "" "" "" ""
+    row "the same with an Alertmanager pair, the silence made on the one the agent does not ask (gossip with mutual TLS), median of $ROUNDS; pair − one, median of the per-round differences" "${R[silence_pair.p50]} (max ${R[silence_pair.max]}); ${R[silence_pair.diff]}" "" "" "" ""
+    echo "$backfill_rows"
     [ -z "$fleet_rows" ] || echo "$fleet_rows"
     echo
+    if [ -n "$partition_rows" ]; then
+        echo "Backfill after a partition (3-node swarm, \`bench/fleet.sh --backfill\`: one agent on pi-a polling every second, the stack's 15 s scrapes; seconds from the link's return):"
+        echo
+        echo "$partition_rows"
+        echo
+    fi
     echo "node_exporter minimal: \`--collector.disable-defaults --collector.hwmon --collector.thermal_zone --collector.textfile\`."
     echo "The agent runs the built-in simulated node (4 sensors, 3 LEDs); its scrapes serve the exposition rendered at the last change."
     echo

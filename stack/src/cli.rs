@@ -213,9 +213,10 @@ pub struct StackContent {
     pub encrypted_overlay: bool,
     /// Alertmanagers to run, each on a manager of its own with its own volume, clustered over
     /// the overlay (mutual TLS): 2 keeps silences and notifications through a manager's loss.
-    /// At most the number of managers.
-    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=5))]
-    pub alertmanagers: u32,
+    /// At most the number of managers [default: 2 on a swarm of two managers or more with
+    /// edgesense's Alertmanager image, which finds its overlay address; else 1].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=5))]
+    pub alertmanagers: Option<u32>,
     /// Air temperature warning threshold, °C.
     #[arg(long, value_name = "°C", default_value_t = 30.0)]
     pub warn_celsius: f64,
@@ -493,7 +494,9 @@ impl StackContent {
             },
             agents: None,
             encrypted_overlay: self.encrypted_overlay,
-            alertmanagers: self.alertmanagers,
+            // `stack up` decides the default from the swarm (up::alertmanagers); rendered
+            // without one, a single Alertmanager.
+            alertmanagers: self.alertmanagers.unwrap_or(1),
             prometheus_node: None,
             overlay_gateway: None,
         }

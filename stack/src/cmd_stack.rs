@@ -118,12 +118,14 @@ fn want(
 
 async fn up(host: &str, content: &StackContent, timeout: u64, no_wait: bool) -> anyhow::Result<()> {
     let files = content.files()?;
-    let opts = StackOptions {
+    let mut opts = StackOptions {
         agents: content.agents()?,
         ..content.options()
     };
     let docker = docker::connect(host).await?;
     docker::ensure_manager(&docker).await?;
+    opts.alertmanagers =
+        up::alertmanagers(&docker, content.alertmanagers, &opts.alertmanager_image).await?;
     let mut progress = Progress::new(false);
     if content.encrypted_overlay {
         encrypted_overlay_possible(host)?;

@@ -171,6 +171,20 @@ pub async fn managers(docker: &Docker) -> Result<usize> {
         .len())
 }
 
+/// How many Alertmanagers `stack up` runs: `asked` (`--alertmanagers`), else a pair where the
+/// swarm has two managers or more and the image carries `/bin/edgesense-probe` (an
+/// `edgesense/` image: without it a task may advertise docker_gwbridge's address, which the
+/// other manager cannot reach), else one.
+pub async fn alertmanagers(docker: &Docker, asked: Option<u32>, image: &str) -> Result<u32> {
+    if let Some(n) = asked {
+        return Ok(n);
+    }
+    if !image.starts_with("edgesense/") {
+        return Ok(1);
+    }
+    Ok(if managers(docker).await? >= 2 { 2 } else { 1 })
+}
+
 /// Refuses more Alertmanagers than the swarm has managers: each needs a manager of its own
 /// (its volume is local), and a task with nowhere to go would wait forever.
 pub async fn check_managers(docker: &Docker, alertmanagers: u32) -> Result<()> {
@@ -491,12 +505,20 @@ pub async fn wait_ready(
                     .is_some_and(|st| st.to_string() == "running")
             };
             // A global service (the launchers) has a task per eligible node, possibly none:
-            // every one of them must run. A replicated one needs its task running.
+            // every one of them must run. A replicated one needs all its replicas running (an
+            // Alertmanager pair is only a pair with both).
             let global = s.mode.as_ref().is_some_and(|m| m.global.is_some());
+            let replicas = s
+                .mode
+                .as_ref()
+                .and_then(|m| m.replicated.as_ref())
+                .and_then(|r| r.replicas)
+                .unwrap_or(1)
+                .max(1);
             let running = if global {
                 tasks.iter().all(is_running)
             } else {
-                tasks.iter().any(is_running)
+                tasks.iter().filter(|t| is_running(t)).count() >= replicas as usize
             };
             if !running {
                 let state = tasks

@@ -77,6 +77,24 @@ pub fn start_alertmanager(
     addr: SocketAddr,
     agent: SocketAddr,
 ) -> Daemon {
+    start_alertmanager_in(dir, fleet, addr, agent, None)
+}
+
+/// One member of an Alertmanager cluster on loopback: its gossip address and its peers'.
+pub struct Cluster<'a> {
+    pub listen: SocketAddr,
+    pub peers: &'a [SocketAddr],
+}
+
+/// [`start_alertmanager`], clustered as the stack's pair is (gossip with mutual TLS on the
+/// Alertmanager's certificate, `stack/src/plan`'s cluster TLS file) when `cluster` is given.
+pub fn start_alertmanager_in(
+    dir: &Path,
+    fleet: &TestFleet,
+    addr: SocketAddr,
+    agent: SocketAddr,
+    cluster: Option<Cluster>,
+) -> Daemon {
     let secrets = fleet.alertmanager_secrets(&dir.join("am-secrets"));
     let am_cfg = std::fs::read_to_string(assets().join("alertmanager.yml"))
         .expect("read shipped alertmanager.yml");
@@ -99,8 +117,25 @@ pub fn start_alertmanager(
     .arg(format!(
         "--web.config.file={}",
         secrets.join("edgesense_web.yml").display()
-    ))
-    .arg("--cluster.listen-address=");
+    ));
+    match cluster {
+        None => {
+            cmd.arg("--cluster.listen-address=");
+        }
+        Some(c) => {
+            let tls = dir.join("cluster-tls.yml");
+            std::fs::write(
+                &tls,
+                with_secrets(edgesense::plan::CLUSTER_TLS_YML, &secrets),
+            )
+            .expect("write cluster TLS config");
+            cmd.arg(format!("--cluster.listen-address={}", c.listen))
+                .arg(format!("--cluster.tls-config={}", tls.display()));
+            for p in c.peers {
+                cmd.arg(format!("--cluster.peer={p}"));
+            }
+        }
+    }
     let mut am = Daemon::start("alertmanager", cmd);
     am.wait_ready(
         &fleet.operator(addr, "alertmanager"),

@@ -680,8 +680,22 @@ pub fn udp_dst_port(frame: &[u8]) -> Option<u16> {
 /// The node names Prometheus (at `prom`) has `edgesense_node_info` for from a target that is up,
 /// sorted.
 pub fn scraped_nodes(prom: &Endpoint) -> Vec<String> {
-    let q = "/api/v1/query?query=edgesense_node_info%20and%20on(instance)%20(up%3D%3D1)";
-    let Ok(r) = prom.try_request("GET", q, &[], "") else {
+    nodes_of(prom, "edgesense_node_info and on(instance) (up == 1)")
+}
+
+/// [`scraped_nodes`] from scrapes after `after_s` (Unix seconds) only: a target's last sample
+/// from before (a Prometheus restarted on its TSDB still has it for 5 minutes) does not count.
+pub fn scraped_nodes_after(prom: &Endpoint, after_s: f64) -> Vec<String> {
+    nodes_of(
+        prom,
+        &format!("edgesense_node_info and on(instance) (up == 1) and on(instance) (timestamp(up) > {after_s:.3})"),
+    )
+}
+
+/// The sorted `node` labels of what `query` returns now (none if Prometheus does not answer).
+fn nodes_of(prom: &Endpoint, query: &str) -> Vec<String> {
+    let q = format!("/api/v1/query?query={}", crate::http_encode(query));
+    let Ok(r) = prom.try_request("GET", &q, &[], "") else {
         return Vec::new();
     };
     if r.status != 200 {

@@ -391,10 +391,23 @@ fn agents_on_every_node_from_one_stack_up() {
         paused.iter().any(|r| r["service"] == "edgesense_launcher"),
         "stack status says the roll paused: {v}"
     );
+    // Every node's row, each with the version Prometheus scrapes from that node's agent.
     let rows = v["launchers"].as_array().unwrap();
-    assert!(
-        rows.iter().any(|r| r["version"] == "0.1.9"),
-        "stack status shows each node's agent version: {v}"
+    let scraped = versions(&prom);
+    assert!(!scraped.is_empty(), "Prometheus answers");
+    for (node, version) in &scraped {
+        assert!(
+            rows.iter()
+                .any(|r| r["node"] == node.as_str() && r["version"] == version.as_str()),
+            "stack status shows {node}'s agent version {version}: {v}"
+        );
+    }
+    let mut nodes: Vec<&str> = rows.iter().filter_map(|r| r["node"].as_str()).collect();
+    nodes.dedup();
+    assert_eq!(
+        nodes,
+        ["mgr", "pi-a", "pi-b", "pi-c"],
+        "a row per node: {v}"
     );
     let table = mgr.edgesense_ok(&["stack", "status"]);
     assert!(
@@ -442,8 +455,9 @@ fn agents_on_every_node_from_one_stack_up() {
         .is_empty()
         .then_some(())
     });
+    // Exactly the others: an empty answer (Prometheus away) is not "pi-a no longer scraped".
     wait_until("pi-a no longer scraped", Duration::from_secs(120), || {
-        (!scraped_nodes(&prom).contains(&"pi-a".to_owned())).then_some(())
+        (scraped_nodes(&prom) == ["mgr", "pi-b", "pi-c"]).then_some(())
     });
 
     // --- Rotation under a firing alert: pi-c's red blinks for it at every look while the token

@@ -16,6 +16,7 @@ use edgesense_tests::{
     alerting::fast_rules,
     cli_bin,
     docker::{docker, docker_host, start_again},
+    fleet::scraped_nodes_after,
     free_port, pairs, wait_until, Endpoint, TestFleet,
 };
 use serde_json::Value;
@@ -680,6 +681,7 @@ fn stack_and_agents_on_a_real_swarm() {
             (r.status == 200).then_some(())
         },
     );
+    let prom_back_s = edgesense_tests::backfill::wall_ms() as f64 / 1e3;
     // What the node's systemd unit edgesense-agent-start-again@ does when docker starts: an
     // agent dockerd failed to start (moby/moby#32607, a race this test loses now and then) is
     // started again; one that came back by its restart policy is left as it is.
@@ -699,8 +701,13 @@ fn stack_and_agents_on_a_real_swarm() {
         at.try_request("GET", "/healthz", &[], "")
             .is_ok_and(|r| r.status == 200)
     };
+    // Healthy, and scraped again by the Prometheus that came back (a sample from after its
+    // return: the ones from before the restart are still in its TSDB).
     wait_until("agents back and scraped", Duration::from_secs(120), || {
-        (healthy(&agent_a) && healthy(&agent_b)).then_some(())
+        (healthy(&agent_a)
+            && healthy(&agent_b)
+            && scraped_nodes_after(&prom, prom_back_s) == ["agent-a", "agent-b"])
+        .then_some(())
     });
     eprintln!(
         "back after the dockerd restart in {:.1} s",
@@ -769,8 +776,11 @@ fn stack_and_agents_on_a_real_swarm() {
     }
     let down = ok(&["stack", "down", "--volumes"]);
     assert!(
-        down.contains("network core-infra") || !docker(&["network", "ls"]).contains("core-infra"),
-        "{down}"
+        down.contains("removed   network core-infra")
+            && !docker(&["network", "ls", "--format", "{{.Name}}"])
+                .lines()
+                .any(|n| n == "core-infra"),
+        "nothing holds the network now: removed, and gone: {down}"
     );
     let (s, c, k) = stack_objects();
     assert!(
