@@ -264,6 +264,15 @@ pub async fn down(
                 out.removed.push(format!("volume {}", v.name));
             }
         }
+        // A volume lives on one node, and Docker removes it only there: the other managers
+        // keep theirs (an Alertmanager pair has one on each).
+        let managers = crate::up::managers(docker).await.unwrap_or(1);
+        if managers > 1 {
+            out.unchanged.push(format!(
+                "volumes on the other {} manager(s): run `edgesense stack down --volumes --docker-host` against each",
+                managers - 1
+            ));
+        }
     }
     // The network stays while anything else is on it (agent containers, other services).
     match docker.inspect_network(o.network, None).await {

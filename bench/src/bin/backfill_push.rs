@@ -211,21 +211,17 @@ fn rss_mib(pid: u32) -> (f64, f64) {
     (kib("VmRSS:"), kib("RssAnon:"))
 }
 
-/// CPU time (user + system) of `pid` so far.
+/// CPU time of every thread of `pid` so far (schedstat: ns on a CPU, finer than
+/// /proc/PID/stat's ticks).
 fn cpu(pid: u32) -> Duration {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    // Fields after the command's closing parenthesis: state is the 3rd field; utime and stime
-    // are the 14th and 15th.
-    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
-    let f: Vec<u64> = rest
-        .split_whitespace()
-        .skip(11)
-        .take(2)
-        .filter_map(|x| x.parse().ok())
-        .collect();
-    // SAFETY: sysconf has no preconditions.
-    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
-    Duration::from_secs_f64(f.iter().sum::<u64>() as f64 / hz)
+    let ns: u64 = std::fs::read_dir(format!("/proc/{pid}/task"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|t| std::fs::read_to_string(t.path().join("schedstat")).ok())
+        .filter_map(|s| s.split_whitespace().next()?.parse::<u64>().ok())
+        .sum();
+    Duration::from_nanos(ns)
 }
 
 fn start_agent(runner: Option<&str>, bin: &Path, args: &[&str]) -> Agent {
@@ -310,9 +306,10 @@ fn main() {
         "every crafted sample pushed",
         Duration::from_secs(1800),
         || {
+            // (Nobody scrapes this agent, so what it reads meanwhile waits for a scraper: the
+            // crafted gap is done when all of it is pushed.)
             let pushed = counter(&agent, "edgesense_backfill_samples_pushed_total");
-            let waiting = counter(&agent, "edgesense_backfill_samples_waiting");
-            (pushed >= crafted as f64 && waiting == 0.0).then(|| (pushed, t0.elapsed()))
+            (pushed >= crafted as f64).then(|| (pushed, t0.elapsed()))
         },
         || agent.log(),
     );

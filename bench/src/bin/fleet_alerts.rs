@@ -2,13 +2,21 @@
 //! on the manager (1 s scrape and evaluation, `for: 0s`, `group_wait: 0s`) and 30 simulated
 //! agents, 15 on each worker (`node run --name`).
 //!
+//! Red lights only for the rounds' own alerts (`EdgesenseTemperatureHigh`, and the bench's
+//! cluster-wide ones, label `bench="wide"`): never for `EdgesenseAgentDown` or anything else an
+//! earlier round left behind. Every round starts from a checked clean state: the LEDs it times
+//! are off and Alertmanager has nothing of the round's kind firing.
+//!
 //! - Threshold → LED on a remote worker: a round holds one agent's `room` at 40 °C and times
 //!   its red pin's first write (the agent's own mock GPIO record, on the agent's clock) through
 //!   Prometheus, Alertmanager and the relay. Each round uses another agent, so each alert is a
 //!   new group and `group_wait` applies (a group's second alert waits `group_interval`).
-//! - A cluster-wide alert to 30 agents: one webhook posted to one agent (as Alertmanager
-//!   does), then the time until the last of the 30 red pins is written, each agent's record
-//!   put on this machine's clock by a (host time, agent clock) pair taken just before.
+//! - The relay's fan-out: one webhook posted by this bench to one agent (as Alertmanager would),
+//!   then the time until the last of the 30 red pins is written, each agent's record put on this
+//!   machine's clock by a (host time, agent clock) pair taken just before.
+//! - A cluster-wide alert through Alertmanager: an alert without a `node` label posted into
+//!   Alertmanager, which notifies one agent by its webhook (that agent's pin is the first
+//!   written); the figure is that first write → the last of the 30.
 //!
 //! Prints markdown rows. Run by bench/fleet.sh, which starts the fleet.
 
@@ -19,7 +27,7 @@ use edgesense_tests::{
     alerting::fast_rules,
     fleet::{Fleet, Node, LOCAL_STACK},
     payload::Alert,
-    wait_until, Endpoint,
+    post_alerts, wait_until, Endpoint,
 };
 use serde_json::Value;
 
@@ -49,6 +57,17 @@ impl Remote {
     /// The agent's clock (ms since it started).
     fn now_ms(&self) -> Option<f64> {
         self.get("/api/v1/sim/gpio?since_ms=1e300")?["now_ms"].as_f64()
+    }
+
+    /// The red LED's mode as the agent shows it (`off`, `blink`, …).
+    fn red_mode(&self) -> Option<String> {
+        let leds = self.get("/api/v1/leds")?;
+        leds["leds"]
+            .as_array()?
+            .iter()
+            .find(|l| l["name"] == "red")?["mode"]
+            .as_str()
+            .map(str::to_owned)
     }
 
     /// Agent-clock time of the first write with duty > 0 to the red pin (17) after `since`.
@@ -108,7 +127,7 @@ fn main() {
     // Any alert blinks red: at 40 °C the warning and the critical alert fire in the same
     // evaluation, and with group_wait 0 Alertmanager may notify the group with the first of them
     // alone (the second then waits group_interval).
-    let cfg = "simulate = true\npoll_interval = \"250ms\"\n[[sensor]]\nname = \"room\"\nkind = \"ds18b20\"\n[[led]]\nname = \"red\"\npin = 17\n[[alert]]\nled = \"red\"\nmode = \"blink\"\nperiod_ms = 250\n";
+    let cfg = "simulate = true\npoll_interval = \"250ms\"\n[[sensor]]\nname = \"room\"\nkind = \"ds18b20\"\n[[led]]\nname = \"red\"\npin = 17\n[[alert]]\nmatch = { alertname = \"EdgesenseTemperatureHigh\" }\nled = \"red\"\nmode = \"blink\"\nperiod_ms = 250\n[[alert]]\nmatch = { bench = \"wide\" }\nled = \"red\"\nmode = \"blink\"\nperiod_ms = 250\n";
     let mut agents = Vec::new();
     for w in ["pi-a", "pi-b"] {
         let node = fleet.node(w).clone();
@@ -158,9 +177,25 @@ fn main() {
         t.elapsed().as_secs_f64()
     );
 
+    let am = f.operator(mgr.at(9093), "alertmanager");
     let mut fire = Vec::new();
     for round in 0..rounds {
         let a = &agents[(round * 7) % agents.len()];
+        wait_until(
+            &format!(
+                "a clean start for {}: red off, nothing of it firing",
+                a.name
+            ),
+            Duration::from_secs(180),
+            || {
+                (a.red_mode()? == "off"
+                    && firing(
+                        &am,
+                        &format!("alertname=\"EdgesenseTemperatureHigh\",node=\"{}\"", a.name),
+                    )? == 0)
+                    .then_some(())
+            },
+        );
         let t0 = a.now_ms().expect("agent clock");
         assert_eq!(
             a.send("PUT", "/api/v1/sim/sensors/room", r#"{"value":40}"#),
@@ -184,41 +219,27 @@ fn main() {
     }
     fire.sort();
 
-    let mut wide = Vec::new();
+    // The relay's fan-out: a webhook this bench posts to one agent.
+    let mut fan_out = Vec::new();
     for round in 0..wide_rounds {
-        let alertname = format!("FleetWide{round}");
-        // (host time, agent clock) for each agent, just before the post.
-        let clocks: Vec<(Instant, f64)> = agents
-            .iter()
-            .map(|a| {
-                let before = Instant::now();
-                let now = a.now_ms().expect("agent clock");
-                (before + (Instant::now() - before) / 2, now)
-            })
-            .collect();
-        let posted = Instant::now();
-        assert_eq!(
-            agents[0].send(
-                "POST",
-                "/api/v1/alertmanager",
-                &webhook(&alertname, "firing")
-            ),
-            200
-        );
-        let mut last = Duration::ZERO;
-        for (a, (host, agent_now)) in agents.iter().zip(&clocks) {
-            let at = wait_until("red on every agent", Duration::from_secs(60), || {
-                a.red_on_after(*agent_now)
-            });
-            let written = *host + Duration::from_secs_f64((at - agent_now).max(0.0) / 1e3);
-            last = last.max(written.saturating_duration_since(posted));
-        }
+        let alertname = format!("FanOut{round}");
+        let (_, last) = wide_round(&agents, &am, || {
+            assert_eq!(
+                agents[0].send(
+                    "POST",
+                    "/api/v1/alertmanager",
+                    &webhook(&alertname, "firing")
+                ),
+                200
+            );
+        });
         eprintln!(
-            "cluster-wide round {}: webhook → last of 30 LEDs {:.0} ms",
+            "fan-out round {}: webhook posted → last of {} LEDs {:.0} ms",
             round + 1,
+            agents.len(),
             last.as_secs_f64() * 1e3
         );
-        wide.push(last);
+        fan_out.push(last);
         assert_eq!(
             agents[0].send(
                 "POST",
@@ -227,26 +248,38 @@ fn main() {
             ),
             200
         );
-        // Every LED off again before the next round.
-        for a in &agents {
-            wait_until("red off", Duration::from_secs(60), || {
-                let leds = a.get("/api/v1/leds")?;
-                let red = leds["leds"]
-                    .as_array()?
-                    .iter()
-                    .find(|l| l["name"] == "red")?
-                    .clone();
-                (red["mode"] == "off").then_some(())
-            });
-        }
     }
     // Which round was slowest (the first opens every relay connection, over TLS).
-    let slowest = wide
+    let slowest = fan_out
         .iter()
         .enumerate()
         .max_by_key(|(_, d)| **d)
         .map_or(0, |(i, _)| i + 1);
-    wide.sort();
+    fan_out.sort();
+
+    // A cluster-wide alert through Alertmanager: its webhook reaches one agent (the first LED),
+    // the relay and the reconciles the rest.
+    let mut through_am = Vec::new();
+    for round in 0..wide_rounds {
+        let alert = |ends_in: i64| {
+            Alert::new(&format!("FleetWide{round}"))
+                .label("severity", "critical")
+                .label("bench", "wide")
+                .around_now(1, ends_in)
+                .post_body()
+        };
+        let (first, last) = wide_round(&agents, &am, || post_alerts(&am, &alert(3600)));
+        let spread = last.saturating_sub(first);
+        eprintln!(
+            "through Alertmanager, round {}: first LED {:.0} ms after the post, last {:.0} ms after the first",
+            round + 1,
+            first.as_secs_f64() * 1e3,
+            spread.as_secs_f64() * 1e3
+        );
+        through_am.push(spread);
+        post_alerts(&am, &alert(-1));
+    }
+    through_am.sort();
 
     for a in &agents {
         edgesense(&a.node, &["node", "stop", "--name", &a.name]);
@@ -255,15 +288,75 @@ fn main() {
 
     let s = |d: Duration| format!("{:.2}s", d.as_secs_f64());
     println!(
-        "| threshold → LED on a remote worker via Prometheus + Alertmanager + relay (3-node swarm, 1 s scrape/eval, group_wait 0), median of {rounds} | {} (max {}) |  |  |  |  |",
+        "| threshold → LED on a remote worker via Prometheus + Alertmanager + relay (3-node swarm, 1 s scrape/eval, group_wait 0; each round from red off and nothing firing), median of {rounds} | {} (max {}) |  |  |  |  |",
         s(quantile(&fire, 0.5)),
         s(quantile(&fire, 1.0))
     );
     let ms = |d: Duration| format!("{:.0} ms", d.as_secs_f64() * 1e3);
     println!(
-        "| cluster-wide alert, webhook → last LED of 30 agents on 2 workers (relay over TLS), median of {wide_rounds} | {} (max {}, round {slowest}{}) |  |  |  |  |",
-        ms(quantile(&wide, 0.5)),
-        ms(quantile(&wide, 1.0)),
-        if slowest == 1 { ": new connections" } else { "" }
+        "| relay fan-out: one webhook posted to one agent → last LED of {n} agents on 2 workers (TLS), median of {wide_rounds} | {} (max {}, round {slowest}{}) |  |  |  |  |",
+        ms(quantile(&fan_out, 0.5)),
+        ms(quantile(&fan_out, 1.0)),
+        if slowest == 1 { ": new connections" } else { "" },
+        n = agents.len()
     );
+    println!(
+        "| cluster-wide alert through Alertmanager: its webhook (the first LED) → last LED of {n} agents, median of {wide_rounds} | {} (max {}) |  |  |  |  |",
+        ms(quantile(&through_am, 0.5)),
+        ms(quantile(&through_am, 1.0)),
+        n = agents.len()
+    );
+}
+
+/// Alerts of `labels` (an Alertmanager filter, `a="b",c="d"`) firing in Alertmanager now.
+fn firing(am: &Endpoint, labels: &str) -> Option<usize> {
+    let q = edgesense_tests::http_encode(&format!("{{{labels}}}"));
+    let r = am
+        .try_request(
+            "GET",
+            &format!("/api/v2/alerts?active=true&filter={q}"),
+            &[],
+            "",
+        )
+        .ok()?;
+    (r.status == 200).then(|| r.json().as_array().map_or(0, Vec::len))
+}
+
+/// One cluster-wide round from a clean state (every red off, no `bench="wide"` alert firing):
+/// `post`, then the first and the last red write of `agents`, on this machine's clock, from the
+/// post. (The next round's clean start waits for the reds to go off again.)
+fn wide_round(agents: &[Remote], am: &Endpoint, post: impl FnOnce()) -> (Duration, Duration) {
+    wait_until(
+        "a clean start: every red off, nothing cluster-wide firing",
+        Duration::from_secs(180),
+        || {
+            (firing(am, "bench=\"wide\"")? == 0
+                && agents
+                    .iter()
+                    .all(|a| a.red_mode().as_deref() == Some("off")))
+            .then_some(())
+        },
+    );
+    // (host time, agent clock) for each agent, just before the post.
+    let clocks: Vec<(Instant, f64)> = agents
+        .iter()
+        .map(|a| {
+            let before = Instant::now();
+            let now = a.now_ms().expect("agent clock");
+            (before + (Instant::now() - before) / 2, now)
+        })
+        .collect();
+    let posted = Instant::now();
+    post();
+    let (mut first, mut last) = (Duration::MAX, Duration::ZERO);
+    for (a, (host, agent_now)) in agents.iter().zip(&clocks) {
+        let at = wait_until("red on every agent", Duration::from_secs(60), || {
+            a.red_on_after(*agent_now)
+        });
+        let written = *host + Duration::from_secs_f64((at - agent_now).max(0.0) / 1e3);
+        let d = written.saturating_duration_since(posted);
+        first = first.min(d);
+        last = last.max(d);
+    }
+    (first, last)
 }

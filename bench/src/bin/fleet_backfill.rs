@@ -95,7 +95,10 @@ fn main() {
             if t_scraped.is_none() && scraped() {
                 t_scraped = Some(now);
             }
-            let c = node_coverage(&prom, "pi-a", "room", &history, since);
+            // Only a stretch without scrapes as long as the cut is the partition's window (before
+            // the first scrape after the return, the longest stretch is an ordinary interval).
+            let c = node_coverage(&prom, "pi-a", "room", &history, since)
+                .filter(|&(_, _, gap)| gap >= i64::try_from(d * 1000).unwrap_or(i64::MAX));
             if let Some((found, total, gap)) = c {
                 if total > 0 && t95.is_none() && found * 100 >= total * 95 {
                     t95 = Some(now);
