@@ -79,6 +79,26 @@ pub fn pairs(v: &serde_json::Value, list: &str, key: &str, value: &str) -> Vec<S
     out
 }
 
+/// A negative check held over `window`: `f` is asked every 100 ms and must answer (`Some`) and
+/// hold (`true`) every time, so "left alone" neither passes on a single early look nor on a
+/// thing that does not answer. Panics with `what` and the answer that broke it.
+pub fn holds<T: std::fmt::Debug>(
+    what: &str,
+    window: Duration,
+    mut f: impl FnMut() -> Option<(bool, T)>,
+) {
+    let end = Instant::now() + window;
+    let mut looks = 0;
+    while Instant::now() < end || looks < 3 {
+        match f() {
+            Some((true, _)) => looks += 1,
+            Some((false, seen)) => panic!("{what}: broken after {looks} looks: {seen:?}"),
+            None => panic!("{what}: no answer after {looks} looks"),
+        }
+        thread::sleep(Duration::from_millis(100));
+    }
+}
+
 /// Polls `f` every 50 ms until it returns `Some`, panicking with `what` after `limit`.
 pub fn wait_until<T>(what: &str, limit: Duration, f: impl FnMut() -> Option<T>) -> T {
     wait_or(what, limit, f, String::new)
