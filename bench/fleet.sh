@@ -23,7 +23,7 @@ export EDGESENSE_FLEET_DIR=${EDGESENSE_FLEET_DIR:-/tmp/edgesense-fleet-bench}
 export EDGESENSE_FLEET_PREFIX=${EDGESENSE_FLEET_PREFIX:-esb}
 export EDGESENSE_FLEET_SUBNET=${EDGESENSE_FLEET_SUBNET:-192.168.232}
 export EDGESENSE_DOCKERD_DIR=${EDGESENSE_DOCKERD_DIR:-/tmp/edgesense-dockerd-bench}
-log=bench/out/fleet.log
+log=bench/out/$(basename "$EDGESENSE_FLEET_DIR").log
 mkdir -p bench/out
 : >"$log"
 trap 'tests/fleet.sh stop >>"$log" 2>&1; tests/dockerd.sh stop >>"$log" 2>&1' EXIT

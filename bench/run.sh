@@ -233,10 +233,10 @@ partition_rows=""
 if [ $quick = 0 ] && command -v dockerd >/dev/null && [ "$(id -u)" = 0 ]; then
     echo "measuring alerts across the 3-node swarm (bench/fleet.sh)" >&2
     fleet_rows=$(bench/fleet.sh --rounds "$ROUNDS" 2>>"$log") \
-        || fleet_rows="| alerts across the 3-node swarm | failed: bench/out/fleet.log |  |  |  |  |"
+        || fleet_rows="| alerts across the 3-node swarm | failed: bench/out/edgesense-fleet-bench.log |  |  |  |  |"
     echo "measuring backfill after 2 and 30 minute partitions (bench/fleet.sh --backfill, ~40 min)" >&2
     partition_rows=$(bench/fleet.sh --backfill 2>>"$log") \
-        || partition_rows="| backfill after partitions | failed: bench/out/fleet.log |"
+        || partition_rows="| backfill after partitions | failed: bench/out/edgesense-fleet-bench.log |"
 fi
 w1=$("$B/w1-bulk" --conversion-ms "$CONV_MS" --sensors 1,10,50)
 echo "$w1" >>"$log"

@@ -191,7 +191,7 @@ fn main() {
                 (a.red_mode()? == "off"
                     && firing(
                         &am,
-                        &format!("alertname=\"EdgesenseTemperatureHigh\",node=\"{}\"", a.name),
+                        &[("alertname", "EdgesenseTemperatureHigh"), ("node", &a.name)],
                     )? == 0)
                     .then_some(())
             },
@@ -308,13 +308,22 @@ fn main() {
     );
 }
 
-/// Alerts of `labels` (an Alertmanager filter, `a="b",c="d"`) firing in Alertmanager now.
-fn firing(am: &Endpoint, labels: &str) -> Option<usize> {
-    let q = edgesense_tests::http_encode(&format!("{{{labels}}}"));
+/// Alerts with every label of `labels` firing in Alertmanager now (one `filter` matcher each;
+/// `None` when it does not answer).
+fn firing(am: &Endpoint, labels: &[(&str, &str)]) -> Option<usize> {
+    let filters: String = labels
+        .iter()
+        .map(|(k, v)| {
+            format!(
+                "&filter={}",
+                edgesense_tests::http_encode(&format!("{k}=\"{v}\""))
+            )
+        })
+        .collect();
     let r = am
         .try_request(
             "GET",
-            &format!("/api/v2/alerts?active=true&filter={q}"),
+            &format!("/api/v2/alerts?active=true{filters}"),
             &[],
             "",
         )
@@ -330,7 +339,7 @@ fn wide_round(agents: &[Remote], am: &Endpoint, post: impl FnOnce()) -> (Duratio
         "a clean start: every red off, nothing cluster-wide firing",
         Duration::from_secs(180),
         || {
-            (firing(am, "bench=\"wide\"")? == 0
+            (firing(am, &[("bench", "wide")])? == 0
                 && agents
                     .iter()
                     .all(|a| a.red_mode().as_deref() == Some("off")))
