@@ -85,8 +85,12 @@ fn edgesense(node: &Node, args: &[&str]) -> String {
     node.edgesense_ok(args)
 }
 
+/// The webhook Alertmanager would send for a cluster-wide bench alert (`bench="wide"`: the
+/// agents' config lights red for it).
 fn webhook(alertname: &str, status: &str) -> String {
-    let alert = Alert::new(alertname).label("severity", "critical");
+    let alert = Alert::new(alertname)
+        .label("severity", "critical")
+        .label("bench", "wide");
     match status {
         "firing" => alert.webhook(),
         _ => alert.resolved_at("2026-01-01T00:01:00Z").webhook(),
