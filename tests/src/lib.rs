@@ -240,6 +240,13 @@ impl Agent {
         assert_eq!(r.status, 200, "{}", r.body);
     }
 
+    /// The value of `series` (a name with its labels, as exposed) in the agent's `/metrics`;
+    /// panics if it is not there.
+    pub fn metric(&self, series: &str) -> f64 {
+        let m = self.get("/metrics").body;
+        metric(&m, series).unwrap_or_else(|| panic!("no {series} in {m}"))
+    }
+
     /// The agent's process id.
     pub fn pid(&self) -> u32 {
         self.child.id()

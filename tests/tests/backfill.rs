@@ -13,7 +13,7 @@ use edgesense_remote_write::{Label, Sample, TimeSeries, WriteRequest, HEADERS};
 use edgesense_tests::{
     alerting::{swap, FastStack},
     backfill::{coverage, raw_samples, temperatures, wall_ms},
-    free_port, http_encode, metric, wait_or, wait_until, Agent, TestFleet,
+    free_port, http_encode, wait_or, wait_until, Agent, TestFleet,
 };
 
 const ROOM: &str = "edgesense_temperature_celsius{kind=\"ds18b20\",sensor=\"room\"}";
@@ -43,11 +43,6 @@ fn agent(
 
 fn room(agent: &Agent) -> std::collections::BTreeMap<i64, f64> {
     temperatures(&agent.get("/api/v1/history?sensor=room").json())
-}
-
-fn counter(agent: &Agent, series: &str) -> f64 {
-    let m = agent.get("/metrics").body;
-    metric(&m, series).unwrap_or_else(|| panic!("no {series} in {m}"))
 }
 
 #[test]
@@ -116,22 +111,19 @@ fn readings_taken_while_prometheus_was_down_reach_it_afterwards_across_an_agent_
         "the backfill pushed, nothing waiting",
         Duration::from_secs(30),
         || {
-            (counter(&a, "edgesense_backfill_samples_waiting") == 0.0
-                && counter(&a, "edgesense_backfill_samples_pushed_total") > 0.0)
+            (a.metric("edgesense_backfill_samples_waiting") == 0.0
+                && a.metric("edgesense_backfill_samples_pushed_total") > 0.0)
                 .then_some(())
         },
         || a.log(),
     );
     assert_eq!(
-        counter(
-            &a,
-            "edgesense_backfill_samples_dropped_total{reason=\"rejected\"}"
-        ),
+        a.metric("edgesense_backfill_samples_dropped_total{reason=\"rejected\"}"),
         0.0,
         "{}",
         a.log()
     );
-    let retries = counter(&a, "edgesense_backfill_push_retries_total");
+    let retries = a.metric("edgesense_backfill_push_retries_total");
     assert!(
         retries <= 2.0,
         "no storm of failed pushes: {retries}; {}",
@@ -239,10 +231,7 @@ fn a_prometheus_without_an_out_of_order_window_refuses_and_the_agent_counts_and_
     );
     // (The readings from the agent's start to the first scrape may be refused already, or
     // not: whether they come before that scrape's samples is a race.)
-    let refused_before = counter(
-        &a,
-        "edgesense_backfill_samples_dropped_total{reason=\"rejected\"}",
-    );
+    let refused_before = a.metric("edgesense_backfill_samples_dropped_total{reason=\"rejected\"}");
     stack.kill_prometheus();
     let before = room(&a).len();
     wait_until(
@@ -256,11 +245,9 @@ fn a_prometheus_without_an_out_of_order_window_refuses_and_the_agent_counts_and_
         "the refused batch counted",
         Duration::from_secs(30),
         || {
-            let n = counter(
-                &a,
-                "edgesense_backfill_samples_dropped_total{reason=\"rejected\"}",
-            ) - refused_before;
-            (n >= 4.0 && counter(&a, "edgesense_backfill_samples_waiting") == 0.0).then_some(n)
+            let n = a.metric("edgesense_backfill_samples_dropped_total{reason=\"rejected\"}")
+                - refused_before;
+            (n >= 4.0 && a.metric("edgesense_backfill_samples_waiting") == 0.0).then_some(n)
         },
         || a.log(),
     );
@@ -283,14 +270,14 @@ fn a_prometheus_without_an_out_of_order_window_refuses_and_the_agent_counts_and_
         "Prometheus's reason in the log: {log}"
     );
     // The agent goes on: Prometheus scrapes it, and nothing refused is tried again.
-    let retries = counter(&a, "edgesense_backfill_push_retries_total");
+    let retries = a.metric("edgesense_backfill_push_retries_total");
     let now = wall_ms();
     wait_until("scraped after the refusal", Duration::from_secs(10), || {
         (!raw_samples(&stack.prom_api, ROOM, wall_ms(), 3).is_empty() && wall_ms() > now)
             .then_some(())
     });
     assert_eq!(
-        counter(&a, "edgesense_backfill_push_retries_total"),
+        a.metric("edgesense_backfill_push_retries_total"),
         retries,
         "no retry after the refusal"
     );
@@ -348,7 +335,7 @@ fn a_receiver_that_hangs_stalls_neither_polling_nor_scrapes() {
         "room read every 2 s while the push hangs: {before} → {after}"
     );
     assert!(
-        counter(&a, "edgesense_backfill_samples_waiting") > 0.0,
+        a.metric("edgesense_backfill_samples_waiting") > 0.0,
         "still waiting"
     );
     drop(conn);

@@ -33,8 +33,8 @@ use edgesense_agent::{
 use edgesense_bench::arg;
 use edgesense_remote_write::WriteRequest;
 use edgesense_tests::{
-    agent_bin, alerting::prometheus_bin, backfill::wall_ms, free_port, metric, wait_or, workspace,
-    Agent, Daemon, Endpoint,
+    agent_bin, alerting::prometheus_bin, backfill::wall_ms, free_port, wait_or, workspace, Agent,
+    Daemon, Endpoint,
 };
 
 /// Readings of the crafted day stop this long before the agent starts, so the ring (sized for
@@ -237,10 +237,6 @@ fn start_agent(runner: Option<&str>, bin: &Path, args: &[&str]) -> Agent {
     Agent::spawn(cmd)
 }
 
-fn counter(agent: &Agent, name: &str) -> f64 {
-    metric(&agent.get("/metrics").body, name).unwrap_or(0.0)
-}
-
 fn main() {
     let runner = arg("--runner");
     let bin = arg("--agent").map_or_else(agent_bin, PathBuf::from);
@@ -308,18 +304,15 @@ fn main() {
         || {
             // (Nobody scrapes this agent, so what it reads meanwhile waits for a scraper: the
             // crafted gap is done when all of it is pushed.)
-            let pushed = counter(&agent, "edgesense_backfill_samples_pushed_total");
+            let pushed = agent.metric("edgesense_backfill_samples_pushed_total");
             (pushed >= crafted as f64).then(|| (pushed, t0.elapsed()))
         },
         || agent.log(),
     );
     let cpu_s = cpu(pid).as_secs_f64();
-    let dropped = counter(
-        &agent,
-        "edgesense_backfill_samples_dropped_total{reason=\"rejected\"}",
-    );
+    let dropped = agent.metric("edgesense_backfill_samples_dropped_total{reason=\"rejected\"}");
     assert_eq!(dropped, 0.0, "nothing refused: {}", agent.log());
-    let retries = counter(&agent, "edgesense_backfill_push_retries_total");
+    let retries = agent.metric("edgesense_backfill_push_retries_total");
 
     let (rate, how) = match (&seen, &_prom) {
         (Some(seen), _) => {
