@@ -10,6 +10,8 @@
 //! names are answered (a DNS-rebinding page cannot reach it). It reaches Prometheus and
 //! Alertmanager over https with the fleet CA, as the operator.
 
+mod charts;
+mod fleet;
 mod guard;
 
 use std::{
@@ -19,14 +21,17 @@ use std::{
 };
 
 use axum::{
-    extract::{RawQuery, State},
+    extract::State,
     http::{header, StatusCode},
     response::{Html, IntoResponse, Response},
     routing::{get, post},
     Json, Router,
 };
 use edgesense_net::page;
+use serde::Serialize;
 use serde_json::{json, Value};
+
+use fleet::{Node, NodeAlert};
 
 use crate::http;
 
@@ -57,7 +62,7 @@ pub fn router(d: Dash, guard: Guard) -> Router {
         .route("/vendor/uPlot.iife.min.js", get(uplot_js))
         .route("/vendor/uPlot.min.css", get(uplot_css))
         .route("/api/cluster", get(cluster))
-        .route("/api/range", get(range))
+        .route("/api/range", get(charts::range))
         .route("/api/alerts", get(alerts))
         .route("/api/silence", post(silence))
         .with_state(d)
@@ -140,19 +145,13 @@ async fn names(d: &Dash) -> Result<HashMap<String, (String, String, String)>, St
     .collect())
 }
 
-async fn cluster_json(d: &Dash) -> Result<Value, String> {
-    let names = names(d).await?;
-    let up: HashMap<String, f64> = query(d, "up{job=\"edgesense\"}")
-        .await?
-        .iter()
-        .filter_map(|r| Some((label(r, "instance").to_owned(), number(r)?)))
-        .collect();
-    // instance → sensor → fields
-    let mut sensors: BTreeMap<String, BTreeMap<String, serde_json::Map<String, Value>>> =
-        BTreeMap::new();
-    // A failing sensor's values are gone from the exposition: its last good ones (within the
-    // hour) and when it last read well make it "stale" instead of current.
-    for (metric, key) in [
+type Fields = BTreeMap<String, BTreeMap<String, serde_json::Map<String, Value>>>;
+
+/// Instance → sensor → its fields. A failing sensor's values are gone from the exposition: its
+/// last good ones (within the hour) and when it last read well make it "stale" instead of
+/// current.
+async fn sensor_fields(d: &Dash) -> Result<Fields, String> {
+    const FIELDS: [(&str, &str); 8] = [
         ("edgesense_temperature_celsius", "temperature_celsius"),
         ("edgesense_humidity_ratio", "humidity_ratio"),
         ("edgesense_pressure_pascals", "pressure_pascals"),
@@ -173,21 +172,32 @@ async fn cluster_json(d: &Dash) -> Result<Value, String> {
             "last_success_s",
         ),
         ("edgesense_sensor_up", "up"),
-    ] {
-        for r in query(d, metric).await? {
+    ];
+    let answers =
+        futures_util::future::try_join_all(FIELDS.iter().map(|(q, _)| query(d, q))).await?;
+    let mut sensors = Fields::new();
+    for ((_, key), rows) in FIELDS.iter().zip(answers) {
+        for r in rows {
             let s = sensors
                 .entry(label(&r, "instance").to_owned())
                 .or_default()
                 .entry(label(&r, "sensor").to_owned())
                 .or_default();
             s.insert("kind".into(), json!(label(&r, "kind")));
-            s.insert(key.into(), json!(number(&r)));
+            s.insert((*key).into(), json!(number(&r)));
         }
     }
-    // instance → LEDs: what each shows and why (edgesense_led_state), lit or not (led_on).
-    let mut leds: BTreeMap<String, BTreeMap<String, serde_json::Map<String, Value>>> =
-        BTreeMap::new();
-    for r in query(d, "edgesense_led_state").await? {
+    Ok(sensors)
+}
+
+/// Instance → LED → what it shows and why (edgesense_led_state), lit or not (led_on).
+async fn led_fields(d: &Dash) -> Result<Fields, String> {
+    let (state, on) = tokio::join!(
+        query(d, "edgesense_led_state"),
+        query(d, "edgesense_led_on")
+    );
+    let mut leds = Fields::new();
+    for r in state? {
         let l = leds
             .entry(label(&r, "instance").to_owned())
             .or_default()
@@ -196,78 +206,111 @@ async fn cluster_json(d: &Dash) -> Result<Value, String> {
         l.insert("mode".into(), json!(label(&r, "mode")));
         l.insert("reason".into(), json!(label(&r, "reason")));
     }
-    for r in query(d, "edgesense_led_on").await? {
+    for r in on? {
         leds.entry(label(&r, "instance").to_owned())
             .or_default()
             .entry(label(&r, "led").to_owned())
             .or_default()
             .insert("lit".into(), json!(number(&r) == Some(1.0)));
     }
-    // instance → readings it still pushes to Prometheus (it was cut off, or Prometheus away).
-    let backfilling: HashMap<String, f64> = query(d, "edgesense_backfill_samples_waiting > 0")
+    Ok(leds)
+}
+
+/// Instance → the value of an instant query `q`.
+async fn by_instance(d: &Dash, q: &str) -> Result<HashMap<String, f64>, String> {
+    Ok(query(d, q)
         .await?
         .iter()
         .filter_map(|r| Some((label(r, "instance").to_owned(), number(r)?)))
-        .collect();
+        .collect())
+}
+
+/// `fields` of one instance as a list, each with its name under `key`.
+fn listed(fields: &Fields, instance: &str, key: &str) -> Vec<Value> {
+    fields
+        .get(instance)
+        .into_iter()
+        .flatten()
+        .map(|(name, f)| {
+            let mut f = f.clone();
+            f.insert(key.into(), json!(name));
+            Value::Object(f)
+        })
+        .collect()
+}
+
+async fn cluster_json(d: &Dash) -> Result<Value, String> {
+    let (names, up, sensors, leds, backfilling, alerts) = tokio::join!(
+        names(d),
+        by_instance(d, "up{job=\"edgesense\"}"),
+        sensor_fields(d),
+        led_fields(d),
+        // Readings an agent still pushes to Prometheus (it was cut off, or Prometheus away).
+        by_instance(d, "edgesense_backfill_samples_waiting > 0"),
+        fetch_alerts(d),
+    );
+    let (names, up, sensors, leds, backfilling) = (names?, up?, sensors?, leds?, backfilling?);
     let mut instances: Vec<&String> = up.keys().chain(names.keys()).collect();
     instances.sort();
     instances.dedup();
-    let mut nodes: Vec<Value> = instances
+    let mut nodes: Vec<Node> = instances
         .into_iter()
         .map(|i| {
             let (node, model, version) = names.get(i).cloned().unwrap_or_default();
-            let list: Vec<Value> = sensors
-                .get(i)
-                .map(|m| {
-                    m.iter()
-                        .map(|(name, f)| {
-                            let mut f = f.clone();
-                            f.insert("sensor".into(), json!(name));
-                            Value::Object(f)
-                        })
-                        .collect()
-                })
-                .unwrap_or_default();
-            let led_list: Vec<Value> = leds
-                .get(i)
-                .map(|m| {
-                    m.iter()
-                        .map(|(name, f)| {
-                            let mut f = f.clone();
-                            f.insert("led".into(), json!(name));
-                            Value::Object(f)
-                        })
-                        .collect()
-                })
-                .unwrap_or_default();
-            json!({
-                "instance": i,
-                "node": if node.is_empty() { i.clone() } else { node },
-                "model": model,
-                "version": version,
-                "up": up.get(i).copied() == Some(1.0),
-                "backfilling": backfilling.get(i).copied(),
-                "sensors": list,
-                "leds": led_list,
-            })
+            Node {
+                instance: i.clone(),
+                node: if node.is_empty() { i.clone() } else { node },
+                model,
+                version,
+                up: up.get(i).copied() == Some(1.0),
+                backfilling: backfilling.get(i).copied(),
+                sensors: listed(&sensors, i, "sensor"),
+                leds: listed(&leds, i, "led"),
+                ..Node::default()
+            }
         })
         .collect();
-    fold_replaced(&mut nodes);
-    Ok(json!({ "nodes": nodes, "now_s": now_s() }))
+    fleet::fold_replaced(&mut nodes);
+    let (alertmanager, cluster_alerts) = match &alerts {
+        Ok(list) => (json!({ "ok": true }), attach(&mut nodes, list)),
+        Err(e) => (json!({ "ok": false, "error": e }), 0),
+    };
+    for n in &mut nodes {
+        n.classify();
+    }
+    fleet::order(&mut nodes);
+    Ok(json!({
+        "summary": fleet::summary(&nodes, cluster_alerts),
+        "nodes": nodes,
+        "alertmanager": alertmanager,
+        "now_s": now_s(),
+    }))
 }
 
-/// One card per node, sorted: an agent that was replaced (a new container, a new address)
-/// leaves its old instance in the last hour's node_info, but the node is the instance that is
-/// up, not a second, down card; a node with no instance up keeps one (down) card.
-fn fold_replaced(nodes: &mut Vec<Value>) {
-    let live: std::collections::HashSet<String> = nodes
-        .iter()
-        .filter(|n| n["up"] == true)
-        .filter_map(|n| n["node"].as_str().map(str::to_owned))
-        .collect();
-    nodes.retain(|n| n["up"] == true || !n["node"].as_str().is_some_and(|x| live.contains(x)));
-    nodes.sort_by(|a, b| a["node"].as_str().cmp(&b["node"].as_str()));
-    nodes.dedup_by(|a, b| a["node"] == b["node"] && a["up"] == false && b["up"] == false);
+/// Each alert with a node (`node`, or `down_node` for an agent that is down) on that node's
+/// card: firing, or silenced (inhibited ones are neither); the number of firing alerts without
+/// a node (cluster-wide).
+fn attach(nodes: &mut [Node], alerts: &[Alert]) -> usize {
+    let mut cluster_wide = 0;
+    for a in alerts {
+        if !a.silenced && a.state.as_deref() == Some("suppressed") {
+            continue;
+        }
+        let Some(name) = a.node.as_deref() else {
+            cluster_wide += usize::from(!a.silenced);
+            continue;
+        };
+        for n in nodes.iter_mut().filter(|n| n.node == name) {
+            n.alerts.push(NodeAlert {
+                name: a.name.clone().unwrap_or_default(),
+                severity: a.severity.clone().unwrap_or_default(),
+                sensor: a.sensor.clone().unwrap_or_default(),
+                silenced: a.silenced,
+                summary: a.summary.clone().unwrap_or_default(),
+            });
+        }
+    }
+    cluster_wide
 }
 
 /// `GET /api/cluster`: every node with its sensors; `prometheus.ok` false with the reason when
@@ -302,90 +345,37 @@ fn now_s() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
-/// `GET /api/range?metric=temperature|humidity|pressure&range=1h|24h|7d`: one series per
-/// node and sensor, up to 600 points.
-async fn range(State(d): State<Dash>, RawQuery(q): RawQuery) -> Response {
-    let p = params(q.as_deref());
-    let metric = match p.get("metric").map(String::as_str).unwrap_or("temperature") {
-        "temperature" => "edgesense_temperature_celsius",
-        "humidity" => "edgesense_humidity_ratio",
-        "pressure" => "edgesense_pressure_pascals",
-        other => {
-            return bad(format!(
-                "metric {other:?}: temperature, humidity or pressure"
-            ))
-        }
-    };
-    let seconds: u64 = match p.get("range").map(String::as_str).unwrap_or("1h") {
-        "1h" => 3600,
-        "24h" => 86_400,
-        "7d" => 7 * 86_400,
-        other => return bad(format!("range {other:?}: 1h, 24h or 7d")),
-    };
-    let end = now_s();
-    let step = (seconds / 600).max(1);
-    let url = format!(
-        "{}/api/v1/query_range?query={}&start={}&end={end}&step={step}",
-        d.prometheus,
-        http::urlencode(metric),
-        end - seconds
-    );
-    let answer = match d.access.get(&url, TIMEOUT).await {
-        Ok((_, body)) => body,
-        Err(e) => {
-            return Json(json!({ "error": format!("Prometheus unreachable: {e}") })).into_response()
-        }
-    };
-    let v: Value = serde_json::from_str(&answer).unwrap_or(Value::Null);
-    let names = names(&d).await.unwrap_or_default();
-    let series: Vec<Value> = v["data"]["result"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default()
-        .iter()
-        .map(|r| {
-            let inst = label(r, "instance");
-            let node = names.get(inst).map_or(inst, |n| n.0.as_str());
-            let points: Vec<Value> = r["values"]
-                .as_array()
-                .cloned()
-                .unwrap_or_default()
-                .iter()
-                .filter_map(|p| {
-                    Some(json!([
-                        p[0].as_f64()? * 1000.0,
-                        p[1].as_str()?.parse::<f64>().ok()?
-                    ]))
-                })
-                .collect();
-            json!({ "node": node, "sensor": label(r, "sensor"), "points": points })
-        })
-        .collect();
-    Json(json!({ "metric": metric, "range_s": seconds, "end_s": end, "step_s": step, "series": series }))
-        .into_response()
+/// An alert as Alertmanager has it (`node` is `down_node` for an agent that is down), with who
+/// silenced it until when.
+#[derive(Clone, Debug, Default, Serialize)]
+struct Alert {
+    name: Option<String>,
+    severity: Option<String>,
+    node: Option<String>,
+    sensor: Option<String>,
+    state: Option<String>,
+    silenced: bool,
+    silenced_by: Vec<String>,
+    silenced_until: Option<String>,
+    summary: Option<String>,
+    starts_at: Option<String>,
+    fingerprint: Option<String>,
 }
 
-/// `GET /api/alerts`: active, silenced and inhibited alerts from Alertmanager.
-async fn alerts(State(d): State<Dash>) -> Json<Value> {
+/// Active, silenced and inhibited alerts from Alertmanager, or why not.
+async fn fetch_alerts(d: &Dash) -> Result<Vec<Alert>, String> {
     let url = format!(
         "{}/api/v2/alerts?active=true&silenced=true&inhibited=true",
         d.alertmanager
     );
     let v = match d.access.get(&url, TIMEOUT).await {
-        Ok((200, body)) => serde_json::from_str::<Value>(&body).unwrap_or(Value::Null),
-        Ok((status, _)) => {
-            return Json(
-                json!({ "ok": false, "error": format!("Alertmanager answered {status}"), "alerts": [] }),
-            )
-        }
-        Err(e) => {
-            return Json(
-                json!({ "ok": false, "error": format!("Alertmanager unreachable: {e}"), "alerts": [] }),
-            )
-        }
+        Ok((200, body)) => serde_json::from_str::<Value>(&body)
+            .map_err(|e| format!("Alertmanager answered: {e}"))?,
+        Ok((status, _)) => return Err(format!("Alertmanager answered {status}")),
+        Err(e) => return Err(format!("Alertmanager unreachable: {e}")),
     };
     // Who silenced what, until when (the alerts name their silences by id).
-    let silences: std::collections::HashMap<String, Value> = match d
+    let silences: HashMap<String, Value> = match d
         .access
         .get(&format!("{}/api/v2/silences", d.alertmanager), TIMEOUT)
         .await
@@ -399,11 +389,10 @@ async fn alerts(State(d): State<Dash>) -> Json<Value> {
             .collect(),
         _ => Default::default(),
     };
-    let list: Vec<Value> = v
-        .as_array()
-        .cloned()
-        .unwrap_or_default()
-        .iter()
+    let text = |v: &Value| v.as_str().map(str::to_owned);
+    Ok(v.as_array()
+        .into_iter()
+        .flatten()
         .map(|a| {
             let by: Vec<&Value> = a["status"]["silencedBy"]
                 .as_array()
@@ -411,22 +400,38 @@ async fn alerts(State(d): State<Dash>) -> Json<Value> {
                 .flatten()
                 .filter_map(|id| silences.get(id.as_str()?))
                 .collect();
-            json!({
-                "silenced_by": by.iter().filter_map(|s| s["createdBy"].as_str()).collect::<Vec<_>>(),
-                "silenced_until": by.iter().filter_map(|s| s["endsAt"].as_str()).max(),
-                "name": a["labels"]["alertname"],
-                "severity": a["labels"]["severity"],
-                "node": a["labels"]["node"].as_str().or(a["labels"]["down_node"].as_str()),
-                "sensor": a["labels"]["sensor"],
-                "state": a["status"]["state"],
-                "silenced": !a["status"]["silencedBy"].as_array().is_none_or(Vec::is_empty),
-                "summary": a["annotations"]["summary"],
-                "starts_at": a["startsAt"],
-                "fingerprint": a["fingerprint"],
-            })
+            let labels = &a["labels"];
+            Alert {
+                silenced_by: by.iter().filter_map(|s| text(&s["createdBy"])).collect(),
+                silenced_until: by
+                    .iter()
+                    .filter_map(|s| s["endsAt"].as_str())
+                    .max()
+                    .map(str::to_owned),
+                name: text(&labels["alertname"]),
+                severity: text(&labels["severity"]),
+                node: text(&labels["node"])
+                    .filter(|n| !n.is_empty())
+                    .or_else(|| text(&labels["down_node"]).filter(|n| !n.is_empty())),
+                sensor: text(&labels["sensor"]),
+                state: text(&a["status"]["state"]),
+                silenced: !a["status"]["silencedBy"]
+                    .as_array()
+                    .is_none_or(Vec::is_empty),
+                summary: text(&a["annotations"]["summary"]),
+                starts_at: text(&a["startsAt"]),
+                fingerprint: text(&a["fingerprint"]),
+            }
         })
-        .collect();
-    Json(json!({ "ok": true, "alerts": list }))
+        .collect())
+}
+
+/// `GET /api/alerts`: active, silenced and inhibited alerts from Alertmanager.
+async fn alerts(State(d): State<Dash>) -> Json<Value> {
+    Json(match fetch_alerts(&d).await {
+        Ok(list) => json!({ "ok": true, "alerts": list }),
+        Err(e) => json!({ "ok": false, "error": e, "alerts": [] }),
+    })
 }
 
 /// RFC 3339 UTC for Unix seconds `t` (H. Hinnant's civil_from_days).
@@ -510,22 +515,53 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_replaced_agent_is_one_card_and_a_down_node_stays_one() {
-        let n =
-            |node: &str, inst: &str, up: bool| json!({"node": node, "instance": inst, "up": up});
-        let mut v = vec![
-            n("pi-b", "10.0.1.9:9842", true),
-            n("pi-a", "10.0.1.5:9842", false),
-            n("pi-a", "10.0.1.7:9842", true),
-            n("pi-c", "10.0.1.3:9842", false),
-            n("pi-c", "10.0.1.4:9842", false),
-        ];
-        fold_replaced(&mut v);
-        let got: Vec<String> = v
+    fn alerts_go_to_their_nodes_card_and_cluster_wide_ones_are_counted() {
+        let alert = |name: &str, node: Option<&str>, state: &str, silenced: bool| Alert {
+            name: Some(name.into()),
+            node: node.map(str::to_owned),
+            state: Some(state.into()),
+            silenced,
+            ..Alert::default()
+        };
+        let mut nodes: Vec<Node> = ["pi-a", "pi-b"]
             .iter()
-            .map(|x| format!("{}={}", x["node"].as_str().unwrap(), x["up"]))
+            .map(|n| Node {
+                node: (*n).into(),
+                up: true,
+                ..Node::default()
+            })
             .collect();
-        assert_eq!(got, ["pi-a=true", "pi-b=true", "pi-c=false"]);
+        let alerts = [
+            alert("EdgesenseTemperatureHigh", Some("pi-a"), "active", false),
+            // Inhibited by the critical one: neither firing nor silenced.
+            alert(
+                "EdgesenseTemperatureWarm",
+                Some("pi-a"),
+                "suppressed",
+                false,
+            ),
+            alert("EdgesenseSensorDown", Some("pi-b"), "suppressed", true),
+            alert("EdgesenseAgentDown", None, "active", false),
+            alert("Watchdog", None, "suppressed", true),
+            alert("EdgesenseAgentDown", Some("pi-gone"), "active", false),
+        ];
+        assert_eq!(attach(&mut nodes, &alerts), 1);
+        for n in &mut nodes {
+            n.classify();
+        }
+        let names: Vec<Vec<&str>> = nodes
+            .iter()
+            .map(|n| n.alerts.iter().map(|a| a.name.as_str()).collect())
+            .collect();
+        assert_eq!(
+            names,
+            [
+                vec!["EdgesenseTemperatureHigh"],
+                vec!["EdgesenseSensorDown"]
+            ]
+        );
+        assert_eq!(nodes[0].problems, [fleet::Problem::Alerting]);
+        assert!(nodes[1].problems.is_empty() && nodes[1].silenced());
     }
 
     #[test]
