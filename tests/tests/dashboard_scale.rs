@@ -15,10 +15,10 @@ use edgesense_tests::{
 
 const TOKEN: &str = "scale-token";
 
-/// A simulated agent named `node`, listening on `listen`.
-fn agent(fleet: &TestFleet, dir: &Path, node: &str, listen: SocketAddr) -> Agent {
+/// A simulated agent named `node`, listening on `listen` (else on a port of its choosing).
+fn agent(fleet: &TestFleet, dir: &Path, node: &str, listen: Option<SocketAddr>) -> Agent {
     let token = dir.join("token");
-    let cfg = dir.join(format!("{node}-{}.toml", listen.port()));
+    let cfg = dir.join(format!("{node}.toml"));
     std::fs::write(
         &cfg,
         format!(
@@ -27,14 +27,12 @@ fn agent(fleet: &TestFleet, dir: &Path, node: &str, listen: SocketAddr) -> Agent
         ),
     )
     .unwrap();
-    let listen = listen.to_string();
-    fleet.agent(&[
-        "--simulate",
-        "--config",
-        cfg.to_str().unwrap(),
-        "--listen",
-        &listen,
-    ])
+    let listen = listen.map(|a| a.to_string());
+    let mut args = vec!["--simulate", "--config", cfg.to_str().unwrap()];
+    if let Some(l) = &listen {
+        args.extend(["--listen", l]);
+    }
+    fleet.agent(&args)
 }
 
 /// Prometheus' file of targets (written whole, then renamed: it never reads half a file).
@@ -67,16 +65,14 @@ fn the_dashboard_answers_what_is_wrong_where_for_a_fleet() {
     let d = dir.path();
     std::fs::write(d.join("token"), format!("{TOKEN}\n")).unwrap();
     let fleet = TestFleet::new(d, TOKEN);
-    let addrs: Vec<SocketAddr> = (0..n)
-        .map(|_| ([127, 0, 0, 1], free_port()).into())
+    let mut agents: Vec<Agent> = (1..=n)
+        .map(|i| agent(&fleet, d, &format!("sim{i}"), None))
         .collect();
+    let addrs: Vec<SocketAddr> = agents.iter().map(|a| a.addr).collect();
     // sim2's replacement comes up on an address of its own, scraped from the start.
-    let spare: SocketAddr = ([127, 0, 0, 1], free_port()).into();
-    let mut agents: Vec<Agent> = addrs
-        .iter()
-        .enumerate()
-        .map(|(i, a)| agent(&fleet, d, &format!("sim{}", i + 1), *a))
-        .collect();
+    let spare: SocketAddr = std::iter::repeat_with(|| ([127, 0, 0, 1], free_port()).into())
+        .find(|a| !addrs.contains(a))
+        .unwrap();
     let mut targets = addrs.clone();
     targets.push(spare);
     // The agents from a file Prometheus watches, as the swarm's DNS lists them: a replaced
@@ -106,7 +102,7 @@ fn the_dashboard_answers_what_is_wrong_where_for_a_fleet() {
     );
     // sim2 replaced: its agent stops, a new one takes the spare address.
     drop(agents.remove(1));
-    agents.push(agent(&fleet, d, "sim2", spare));
+    agents.push(agent(&fleet, d, "sim2", Some(spare)));
     targets.remove(1);
     write_targets(&sd, &targets);
     // sim3 down (and alerting: EdgesenseAgentDown names it); sim5 hot (an alert with its
