@@ -8,7 +8,7 @@
 // legends without a duplicate (the fleet's bands, then --select's own lines) and y ticks without
 // two neighbours alike; screenshots SHOT_PREFIX-1280.png and SHOT_PREFIX-390.png, no sideways
 // scrolling on the phone, no console errors. Prints one JSON line of measurements (load_ms,
-// dom_elements, js_heap_mb, …) before "ok".
+// dom_elements, js_heap_mb, the slowest /api/cluster and /api/range answers, …) before "ok".
 import { main, page, check } from "./common.mjs";
 
 const argv = process.argv.slice(2);
@@ -65,6 +65,11 @@ await main(async b => {
     check(l.length <= 3 * 6 + 5, `${q}: bands and the highest few, not a line per node: ${l.length}`);
   }
   const domElements = await p.evaluate(() => document.getElementsByTagName("*").length);
+  // How long the dashboard's answers took (Prometheus's work in them), from the first load.
+  const api = await p.evaluate(() => {
+    const ms = re => Math.round(Math.max(0, ...performance.getEntriesByType("resource").filter(e => re.test(e.name)).map(e => e.duration)));
+    return { cluster_ms: ms(/api\/cluster/), range_ms: ms(/api\/range/) };
+  });
   check(domElements < maxDom, `DOM elements: ${domElements} (under ${maxDom})`);
   const cdp = await p.context().newCDPSession(p);
   await cdp.send("Performance.enable");
@@ -122,7 +127,7 @@ await main(async b => {
   await p.screenshot({ path: prefix + "-390.png", fullPage: true });
   check(p.errors.length === 0, "no console errors: " + p.errors.join("; "));
   console.log(JSON.stringify({
-    nodes, load_ms: loadMs, dom_elements: domElements, js_heap_mb: heapMb,
+    nodes, load_ms: loadMs, dom_elements: domElements, js_heap_mb: heapMb, api_cluster_ms: api.cluster_ms, api_range_ms_max: api.range_ms,
     cards: list.filter(n => n.card).length, tiles: list.filter(n => !n.card).length,
     legend: fleetLegend, summary: c,
   }));
