@@ -3,6 +3,7 @@
 //! ([`client`]), and the headers of the pages a browser loads ([`page`]). No OpenSSL: rustls with ring, so every static musl build stays static.
 
 pub mod client;
+pub mod dns;
 pub mod page;
 pub mod tls;
 

@@ -17,7 +17,7 @@ use crate::{
         webhook::{self, WEBHOOK_BODY_LIMIT},
     },
     hub::Msg,
-    relay::RELAYED_BY,
+    relay::{self, RELAYED_BY, RELAY_TO},
 };
 
 pub async fn alertmanager(
@@ -30,6 +30,21 @@ pub async fn alertmanager(
         .get(RELAYED_BY)
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
+    // A tree's group to pass the payload on to: only from a peer, checked before anything changes.
+    let relay_to = match (relayed_by.as_deref(), headers.get(RELAY_TO)) {
+        (_, None) => None,
+        (None, Some(_)) => {
+            return Err(ApiError::BadRequest(format!(
+                "{RELAY_TO} without {RELAYED_BY}"
+            )))
+        }
+        (Some(_), Some(v)) => Some(
+            v.to_str()
+                .map_err(|_| format!("{RELAY_TO}: not ASCII"))
+                .and_then(relay::parse_relay_to)
+                .map_err(ApiError::BadRequest)?,
+        ),
+    };
     if payload.truncated_alerts > 0 {
         tracing::warn!(
             truncated = payload.truncated_alerts,
@@ -56,8 +71,11 @@ pub async fn alertmanager(
         .map_err(|_| ApiError::Unavailable)?;
     let applied = rx.await.map_err(|_| ApiError::Unavailable)?;
     let relay = relayed_by.is_none() && st.relay.is_enabled();
+    let group = relay_to.as_ref().map_or(0, Vec::len);
     if relay {
         st.relay.forward(body);
+    } else if let Some(to) = relay_to.filter(|t| !t.is_empty()) {
+        st.relay.forward_to(body, to);
     }
     tracing::info!(
         group = %payload.group_key,
@@ -69,6 +87,7 @@ pub async fn alertmanager(
         unchanged = applied.unchanged,
         relayed_by = relayed_by.as_deref().unwrap_or("-"),
         relay,
+        pass_on = group,
         "Alertmanager webhook"
     );
     Ok(Json(json!({
