@@ -442,7 +442,8 @@ impl Hub {
                 let was = self.am;
                 self.am.up = true;
                 self.am.last_ms = Some(at_ms);
-                self.metrics.set_reconcile(Some(at_ms as f64 / 1000.0));
+                self.metrics
+                    .set_reconcile(Some(at_ms as f64 / 1000.0), truth.requests);
                 if changed || suppressed_changed {
                     tracing::info!(
                         alerts = self.webhook.len(),
@@ -458,7 +459,7 @@ impl Hub {
             Report::Down => {
                 if self.am.up {
                     self.am.up = false;
-                    self.metrics.set_reconcile(None);
+                    self.metrics.set_reconcile(None, 0);
                     self.publish();
                 }
             }

@@ -27,6 +27,7 @@ pub struct Metrics {
     /// Only with `[alertmanager]`: 1 after a good reconcile, 0 while none answers.
     am_up: Option<IntGaugeVec>,
     am_last: Option<GaugeVec>,
+    am_requests: Option<IntCounterVec>,
     /// Only with `[remote_write]`.
     backfill: Option<BackfillMetrics>,
 }
@@ -167,8 +168,8 @@ impl Metrics {
             .with_label_values(&[version, std::env::consts::ARCH])
             .set(1);
 
-        let (am_up, am_last) = if spec.alertmanager.urls.is_empty() {
-            (None, None)
+        let (am_up, am_last, am_requests) = if spec.alertmanager.urls.is_empty() {
+            (None, None, None)
         } else {
             let up = int_gauge(
                 &r,
@@ -184,7 +185,14 @@ impl Metrics {
                 &[],
             );
             last.with_label_values(&[] as &[&str]).set(0.0);
-            (Some(up), Some(last))
+            let requests = counter(
+                &r,
+                "edgesense_alertmanager_requests_total",
+                "Requests this agent made to Alertmanager's API for its reconciles (what a fleet's reconciles cost Alertmanager: the sum over agents).",
+                &[],
+            );
+            requests.with_label_values(&[] as &[&str]).inc_by(0);
+            (Some(up), Some(last), Some(requests))
         };
 
         let backfill = spec.remote_write.is_some().then(|| {
@@ -239,6 +247,7 @@ impl Metrics {
             alerts,
             am_up,
             am_last,
+            am_requests,
         }
     }
 
@@ -265,7 +274,11 @@ impl Metrics {
     }
 
     /// A reconcile's outcome: `Some(unix seconds)` when it worked.
-    pub fn set_reconcile(&self, at: Option<f64>) {
+    pub fn set_reconcile(&self, at: Option<f64>, requests: u32) {
+        if let Some(c) = &self.am_requests {
+            c.with_label_values(&[] as &[&str])
+                .inc_by(u64::from(requests));
+        }
         if let Some(g) = &self.am_up {
             g.with_label_values(&[] as &[&str])
                 .set(i64::from(at.is_some()));

@@ -51,6 +51,8 @@ pub struct Truth {
     /// Whether `alerts` is all Alertmanager will have: not while it is young
     /// ([`COMPLETE_AFTER`]), when an alert missing from it may still fire.
     pub complete: bool,
+    /// Requests to Alertmanager's API this reconcile took.
+    pub requests: u32,
 }
 
 /// How long after its start an Alertmanager's alert list is complete. It keeps alerts in
@@ -214,20 +216,29 @@ impl Client {
         let started_ms = serde_json::from_slice::<serde_json::Value>(&body)
             .ok()
             .and_then(|v| v["uptime"].as_str().and_then(parse_rfc3339_ms));
-        let (status, alerts) = self
-            .call(
-                "/api/v2/alerts?active=true&silenced=true&inhibited=true&unprocessed=true",
-                None,
-            )
-            .await?;
+        let (status, alerts) = self.call(&alerts_path(node), None).await?;
         if status != 200 {
             return Err(format!("GET /api/v2/alerts: HTTP {status}{}", hint(status)));
         }
-        let (status, silences) = self.call("/api/v2/silences", None).await?;
-        if status != 200 {
-            return Err(format!("GET /api/v2/silences: HTTP {status}"));
-        }
+        let mut requests = 2;
+        // Who silenced an alert is asked only when one of this node's is silenced: the list
+        // holds every silence of the fleet, expired ones too.
+        let silenced = serde_json::from_slice::<Vec<ApiAlert>>(&alerts).is_ok_and(|v| {
+            v.iter()
+                .any(|a| super::for_node(&a.labels, node) && !a.status.silenced_by.is_empty())
+        });
+        let silences = if silenced {
+            requests += 1;
+            let (status, silences) = self.call("/api/v2/silences", None).await?;
+            if status != 200 {
+                return Err(format!("GET /api/v2/silences: HTTP {status}"));
+            }
+            silences
+        } else {
+            Bytes::new()
+        };
         let mut t = truth(node, &alerts, &silences)?;
+        t.requests = requests;
         let young_until = started_ms.map(|s| s + COMPLETE_AFTER.as_millis() as i64);
         t.complete = young_until.is_none_or(|until| now_ms() >= until);
         Ok(t)
@@ -261,6 +272,24 @@ impl Client {
 }
 
 /// What a refusal means for the agent's own login.
+/// `GET /api/v2/alerts` for `node`: its own alerts and the cluster-wide ones (no `node` label;
+/// Alertmanager matches a missing label as the empty value), so an answer holds what this
+/// node shows, not the whole fleet's alerts (N agents × N nodes' alerts, every reconcile). A
+/// name that is not plain `[A-Za-z0-9_-]` is asked unfiltered (and sorted out here).
+fn alerts_path(node: &str) -> String {
+    let mut p =
+        "/api/v2/alerts?active=true&silenced=true&inhibited=true&unprocessed=true".to_owned();
+    if !node.is_empty()
+        && node
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    {
+        // filter=node=~"<node>|", percent-encoded.
+        p.push_str(&format!("&filter=node%3D~%22{node}%7C%22"));
+    }
+    p
+}
+
 fn hint(status: u16) -> &'static str {
     match status {
         401 => " (the agent's Alertmanager user or password is not the stack's: [alertmanager] username, password_file)",
@@ -301,6 +330,22 @@ pub enum Report {
     },
     /// No Alertmanager answered.
     Down,
+}
+
+/// Spread of the reconciles a relayed webhook sets off across a fleet.
+const WAKE_SPREAD: Duration = Duration::from_secs(1);
+
+/// A random duration in `[0, max)` (std's per-process random hash keys, mixed with the time).
+fn jitter(max: Duration) -> Duration {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos()),
+    );
+    let f = (h.finish() >> 11) as f64 / (1u64 << 53) as f64;
+    max.mul_f64(f)
 }
 
 /// Runs the reconcile loop: at start, every `interval`, and whenever `wake` is notified (a
@@ -360,7 +405,9 @@ pub async fn run(
                 {
                     return;
                 }
-                interval
+                // ±10 %: agents started together (a fleet's boot, a roll) drift apart instead
+                // of asking Alertmanager in the same second every interval.
+                interval.mul_f64(0.9) + jitter(interval / 5)
             }
             Err(e) => {
                 if up != Some(false) {
@@ -377,7 +424,9 @@ pub async fn run(
         };
         tokio::select! {
             _ = tokio::time::sleep(wait) => {}
-            _ = wake.notified() => {}
+            // A webhook relayed to the whole fleet wakes every agent at once: each asks within
+            // the next second (the webhook already lit its LEDs; this is the check).
+            _ = wake.notified() => tokio::time::sleep(jitter(WAKE_SPREAD.min(interval / 2))).await,
             s = silences.recv() => match s {
                 Some(s) => queue.push(s),
                 None => return,
