@@ -22,64 +22,20 @@
 
 use std::time::{Duration, Instant};
 
-use edgesense_bench::{arg, quantile};
+use edgesense_bench::{
+    arg,
+    fleet::{firing, wide_round, Remote, AGENT_CONFIG, FIRST_PORT},
+    quantile,
+};
 use edgesense_tests::{
     alerting::fast_rules,
     fleet::{Fleet, Node, LOCAL_STACK},
     payload::Alert,
-    post_alerts, wait_until, Endpoint,
+    post_alerts, wait_until,
 };
-use serde_json::Value;
 
 const TOKEN: &str = "fleet-bench-token";
 const PER_WORKER: u16 = 15;
-
-/// One agent on a worker, reached on its published port over https with the fleet's
-/// credentials (the agents' certificate for reads, the token for writes).
-struct Remote {
-    node: Node,
-    at: Endpoint,
-    name: String,
-}
-
-impl Remote {
-    fn get(&self, path: &str) -> Option<Value> {
-        let r = self.at.try_request("GET", path, &[], "").ok()?;
-        (r.status == 200).then(|| r.json())
-    }
-
-    fn send(&self, method: &str, path: &str, body: &str) -> u16 {
-        self.at
-            .try_request(method, path, &["Content-Type: application/json"], body)
-            .map_or(0, |r| r.status)
-    }
-
-    /// The agent's clock (ms since it started).
-    fn now_ms(&self) -> Option<f64> {
-        self.get("/api/v1/sim/gpio?since_ms=1e300")?["now_ms"].as_f64()
-    }
-
-    /// The red LED's mode as the agent shows it (`off`, `blink`, …).
-    fn red_mode(&self) -> Option<String> {
-        let leds = self.get("/api/v1/leds")?;
-        leds["leds"]
-            .as_array()?
-            .iter()
-            .find(|l| l["name"] == "red")?["mode"]
-            .as_str()
-            .map(str::to_owned)
-    }
-
-    /// Agent-clock time of the first write with duty > 0 to the red pin (17) after `since`.
-    fn red_on_after(&self, since: f64) -> Option<f64> {
-        let v = self.get(&format!("/api/v1/sim/gpio?since_ms={since}"))?;
-        v["writes"]
-            .as_array()?
-            .iter()
-            .find(|w| w["pin"] == 17 && w["duty"].as_f64().is_some_and(|d| d > 0.0))
-            .and_then(|w| w["at_ms"].as_f64())
-    }
-}
 
 fn edgesense(node: &Node, args: &[&str]) -> String {
     node.edgesense_ok(args)
@@ -128,10 +84,7 @@ fn main() {
     // The fleet's credentials, as the operator copies them to each worker for `node run`.
     let f = mgr.kept_fleet();
     // The built-in node without its edge rule, so the LED can only come through the stack.
-    // Any alert blinks red: at 40 °C the warning and the critical alert fire in the same
-    // evaluation, and with group_wait 0 Alertmanager may notify the group with the first of them
-    // alone (the second then waits group_interval).
-    let cfg = "simulate = true\npoll_interval = \"250ms\"\n[[sensor]]\nname = \"room\"\nkind = \"ds18b20\"\n[[led]]\nname = \"red\"\npin = 17\n[[alert]]\nmatch = { alertname = \"EdgesenseTemperatureHigh\" }\nled = \"red\"\nmode = \"blink\"\nperiod_ms = 250\n[[alert]]\nmatch = { bench = \"wide\" }\nled = \"red\"\nmode = \"blink\"\nperiod_ms = 250\n";
+    let cfg = AGENT_CONFIG;
     let mut agents = Vec::new();
     for w in ["pi-a", "pi-b"] {
         let node = fleet.node(w).clone();
@@ -139,27 +92,7 @@ fn main() {
         node.install_bundle(&f);
         for i in 0..PER_WORKER {
             let name = format!("{w}-{i:02}");
-            let port = 19842 + i;
-            edgesense(
-                &node,
-                &[
-                    "node",
-                    "run",
-                    "--simulate",
-                    "--name",
-                    &name,
-                    "--config",
-                    "/etc/edgesense/bench.toml",
-                    "--publish",
-                    &port.to_string(),
-                    "--no-systemd-unit",
-                ],
-            );
-            agents.push(Remote {
-                node: node.clone(),
-                at: f.agent_at(node.at(port)),
-                name,
-            });
+            agents.push(Remote::start(&node, &f, &name, FIRST_PORT + i));
         }
     }
     let prom = f.operator(mgr.at(9090), "prometheus");
@@ -286,7 +219,7 @@ fn main() {
     through_am.sort();
 
     for a in &agents {
-        edgesense(&a.node, &["node", "stop", "--name", &a.name]);
+        a.stop();
     }
     edgesense(&mgr, &["stack", "down", "--volumes"]);
 
@@ -310,66 +243,4 @@ fn main() {
         ms(quantile(&through_am, 1.0)),
         n = agents.len()
     );
-}
-
-/// Alerts with every label of `labels` firing in Alertmanager now (one `filter` matcher each;
-/// `None` when it does not answer).
-fn firing(am: &Endpoint, labels: &[(&str, &str)]) -> Option<usize> {
-    let filters: String = labels
-        .iter()
-        .map(|(k, v)| {
-            format!(
-                "&filter={}",
-                edgesense_tests::http_encode(&format!("{k}=\"{v}\""))
-            )
-        })
-        .collect();
-    let r = am
-        .try_request(
-            "GET",
-            &format!("/api/v2/alerts?active=true{filters}"),
-            &[],
-            "",
-        )
-        .ok()?;
-    (r.status == 200).then(|| r.json().as_array().map_or(0, Vec::len))
-}
-
-/// One cluster-wide round from a clean state (every red off, no `bench="wide"` alert firing):
-/// `post`, then the first and the last red write of `agents`, on this machine's clock, from the
-/// post. (The next round's clean start waits for the reds to go off again.)
-fn wide_round(agents: &[Remote], am: &Endpoint, post: impl FnOnce()) -> (Duration, Duration) {
-    wait_until(
-        "a clean start: every red off, nothing cluster-wide firing",
-        Duration::from_secs(180),
-        || {
-            (firing(am, &[("bench", "wide")])? == 0
-                && agents
-                    .iter()
-                    .all(|a| a.red_mode().as_deref() == Some("off")))
-            .then_some(())
-        },
-    );
-    // (host time, agent clock) for each agent, just before the post.
-    let clocks: Vec<(Instant, f64)> = agents
-        .iter()
-        .map(|a| {
-            let before = Instant::now();
-            let now = a.now_ms().expect("agent clock");
-            (before + (Instant::now() - before) / 2, now)
-        })
-        .collect();
-    let posted = Instant::now();
-    post();
-    let (mut first, mut last) = (Duration::MAX, Duration::ZERO);
-    for (a, (host, agent_now)) in agents.iter().zip(&clocks) {
-        let at = wait_until("red on every agent", Duration::from_secs(60), || {
-            a.red_on_after(*agent_now)
-        });
-        let written = *host + Duration::from_secs_f64((at - agent_now).max(0.0) / 1e3);
-        let d = written.saturating_duration_since(posted);
-        first = first.min(d);
-        last = last.max(d);
-    }
-    (first, last)
 }
