@@ -340,9 +340,9 @@ fn markdown(r: &Row) -> String {
     let dash = r.dashboard.as_ref().map_or("—".to_owned(), |d| {
         format!(
             "{} ms / {} / {:.1} MB",
-            d["drawn_ms"],
-            d["dom"],
-            d["heap_mb"].as_f64().unwrap_or(0.0)
+            d["load_ms"],
+            d["dom_elements"],
+            d["js_heap_mb"].as_f64().unwrap_or(0.0)
         )
     });
     format!(
