@@ -1,6 +1,7 @@
 // The cluster dashboard over a fleet:
 //   fleet-dashboard.mjs URL NODES SHOT_PREFIX [--expect up=29,down=1,…] [--select NODE]
 //                       [--search NAME] [--max-dom 5000] [--max-load-ms 2000]
+//                       [--charts temperature,humidity,pressure]
 // NODES nodes in the summary (and --expect's counts), the problem nodes first (down, alerting,
 // backfilling, stale) and the rest in natural order, a search for one node's name (--search,
 // else a name no other contains) leaving its card alone, each summary count a filter, fewer DOM
@@ -56,9 +57,15 @@ await main(async b => {
   }
 
   // The charts: bands and the highest lines by default, never one legend entry twice.
-  await p.waitForFunction(() => ["temperature", "humidity", "pressure"].every(q => window.edgesenseCharts[q]), null, { timeout: 30000 });
+  // --charts: the charts the fleet has readings for (a fleet of DS18B20s alone has no humidity);
+  // the others must say they have none.
+  const kinds = opt("charts", "temperature,humidity,pressure").split(",");
+  for (const q of ["temperature", "humidity", "pressure"].filter(q => !kinds.includes(q))) {
+    await p.waitForSelector(`#chart-${q} .empty`, { timeout: 30000 });
+  }
+  await p.waitForFunction(ks => ks.every(q => window.edgesenseCharts[q]), kinds, { timeout: 30000 });
   const fleetLegend = {};
-  for (const q of ["temperature", "humidity", "pressure"]) {
+  for (const q of kinds) {
     const l = await legend(p, q);
     fleetLegend[q] = l.length;
     check(l.length > 0 && new Set(l).size === l.length, `${q}: no duplicate in the legend: ${l}`);
@@ -103,7 +110,7 @@ await main(async b => {
     const l = [...document.querySelectorAll("#chart-temperature .u-legend .u-series .u-label")].map(e => e.textContent).filter(t => t !== "time");
     return l.length && l.every(t => t.startsWith(n + " / "));
   }, sel, { timeout: 15000 });
-  for (const q of ["temperature", "humidity", "pressure"]) {
+  for (const q of kinds) {
     await p.waitForFunction(([q, n]) => { const u = window.edgesenseCharts[q]; return u && u.plot.series.slice(1).every(s => s.label.startsWith(n + " / ")); }, [q, sel], { timeout: 15000 });
     const l = await legend(p, q);
     check(new Set(l).size === l.length, `${sel}'s ${q}: one line per sensor: ${l}`);

@@ -378,6 +378,8 @@ fn dashboard_figures(mgr: &Node, f: &edgesense_tests::TestFleet, n: usize) -> se
         .args([
             &url,
             &n.to_string(),
+            "--charts",
+            "temperature",
             dir.join(format!("bench-{n}")).to_str().unwrap_or("."),
         ])
         .output()
