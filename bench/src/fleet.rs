@@ -3,13 +3,22 @@
 
 use std::time::{Duration, Instant};
 
-use edgesense_tests::{fleet::Node, http_encode, wait_until, Endpoint, TestFleet};
+use edgesense_tests::{
+    alerting::fast_rules,
+    fleet::{Fleet, Node, LOCAL_STACK},
+    http_encode,
+    payload::Alert,
+    post_alerts, wait_until, Endpoint, TestFleet,
+};
 use serde_json::Value;
 
 /// The benches' agent: simulated, a `room` probe read every 250 ms, a red LED on pin 17 that
 /// blinks only for the rounds' own alerts (`EdgesenseTemperatureHigh`, and the cluster-wide
 /// ones, label `bench="wide"`), never for `EdgesenseAgentDown` or anything else.
 pub const AGENT_CONFIG: &str = "simulate = true\npoll_interval = \"250ms\"\n[[sensor]]\nname = \"room\"\nkind = \"ds18b20\"\n[[led]]\nname = \"red\"\npin = 17\n[[alert]]\nmatch = { alertname = \"EdgesenseTemperatureHigh\" }\nled = \"red\"\nmode = \"blink\"\nperiod_ms = 250\n[[alert]]\nmatch = { bench = \"wide\" }\nled = \"red\"\nmode = \"blink\"\nperiod_ms = 250\n";
+
+/// The benches' stack token (`stack up --token-file`).
+pub const TOKEN: &str = "fleet-bench-token";
 
 /// The first published port; agent `i` of a worker publishes `FIRST_PORT + i`.
 pub const FIRST_PORT: u16 = 19842;
@@ -145,4 +154,96 @@ pub fn wide_round(agents: &[Remote], am: &Endpoint, post: impl FnOnce()) -> (Dur
         last = last.max(d);
     }
     (first, last)
+}
+
+/// The benches' stack from a clean fleet: every edgesense container of every node removed,
+/// the stack down with its volumes, then up on the manager with the fast rules (`for: 0s`),
+/// `group_wait: 0s`, `token`, the local images and a `scrape` interval. The fleet's
+/// credentials, as the operator copies them to each worker for `node run`.
+pub fn fresh_stack(fleet: &Fleet, token: &str, scrape: &str) -> TestFleet {
+    let mgr = fleet.manager();
+    for n in &fleet.nodes {
+        let ids = n.docker(&["ps", "-aq", "--filter", "label=com.edgesense.role"]);
+        for id in ids.split_whitespace() {
+            n.docker(&["rm", "-f", "-v", id]);
+        }
+    }
+    mgr.edgesense_ok(&["stack", "down", "--volumes"]);
+    std::fs::write(mgr.etc_dir().join("bench-rules.yml"), fast_rules()).expect("rules file");
+    std::fs::write(mgr.etc_dir().join("bench.token"), format!("{token}\n")).expect("token");
+    let mut up = vec![
+        "stack",
+        "up",
+        "--group-wait",
+        "0s",
+        "--rules",
+        "/etc/edgesense/bench-rules.yml",
+        "--token-file",
+        "/etc/edgesense/bench.token",
+    ];
+    // LOCAL_STACK's pairs, with this scrape interval instead of its own.
+    for pair in LOCAL_STACK.chunks(2) {
+        up.push(pair[0]);
+        up.push(if pair[0] == "--scrape-interval" {
+            scrape
+        } else {
+            pair[1]
+        });
+    }
+    mgr.edgesense_ok(&up);
+    mgr.kept_fleet()
+}
+
+/// A node's alert → its LED, from a checked clean start (its red off, nothing of it firing):
+/// `a`'s room held at 40 °C, the time to its red pin's first write (on the agent's clock), and
+/// the room back at 20 °C.
+pub fn threshold_round(a: &Remote, am: &Endpoint) -> Duration {
+    wait_until(
+        &format!(
+            "a clean start for {}: red off, nothing of it firing",
+            a.name
+        ),
+        Duration::from_secs(180),
+        || {
+            (a.red_mode()? == "off"
+                && firing(
+                    am,
+                    &[("alertname", "EdgesenseTemperatureHigh"), ("node", &a.name)],
+                )? == 0)
+                .then_some(())
+        },
+    );
+    let t0 = a.now_ms().expect("agent clock");
+    assert_eq!(
+        a.send("PUT", "/api/v1/sim/sensors/room", r#"{"value":40}"#),
+        200
+    );
+    let at = wait_until("red through the stack", Duration::from_secs(60), || {
+        a.red_on_after(t0)
+    });
+    assert_eq!(
+        a.send("PUT", "/api/v1/sim/sensors/room", r#"{"value":20}"#),
+        200
+    );
+    Duration::from_secs_f64((at - t0).max(0.0) / 1e3)
+}
+
+/// A cluster-wide alert `alertname` (`bench="wide"`, no `node`) posted into Alertmanager, then
+/// resolved: the first red write after the post (its webhook reached that agent) and the spread
+/// from it to the last of `agents`.
+pub fn through_alertmanager(
+    agents: &[Remote],
+    am: &Endpoint,
+    alertname: &str,
+) -> (Duration, Duration) {
+    let alert = |ends_in: i64| {
+        Alert::new(alertname)
+            .label("severity", "critical")
+            .label("bench", "wide")
+            .around_now(1, ends_in)
+            .post_body()
+    };
+    let (first, last) = wide_round(agents, am, || post_alerts(am, &alert(3600)));
+    post_alerts(am, &alert(-1));
+    (first, last.saturating_sub(first))
 }

@@ -24,22 +24,15 @@ use std::time::{Duration, Instant};
 
 use edgesense_bench::{
     arg,
-    fleet::{firing, wide_round, Remote, AGENT_CONFIG, FIRST_PORT},
+    fleet::{
+        fresh_stack, threshold_round, through_alertmanager, wide_round, Remote, AGENT_CONFIG,
+        FIRST_PORT, TOKEN,
+    },
     quantile,
 };
-use edgesense_tests::{
-    alerting::fast_rules,
-    fleet::{Fleet, Node, LOCAL_STACK},
-    payload::Alert,
-    post_alerts, wait_until,
-};
+use edgesense_tests::{fleet::Fleet, payload::Alert, wait_until};
 
-const TOKEN: &str = "fleet-bench-token";
 const PER_WORKER: u16 = 15;
-
-fn edgesense(node: &Node, args: &[&str]) -> String {
-    node.edgesense_ok(args)
-}
 
 /// The webhook Alertmanager would send for a cluster-wide bench alert (`bench="wide"`: the
 /// agents' config lights red for it).
@@ -60,29 +53,7 @@ fn main() {
         .unwrap_or(5);
     let fleet = Fleet::lock();
     let mgr = fleet.manager().clone();
-    for n in &fleet.nodes {
-        let ids = n.docker(&["ps", "-aq", "--filter", "label=com.edgesense.role"]);
-        for id in ids.split_whitespace() {
-            n.docker(&["rm", "-f", "-v", id]);
-        }
-    }
-    edgesense(&mgr, &["stack", "down", "--volumes"]);
-    std::fs::write(mgr.etc_dir().join("bench-rules.yml"), fast_rules()).expect("rules file");
-    std::fs::write(mgr.etc_dir().join("bench.token"), format!("{TOKEN}\n")).expect("token");
-    let mut up = vec![
-        "stack",
-        "up",
-        "--group-wait",
-        "0s",
-        "--rules",
-        "/etc/edgesense/bench-rules.yml",
-        "--token-file",
-        "/etc/edgesense/bench.token",
-    ];
-    up.extend(LOCAL_STACK);
-    edgesense(&mgr, &up);
-    // The fleet's credentials, as the operator copies them to each worker for `node run`.
-    let f = mgr.kept_fleet();
+    let f = fresh_stack(&fleet, TOKEN, "1s");
     // The built-in node without its edge rule, so the LED can only come through the stack.
     let cfg = AGENT_CONFIG;
     let mut agents = Vec::new();
@@ -118,30 +89,7 @@ fn main() {
     let mut fire = Vec::new();
     for round in 0..rounds {
         let a = &agents[(round * 7) % agents.len()];
-        wait_until(
-            &format!(
-                "a clean start for {}: red off, nothing of it firing",
-                a.name
-            ),
-            Duration::from_secs(180),
-            || {
-                (a.red_mode()? == "off"
-                    && firing(
-                        &am,
-                        &[("alertname", "EdgesenseTemperatureHigh"), ("node", &a.name)],
-                    )? == 0)
-                    .then_some(())
-            },
-        );
-        let t0 = a.now_ms().expect("agent clock");
-        assert_eq!(
-            a.send("PUT", "/api/v1/sim/sensors/room", r#"{"value":40}"#),
-            200
-        );
-        let at = wait_until("red through the stack", Duration::from_secs(60), || {
-            a.red_on_after(t0)
-        });
-        let d = Duration::from_secs_f64((at - t0).max(0.0) / 1e3);
+        let d = threshold_round(a, &am);
         eprintln!(
             "round {}: {} threshold → red {:.0} ms",
             round + 1,
@@ -149,10 +97,6 @@ fn main() {
             d.as_secs_f64() * 1e3
         );
         fire.push(d);
-        assert_eq!(
-            a.send("PUT", "/api/v1/sim/sensors/room", r#"{"value":20}"#),
-            200
-        );
     }
     fire.sort();
 
@@ -198,15 +142,7 @@ fn main() {
     // the relay and the reconciles the rest.
     let mut through_am = Vec::new();
     for round in 0..wide_rounds {
-        let alert = |ends_in: i64| {
-            Alert::new(&format!("FleetWide{round}"))
-                .label("severity", "critical")
-                .label("bench", "wide")
-                .around_now(1, ends_in)
-                .post_body()
-        };
-        let (first, last) = wide_round(&agents, &am, || post_alerts(&am, &alert(3600)));
-        let spread = last.saturating_sub(first);
+        let (first, spread) = through_alertmanager(&agents, &am, &format!("FleetWide{round}"));
         eprintln!(
             "through Alertmanager, round {}: first LED {:.0} ms after the post, last {:.0} ms after the first",
             round + 1,
@@ -214,14 +150,13 @@ fn main() {
             spread.as_secs_f64() * 1e3
         );
         through_am.push(spread);
-        post_alerts(&am, &alert(-1));
     }
     through_am.sort();
 
     for a in &agents {
         a.stop();
     }
-    edgesense(&mgr, &["stack", "down", "--volumes"]);
+    mgr.edgesense_ok(&["stack", "down", "--volumes"]);
 
     let s = |d: Duration| format!("{:.2}s", d.as_secs_f64());
     println!(

@@ -30,18 +30,15 @@ use std::{
 
 use edgesense_bench::{
     arg,
-    fleet::{firing, wide_round, Remote, AGENT_CONFIG, FIRST_PORT},
+    fleet::{
+        fresh_stack, threshold_round, through_alertmanager, Remote, AGENT_CONFIG, FIRST_PORT, TOKEN,
+    },
     quantile,
 };
 use edgesense_tests::{
-    alerting::fast_rules,
     fleet::{Fleet, Node},
-    http_encode,
-    payload::Alert,
-    post_alerts, wait_until, Endpoint,
+    http_encode, wait_until, Endpoint,
 };
-
-const TOKEN: &str = "fleet-bench-token";
 
 /// Samples of one Prometheus-format exposition: `name{labels}` → value.
 fn exposition(at: &Endpoint) -> HashMap<String, f64> {
@@ -134,36 +131,7 @@ fn main() {
     let mgr = fleet.manager().clone();
     let workers: Vec<Node> = fleet.nodes[1..].to_vec();
     assert!(!workers.is_empty(), "the fleet needs workers");
-    for n in &fleet.nodes {
-        let ids = n.docker(&["ps", "-aq", "--filter", "label=com.edgesense.role"]);
-        for id in ids.split_whitespace() {
-            n.docker(&["rm", "-f", "-v", id]);
-        }
-    }
-    mgr.edgesense_ok(&["stack", "down", "--volumes"]);
-    std::fs::write(mgr.etc_dir().join("bench-rules.yml"), fast_rules()).expect("rules file");
-    std::fs::write(mgr.etc_dir().join("bench.token"), format!("{TOKEN}\n")).expect("token");
-    mgr.edgesense_ok(&[
-        "stack",
-        "up",
-        "--group-wait",
-        "0s",
-        "--rules",
-        "/etc/edgesense/bench-rules.yml",
-        "--token-file",
-        "/etc/edgesense/bench.token",
-        "--prometheus-image",
-        "edgesense/prometheus:local",
-        "--alertmanager-image",
-        "edgesense/alertmanager:local",
-        "--prometheus-port",
-        "9090",
-        "--alertmanager-port",
-        "9093",
-        "--scrape-interval",
-        &scrape,
-    ]);
-    let f = mgr.kept_fleet();
+    let f = fresh_stack(&fleet, TOKEN, &scrape);
     for w in &workers {
         std::fs::write(w.etc_dir().join("bench.toml"), AGENT_CONFIG).expect("config");
         w.install_bundle(&f);
@@ -254,46 +222,14 @@ fn main() {
         let mut own = Vec::new();
         for round in 0..rounds {
             let a = &agents[(round * 7 + n / 2) % agents.len()];
-            wait_until(
-                &format!("a clean start for {}", a.name),
-                Duration::from_secs(180),
-                || {
-                    (a.red_mode()? == "off"
-                        && firing(
-                            &am,
-                            &[("alertname", "EdgesenseTemperatureHigh"), ("node", &a.name)],
-                        )? == 0)
-                        .then_some(())
-                },
-            );
-            let t0 = a.now_ms().expect("agent clock");
-            assert_eq!(
-                a.send("PUT", "/api/v1/sim/sensors/room", r#"{"value":40}"#),
-                200
-            );
-            let at = wait_until("red through the stack", Duration::from_secs(60), || {
-                a.red_on_after(t0)
-            });
-            own.push(Duration::from_secs_f64((at - t0).max(0.0) / 1e3));
-            assert_eq!(
-                a.send("PUT", "/api/v1/sim/sensors/room", r#"{"value":20}"#),
-                200
-            );
+            own.push(threshold_round(a, &am));
         }
         own.sort();
 
         // A cluster-wide alert through Alertmanager.
         let mut wide = Vec::new();
         for round in 0..wide_rounds {
-            let alert = |ends_in: i64| {
-                Alert::new(&format!("Wide{n}x{round}"))
-                    .label("severity", "critical")
-                    .label("bench", "wide")
-                    .around_now(1, ends_in)
-                    .post_body()
-            };
-            let (first, last) = wide_round(&agents, &am, || post_alerts(&am, &alert(3600)));
-            let spread = last.saturating_sub(first);
+            let (first, spread) = through_alertmanager(&agents, &am, &format!("Wide{n}x{round}"));
             eprintln!(
                 "{n} agents, cluster-wide round {}: first LED {:.0} ms after the post, the last {:.0} ms after the first",
                 round + 1,
@@ -301,7 +237,6 @@ fn main() {
                 spread.as_secs_f64() * 1e3
             );
             wide.push(spread);
-            post_alerts(&am, &alert(-1));
         }
         wide.sort();
 
