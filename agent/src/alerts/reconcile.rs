@@ -107,10 +107,13 @@ pub struct NewSilence {
     pub comment: String,
 }
 
+/// Alertmanager's `GET /api/v2/alerts` answer.
+fn parse_alerts(alerts: &[u8]) -> Result<Vec<ApiAlert>, String> {
+    serde_json::from_slice(alerts).map_err(|e| format!("alerts: {e}"))
+}
+
 /// Alertmanager's answers, turned into [`Truth`] for node `node`.
-fn truth(node: &str, alerts: &[u8], silences: &[u8]) -> Result<Truth, String> {
-    let alerts: Vec<ApiAlert> =
-        serde_json::from_slice(alerts).map_err(|e| format!("alerts: {e}"))?;
+fn truth(node: &str, alerts: Vec<ApiAlert>, silences: &[u8]) -> Result<Truth, String> {
     let silences: Vec<ApiSilence> = if silences.is_empty() {
         Vec::new()
     } else {
@@ -223,10 +226,10 @@ impl Client {
         let mut requests = 2;
         // Who silenced an alert is asked only when one of this node's is silenced: the list
         // holds every silence of the fleet, expired ones too.
-        let silenced = serde_json::from_slice::<Vec<ApiAlert>>(&alerts).is_ok_and(|v| {
-            v.iter()
-                .any(|a| super::for_node(&a.labels, node) && !a.status.silenced_by.is_empty())
-        });
+        let alerts = parse_alerts(&alerts)?;
+        let silenced = alerts
+            .iter()
+            .any(|a| super::for_node(&a.labels, node) && !a.status.silenced_by.is_empty());
         let silences = if silenced {
             requests += 1;
             let (status, silences) = self.call("/api/v2/silences", None).await?;
@@ -237,7 +240,7 @@ impl Client {
         } else {
             Bytes::new()
         };
-        let mut t = truth(node, &alerts, &silences)?;
+        let mut t = truth(node, alerts, &silences)?;
         t.requests = requests;
         let young_until = started_ms.map(|s| s + COMPLETE_AFTER.as_millis() as i64);
         t.complete = young_until.is_none_or(|until| now_ms() >= until);
@@ -448,7 +451,7 @@ mod tests {
           {"labels":{"alertname":"Cold","node":"pi-a"},"fingerprint":"d1","startsAt":"2026-12-01T10:00:00Z","endsAt":"2026-12-01T10:05:00Z","status":{"state":"active","silencedBy":[],"inhibitedBy":[]}}
         ]"#;
         let silences = br#"[{"id":"s1","createdBy":"edgesense button on pi-a","endsAt":"2026-12-01T12:00:00Z","comment":"","matchers":[],"status":{"state":"active"},"startsAt":"2026-12-01T10:00:00Z","updatedAt":"2026-12-01T10:00:00Z"}]"#;
-        let t = truth("pi-a", alerts, silences).unwrap();
+        let t = truth("pi-a", parse_alerts(alerts).unwrap(), silences).unwrap();
         let fps: Vec<&str> = t.alerts.iter().map(|a| a.fingerprint.as_str()).collect();
         assert_eq!(fps, ["a1", "c1", "d1"], "pi-b's alert is not this node's");
         let s = &t.suppressed["a1"];
@@ -458,7 +461,7 @@ mod tests {
         assert_eq!(t.suppressed["c1"].state, "inhibited");
         assert!(!t.suppressed.contains_key("d1"));
         assert!(t.alerts.iter().all(|a| a.ends_at_ms.is_none()));
-        assert!(truth("pi-a", b"{}", b"[]").is_err(), "not a list");
+        assert!(parse_alerts(b"{}").is_err(), "not a list");
     }
 
     #[test]
