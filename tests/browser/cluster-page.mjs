@@ -5,7 +5,7 @@
 // legend hides a series and whose readout follows the pointer. Silencing the alert from the
 // page; screenshots at 1280 and 390 px; (DOWN_URL: a dashboard whose Prometheus is unreachable)
 // a clear message instead of data. No console errors.
-import { main, page, check } from "./common.mjs";
+import { main, page, check, checkPhoneWidth } from "./common.mjs";
 
 const [url, downUrl, shot] = process.argv.slice(2);
 
@@ -68,14 +68,7 @@ await main(async b => {
   check(/silenced by edgesense dashboard until/.test(silencedText), "says who silenced it until when: " + silencedText);
   check(await p.$("#banner .banner") === null, "no error banner while all is reachable");
   await p.screenshot({ path: shot, fullPage: true });
-  await p.setViewportSize({ width: 390, height: 844 });
-  await p.waitForTimeout(300);
-  // The page itself does not scroll sideways (a wide alerts table scrolls in its own box).
-  const wide = await p.evaluate(() => document.documentElement.scrollWidth > window.innerWidth + 1
-    ? [...document.querySelectorAll("body *")].filter(e => e.getBoundingClientRect().right > window.innerWidth + 1 && !e.closest("#alerts"))
-        .slice(0, 8).map(e => e.tagName.toLowerCase() + "." + e.className + " → " + Math.round(e.getBoundingClientRect().right) + " px")
-    : []);
-  check(wide.length === 0, "no horizontal scrolling on a phone: " + wide.join("; "));
+  await checkPhoneWidth(p);
   await p.screenshot({ path: shot.replace(/\.png$/, "-phone.png"), fullPage: true });
   check(p.errors.length === 0, "no console errors: " + p.errors.join("; "));
 

@@ -36,3 +36,15 @@ export async function main(run) {
     if (b) await b.close();
   }
 }
+
+// The page on a phone (390 px): it does not scroll sideways itself (a wide alerts table
+// scrolls in its own box); the elements that stick out, if any, in the failure.
+export async function checkPhoneWidth(p) {
+  await p.setViewportSize({ width: 390, height: 844 });
+  await p.waitForTimeout(300);
+  const wide = await p.evaluate(() => document.documentElement.scrollWidth > window.innerWidth + 1
+    ? [...document.querySelectorAll("body *")].filter(e => e.getBoundingClientRect().right > window.innerWidth + 1 && !e.closest("#alerts"))
+        .slice(0, 8).map(e => e.tagName.toLowerCase() + "." + e.className + " → " + Math.round(e.getBoundingClientRect().right) + " px")
+    : []);
+  check(wide.length === 0, "no horizontal scrolling on a phone: " + wide.join("; "));
+}

@@ -10,7 +10,7 @@
 // two neighbours alike; screenshots SHOT_PREFIX-1280.png and SHOT_PREFIX-390.png, no sideways
 // scrolling on the phone, no console errors. Prints one JSON line of measurements (load_ms,
 // dom_elements, js_heap_mb, the slowest /api/cluster and /api/range answers, …) before "ok".
-import { main, page, check } from "./common.mjs";
+import { main, page, check, checkPhoneWidth } from "./common.mjs";
 
 const argv = process.argv.slice(2);
 const [url, nodesArg, prefix] = argv.filter((a, i) => !a.startsWith("--") && !(i > 0 && argv[i - 1].startsWith("--")));
@@ -124,13 +124,7 @@ await main(async b => {
   }
   check(new URL(p.url()).hash.includes("node=" + sel), "the chosen node is in the URL: " + p.url());
 
-  await p.setViewportSize({ width: 390, height: 844 });
-  await p.waitForTimeout(300);
-  const wide = await p.evaluate(() => document.documentElement.scrollWidth > window.innerWidth + 1
-    ? [...document.querySelectorAll("body *")].filter(e => e.getBoundingClientRect().right > window.innerWidth + 1 && !e.closest("#alerts"))
-        .slice(0, 8).map(e => e.tagName.toLowerCase() + "." + e.className + " → " + Math.round(e.getBoundingClientRect().right) + " px")
-    : []);
-  check(wide.length === 0, "no horizontal scrolling on a phone: " + wide.join("; "));
+  await checkPhoneWidth(p);
   await p.screenshot({ path: prefix + "-390.png", fullPage: true });
   check(p.errors.length === 0, "no console errors: " + p.errors.join("; "));
   console.log(JSON.stringify({
