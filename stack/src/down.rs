@@ -19,6 +19,10 @@ use crate::{
     up::{filters, Outcome},
 };
 
+/// How long a network that nothing on this node holds is tried again when Docker refuses to
+/// remove it (attachments released a moment late).
+const NETWORK_RELEASE: Duration = Duration::from_secs(10);
+
 pub struct DownOptions<'a> {
     pub stack: &'a str,
     pub network: &'a str,
@@ -277,7 +281,8 @@ pub async fn down(
     // The network stays while anything else is on it (agent containers, other services).
     match docker.inspect_network(o.network, None).await {
         Ok(n) => {
-            let containers = n.containers.map_or(0, |c| c.len());
+            let (holders, stale) = live_containers(docker, n.containers.as_ref()).await;
+            let containers = holders.len();
             let all_services = docker
                 .list_services(None::<ListServicesOptions>)
                 .await
@@ -300,18 +305,47 @@ pub async fn down(
                 .count();
             if containers == 0 && users == 0 {
                 // A manager lists only its own containers: agents on workers hold the network
-                // through attachment tasks, and Docker refuses to remove it then.
-                match docker.remove_network(o.network).await {
-                    Ok(()) => out.removed.push(format!("network {}", o.network)),
-                    Err(e) => out.unchanged.push(format!(
-                        "network {} (in use on other nodes: {})",
-                        o.network,
-                        crate::docker::short_message(&e)
-                    )),
+                // through attachment tasks, and Docker refuses to remove it then. With endpoints
+                // of removed containers still listed here, their attachments may be released a
+                // moment late: a few tries then.
+                let started = Instant::now();
+                loop {
+                    match docker.remove_network(o.network).await {
+                        Ok(()) => {
+                            out.removed.push(format!("network {}", o.network));
+                            break;
+                        }
+                        Err(e) if stale > 0 && started.elapsed() < NETWORK_RELEASE => {
+                            progress.set(&format!(
+                                "[{:>3.0} s] network {} still in use ({}); trying again",
+                                started.elapsed().as_secs_f64(),
+                                o.network,
+                                crate::docker::short_message(&e)
+                            ));
+                            tokio::time::sleep(Duration::from_millis(500)).await;
+                        }
+                        Err(e) => {
+                            out.unchanged.push(format!(
+                                "network {} (in use on other nodes: {})",
+                                o.network,
+                                crate::docker::short_message(&e)
+                            ));
+                            break;
+                        }
+                    }
                 }
             } else {
+                let named = if holders.is_empty() {
+                    String::new()
+                } else {
+                    let mut names: Vec<&str> = holders.iter().take(3).map(String::as_str).collect();
+                    if containers > 3 {
+                        names.push("…");
+                    }
+                    format!(": {}", names.join(", "))
+                };
                 out.unchanged.push(format!(
-                    "network {} (in use: {containers} container(s), {users} service(s))",
+                    "network {} (in use: {containers} container(s){named}, {users} service(s))",
                     o.network
                 ));
             }
@@ -320,4 +354,34 @@ pub async fn down(
         Err(e) => return Err(e).context(|| format!("inspect network {}", o.network)),
     }
     Ok(out)
+}
+
+/// The names of the containers on this node that hold the network. Docker's list of the
+/// network's endpoints also has `lb-<network>`, the node's load balancer for swarm services and
+/// not a container, and, after a dockerd restart in which a container's first start failed
+/// (moby/moby#32607: the overlay was not back yet), an endpoint left behind for a container
+/// since removed (counted apart: the second of the pair); neither is a container holding it.
+async fn live_containers(
+    docker: &Docker,
+    listed: Option<&std::collections::HashMap<String, bollard::models::EndpointResource>>,
+) -> (Vec<String>, usize) {
+    let (mut live, mut stale) = (Vec::new(), 0);
+    for (id, ep) in listed.into_iter().flatten() {
+        if id.starts_with("lb-") {
+            continue;
+        }
+        match docker.inspect_container(id, None).await {
+            Err(e) if is_not_found(&e) => stale += 1,
+            Ok(c) => live.push(
+                c.name
+                    .map(|n| n.trim_start_matches('/').to_owned())
+                    .or_else(|| ep.name.clone())
+                    .unwrap_or_else(|| id.clone()),
+            ),
+            // Not known to be gone: it holds the network.
+            Err(_) => live.push(ep.name.clone().unwrap_or_else(|| id.clone())),
+        }
+    }
+    live.sort();
+    (live, stale)
 }
