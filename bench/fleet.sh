@@ -4,6 +4,8 @@
 #   bench/fleet.sh [--rounds N]                  alerts to LEDs (fleet-alerts)
 #   bench/fleet.sh --backfill [--partitions S,S] backfill after partitions of S seconds
 #                                                (fleet-backfill; default 120,1800: ~40 min)
+#   bench/fleet.sh --scale [--sizes N,N]         the fleet at N agents on the workers (fleet-scale;
+#                                                default 10,30,100,300: ~25 min), with the dashboard
 # Builds the local images on an isolated dockerd (tests/dockerd.sh), loads them on every node,
 # runs target/release/fleet-alerts, and stops everything again, also on failure.
 set -euo pipefail
@@ -11,12 +13,15 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 rounds=10
 bin=fleet-alerts
 partitions=120,1800
+sizes=10,30,100,300
 while [ $# -gt 0 ]; do
     case $1 in
     --rounds) rounds=$2; shift 2 ;;
     --backfill) bin=fleet-backfill; shift ;;
     --partitions) partitions=$2; shift 2 ;;
-    *) echo "usage: bench/fleet.sh [--rounds N] [--backfill [--partitions S,S]]" >&2; exit 2 ;;
+    --scale) bin=fleet-scale; shift ;;
+    --sizes) sizes=$2; shift 2 ;;
+    *) echo "usage: bench/fleet.sh [--rounds N] [--backfill [--partitions S,S]] [--scale [--sizes N,N]]" >&2; exit 2 ;;
     esac
 done
 export EDGESENSE_FLEET_DIR=${EDGESENSE_FLEET_DIR:-/tmp/edgesense-fleet-bench}
@@ -39,6 +44,10 @@ EDGESENSE_FLEET_IMAGES=$images tests/fleet.sh start mgr pi-a pi-b >>"$log" 2>&1
 rm -f "$images"
 if [ "$bin" = fleet-backfill ]; then
     EDGESENSE_BIN=$PWD/target/debug/edgesense target/release/fleet-backfill --partitions "$partitions" 2>>"$log"
+elif [ "$bin" = fleet-scale ]; then
+    # The dashboard's driver (playwright-core) and Chromium, as the tests use them.
+    (cd tests/browser && npm ci --no-audit --no-fund --loglevel=error) >>"$log" 2>&1
+    EDGESENSE_BIN=$PWD/target/debug/edgesense target/release/fleet-scale --sizes "$sizes" --dashboard 2>>"$log"
 else
     EDGESENSE_BIN=$PWD/target/debug/edgesense target/release/fleet-alerts --rounds "$rounds" 2>>"$log"
 fi

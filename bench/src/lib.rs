@@ -2,8 +2,6 @@
 
 use std::time::Duration;
 
-pub mod fleet;
-
 /// The `q`-quantile (0 – 1) of sorted `v` (nearest rank).
 pub fn quantile(sorted: &[Duration], q: f64) -> Duration {
     if sorted.is_empty() {

@@ -10,6 +10,7 @@ pub mod docker;
 pub mod fleet;
 pub mod payload;
 pub mod qemu;
+pub mod remote;
 pub mod tls;
 
 pub use tls::{Endpoint, TestFleet};

@@ -1,9 +1,9 @@
-//! The simulated agents of the multi-node benches (`node run --simulate --name` on the
+//! The simulated agents of the multi-node tests and benches (`node run --simulate --name` on the
 //! workers of tests/fleet.sh's swarm), reached from this machine on their published ports.
 
 use std::time::{Duration, Instant};
 
-use edgesense_tests::{
+use crate::{
     alerting::fast_rules,
     fleet::{Fleet, Node, LOCAL_STACK},
     http_encode,
@@ -12,7 +12,7 @@ use edgesense_tests::{
 };
 use serde_json::Value;
 
-/// The benches' agent: simulated, a `room` probe read every 250 ms, a red LED on pin 17 that
+/// The scale tests' and benches' agent: simulated, a `room` probe read every 250 ms, a red LED on pin 17 that
 /// blinks only for the rounds' own alerts (`EdgesenseTemperatureHigh`, and the cluster-wide
 /// ones, label `bench="wide"`), never for `EdgesenseAgentDown` or anything else.
 pub const AGENT_CONFIG: &str = "simulate = true\npoll_interval = \"250ms\"\n[[sensor]]\nname = \"room\"\nkind = \"ds18b20\"\n[[led]]\nname = \"red\"\npin = 17\n[[alert]]\nmatch = { alertname = \"EdgesenseTemperatureHigh\" }\nled = \"red\"\nmode = \"blink\"\nperiod_ms = 250\n[[alert]]\nmatch = { bench = \"wide\" }\nled = \"red\"\nmode = \"blink\"\nperiod_ms = 250\n";
@@ -52,6 +52,53 @@ impl Remote {
             at: f.agent_at(node.at(port)),
             name: name.to_owned(),
         }
+    }
+
+    /// Agents `from..to` round-robin over `workers` (their bundle and bench.toml in place),
+    /// started one worker per thread: agent `i` is `<worker>-<slot>` on port
+    /// `FIRST_PORT + slot`, with `slot = i / workers.len()`.
+    pub fn spread(workers: &[Node], f: &TestFleet, from: usize, to: usize) -> Vec<Remote> {
+        let count = workers.len();
+        let mut started: Vec<(usize, Remote)> = std::thread::scope(|s| {
+            let handles: Vec<_> = workers
+                .iter()
+                .enumerate()
+                .map(|(wi, w)| {
+                    s.spawn(move || {
+                        (from..to)
+                            .filter(|i| i % count == wi)
+                            .map(|i| {
+                                let slot = (i / count) as u16;
+                                let name = format!("{}-{slot:03}", w.name);
+                                (i, Remote::start(w, f, &name, FIRST_PORT + slot))
+                            })
+                            .collect::<Vec<_>>()
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .flat_map(|h| h.join().expect("node run"))
+                .collect()
+        });
+        started.sort_by_key(|(i, _)| *i);
+        started.into_iter().map(|(_, r)| r).collect()
+    }
+
+    /// Stops `agents`, one worker per thread.
+    pub fn stop_all(agents: &[Remote]) {
+        let mut by_node: Vec<(&str, Vec<&Remote>)> = Vec::new();
+        for a in agents {
+            match by_node.iter_mut().find(|(n, _)| *n == a.node.name) {
+                Some((_, v)) => v.push(a),
+                None => by_node.push((&a.node.name, vec![a])),
+            }
+        }
+        std::thread::scope(|s| {
+            for (_, v) in &by_node {
+                s.spawn(move || v.iter().for_each(|a| a.stop()));
+            }
+        });
     }
 
     pub fn stop(&self) {

@@ -22,15 +22,16 @@
 
 use std::time::{Duration, Instant};
 
-use edgesense_bench::{
-    arg,
-    fleet::{
+use edgesense_bench::{arg, quantile};
+use edgesense_tests::{
+    fleet::Fleet,
+    payload::Alert,
+    remote::{
         fresh_stack, threshold_round, through_alertmanager, wide_round, Remote, AGENT_CONFIG,
         FIRST_PORT, TOKEN,
     },
-    quantile,
+    wait_until,
 };
-use edgesense_tests::{fleet::Fleet, payload::Alert, wait_until};
 
 const PER_WORKER: u16 = 15;
 

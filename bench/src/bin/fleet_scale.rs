@@ -1,7 +1,7 @@
 //! The fleet at N agents: how each cost grows with N, on the multi-node swarm (tests/fleet.sh:
 //! a manager and the workers the fleet was started with). The stack runs on the manager
 //! (`--scrape-interval`, default 2 s; `for: 0s`; `group_wait: 0s`); the simulated agents
-//! (`node run --simulate --name`, bench::fleet::AGENT_CONFIG) are spread evenly over the
+//! (`node run --simulate --name`, edgesense_tests::remote::AGENT_CONFIG) are spread evenly over the
 //! workers and grow size by size (`--sizes 10,30,100,300`): each size adds agents to the ones
 //! already running and starts from a checked state (exactly those N scraped, nothing of the
 //! rounds' kind firing).
@@ -28,16 +28,12 @@ use std::{
     time::{Duration, Instant},
 };
 
-use edgesense_bench::{
-    arg,
-    fleet::{
-        fresh_stack, threshold_round, through_alertmanager, Remote, AGENT_CONFIG, FIRST_PORT, TOKEN,
-    },
-    quantile,
-};
+use edgesense_bench::{arg, quantile};
 use edgesense_tests::{
     fleet::{Fleet, Node},
-    http_encode, wait_until, Endpoint,
+    http_encode,
+    remote::{fresh_stack, threshold_round, through_alertmanager, Remote, AGENT_CONFIG, TOKEN},
+    wait_until, Endpoint,
 };
 
 /// Samples of one Prometheus-format exposition: `name{labels}` → value.
@@ -141,33 +137,10 @@ fn main() {
     let mut agents: Vec<Remote> = Vec::new();
     let mut rows = Vec::new();
     for &n in &sizes {
-        // New agents, round-robin over the workers, one thread per worker.
-        let have = agents.len();
-        let started: Vec<Vec<Remote>> = std::thread::scope(|s| {
-            let handles: Vec<_> = workers
-                .iter()
-                .enumerate()
-                .map(|(wi, w)| {
-                    let (f, count) = (&f, workers.len());
-                    s.spawn(move || {
-                        (have..n)
-                            .filter(|i| i % count == wi)
-                            .map(|i| {
-                                let slot = (i / count) as u16;
-                                let name = format!("{}-{:03}", w.name, slot);
-                                Remote::start(w, f, &name, FIRST_PORT + slot)
-                            })
-                            .collect()
-                    })
-                })
-                .collect();
-            handles
-                .into_iter()
-                .map(|h| h.join().expect("node run"))
-                .collect()
-        });
+        // New agents, round-robin over the workers.
+        let started = Remote::spread(&workers, &f, agents.len(), n);
         let last_start = Instant::now();
-        agents.extend(started.into_iter().flatten());
+        agents.extend(started);
         let q = format!("count(up{{job=\"edgesense\"}} == 1) == {n}");
         wait_until(
             &format!("all {n} agents scraped"),
@@ -260,9 +233,7 @@ fn main() {
         eprintln!("{}", markdown(&row));
         rows.push(row);
     }
-    for a in &agents {
-        a.stop();
-    }
+    Remote::stop_all(&agents);
     mgr.edgesense_ok(&["stack", "down", "--volumes"]);
     println!("| N agents ({} workers, {scrape} scrape) | last start → all scraped | Prometheus CPU / RSS / head series | scrape mean / max | Alertmanager CPU / API req/s | agent RSS (mean) | node alert → its LED (median) | cluster-wide: webhook → last LED (median, max) | dashboard: drawn / DOM / heap |", workers.len());
     println!("|---|---|---|---|---|---|---|---|---|");
