@@ -7,7 +7,7 @@
 // else a name no other contains) leaving its card alone, each summary count a filter, fewer DOM
 // elements than --max-dom, the summary drawn within --max-load-ms of navigation, the charts'
 // legends without a duplicate (the fleet's bands, then --select's own lines) and y ticks without
-// two neighbours alike; screenshots SHOT_PREFIX-1280.png and SHOT_PREFIX-390.png, no sideways
+// two neighbours alike, a stale reading with its age; screenshots SHOT_PREFIX-1280.png and SHOT_PREFIX-390.png, no sideways
 // scrolling on the phone, no console errors. Prints one JSON line of measurements (load_ms,
 // dom_elements, js_heap_mb, the slowest /api/cluster and /api/range answers, …) before "ok".
 import { main, page, check, checkPhoneWidth } from "./common.mjs";
@@ -71,6 +71,9 @@ await main(async b => {
     check(l.length > 0 && new Set(l).size === l.length, `${q}: no duplicate in the legend: ${l}`);
     check(l.length <= 3 * 6 + 5, `${q}: bands and the highest few, not a line per node: ${l.length}`);
   }
+  // A stale reading (a down node's, a failing sensor's) says how old it is, not "never read".
+  const stale = await p.$$eval(".node.card tr.stale", rs => rs.map(r => r.textContent));
+  check(stale.every(t => !t.includes("last good") || !t.includes("never read")), "a last good value has its age: " + stale);
   const domElements = await p.evaluate(() => document.getElementsByTagName("*").length);
   // How long the dashboard's answers took (Prometheus's work in them), from the first load.
   const api = await p.evaluate(() => {

@@ -203,16 +203,28 @@ pub fn wide_round(agents: &[Remote], am: &Endpoint, post: impl FnOnce()) -> (Dur
     (first, last)
 }
 
-/// The benches' stack from a clean fleet: every edgesense container of every node removed,
-/// the stack down with its volumes, then up on the manager with the fast rules (`for: 0s`),
-/// `group_wait: 0s`, `token`, the local images and a `scrape` interval. The fleet's
-/// credentials, as the operator copies them to each worker for `node run`.
+/// The benches' stack from a clean fleet: every edgesense container of every node removed with
+/// the agents' state volumes, the stack down with its volumes, then up on the manager with the
+/// fast rules (`for: 0s`), `group_wait: 0s`, `token`, the local images and a `scrape`
+/// interval. The fleet's credentials, as the operator copies them to each worker for `node run`.
 pub fn fresh_stack(fleet: &Fleet, token: &str, scrape: &str) -> TestFleet {
     let mgr = fleet.manager();
     for n in &fleet.nodes {
         let ids = n.docker(&["ps", "-aq", "--filter", "label=com.edgesense.role"]);
         for id in ids.split_whitespace() {
             n.docker(&["rm", "-f", "-v", id]);
+        }
+        // The agents' history (`node run`'s `<name>-state` volumes): an agent of the same name
+        // would push an earlier run's readings into the fresh Prometheus.
+        let vols = n.docker(&["volume", "ls", "-q", "--filter", "name=-state"]);
+        let state: Vec<&str> = vols
+            .split_whitespace()
+            .filter(|v| v.ends_with("-state"))
+            .collect();
+        if !state.is_empty() {
+            let mut rm = vec!["volume", "rm"];
+            rm.extend(state);
+            n.docker(&rm);
         }
     }
     mgr.edgesense_ok(&["stack", "down", "--volumes"]);

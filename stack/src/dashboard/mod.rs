@@ -167,8 +167,9 @@ async fn sensor_fields(d: &Dash) -> Result<Fields, String> {
             "last_over_time(edgesense_pressure_pascals[1h])",
             "last_pressure_pascals",
         ),
+        // Over the hour, like the last values: a down agent's sensors keep their age.
         (
-            "edgesense_sensor_last_success_timestamp_seconds",
+            "last_over_time(edgesense_sensor_last_success_timestamp_seconds[1h])",
             "last_success_s",
         ),
         ("edgesense_sensor_up", "up"),
