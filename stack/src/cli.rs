@@ -394,6 +394,12 @@ pub enum NodeAction {
         /// Publish the agent on the host: PORT or HOST:PORT.
         #[arg(long, value_name = "ADDR")]
         publish: Option<String>,
+        /// How often dockerd checks the agent's health [default: the image's 10s]. Each check
+        /// is a `docker exec` (runc starts a process in the container): on a Pi Zero that costs
+        /// more CPU than the agent's own work, so 30s or 60s there; a longer interval also
+        /// delays `healthy` after a start, which a rolling upgrade waits for.
+        #[arg(long, value_name = "DURATION", value_parser = parse_health_interval)]
+        health_interval: Option<Duration>,
         #[arg(long, default_value = plan::DEFAULT_NETWORK)]
         network: String,
         /// Do not install the systemd unit that starts the agent again when dockerd could not
@@ -407,6 +413,16 @@ pub enum NodeAction {
         #[arg(long, default_value = node::DEFAULT_NAME)]
         name: String,
     },
+}
+
+/// `--health-interval`: at least a second (dockerd's own floor is 1 ms, but a check takes
+/// longer than that to run).
+fn parse_health_interval(s: &str) -> Result<Duration, String> {
+    let d = parse_duration(s)?;
+    if d < Duration::from_secs(1) {
+        return Err(format!("\"{s}\": at least 1s"));
+    }
+    Ok(d)
 }
 
 pub fn parse_duration(s: &str) -> Result<Duration, String> {

@@ -22,6 +22,7 @@ pub async fn run(host: &str, local: bool, action: NodeAction) -> anyhow::Result<
             simulate,
             privileged,
             publish,
+            health_interval,
             network,
             no_token,
             credentials,
@@ -61,6 +62,7 @@ pub async fn run(host: &str, local: bool, action: NodeAction) -> anyhow::Result<
                 network,
                 publish,
                 launcher: None,
+                health_interval,
             };
             let started = node::run(&docker, &o).await?;
             println!(

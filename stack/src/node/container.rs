@@ -15,8 +15,8 @@
 use std::collections::HashMap;
 
 use bollard::models::{
-    ContainerCreateBody, DeviceMapping, EndpointSettings, HostConfig, NetworkingConfig,
-    PortBinding, RestartPolicy, RestartPolicyNameEnum,
+    ContainerCreateBody, DeviceMapping, EndpointSettings, HealthConfig, HostConfig,
+    NetworkingConfig, PortBinding, RestartPolicy, RestartPolicyNameEnum,
 };
 
 use super::{
@@ -251,6 +251,11 @@ pub fn container(o: &NodeOptions, node: &str, devices: &[Device]) -> Result<Cont
             .into(),
         ),
         stop_timeout: Some(5),
+        // Only the interval: dockerd keeps the image's test, timeout, start period and retries.
+        healthcheck: o.health_interval.map(|i| HealthConfig {
+            interval: Some(i64::try_from(i.as_nanos()).unwrap_or(i64::MAX)),
+            ..Default::default()
+        }),
         host_config: Some(host),
         networking_config: Some(NetworkingConfig {
             endpoints_config: Some(endpoints),

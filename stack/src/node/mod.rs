@@ -71,6 +71,10 @@ pub struct NodeOptions {
     pub publish: Option<String>,
     /// Made by the launcher of this stack (a label on the container).
     pub launcher: Option<String>,
+    /// How often dockerd runs the image's health check (default: the image's 10 s). Each
+    /// check is a `docker exec`: runc starts a process in the container, which costs the node
+    /// more CPU than the agent's own work between two checks.
+    pub health_interval: Option<std::time::Duration>,
 }
 
 /// What an agent needs for TLS in the stack (from the stack's agent bundle): the same the card

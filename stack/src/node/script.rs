@@ -77,6 +77,18 @@ pub fn docker_args(body: &bollard::models::ContainerCreateBody) -> Result<Docker
             "Hostname" => flag(f, "--hostname", text(v, k)?),
             "User" => flag(f, "--user", text(v, k)?),
             "StopTimeout" => flag(f, "--stop-timeout", text(v, k)?),
+            "Healthcheck" => {
+                for hk in keys(v, k)? {
+                    let path = format!("{k}.{hk}");
+                    match hk.as_str() {
+                        "Interval" => {
+                            let ns = v[&hk].as_u64().ok_or_else(|| unknown(&path))?;
+                            flag(f, "--health-interval", format!("{}ms", ns / 1_000_000));
+                        }
+                        _ => return Err(unknown(&path)),
+                    }
+                }
+            }
             "ExposedPorts" => keys(v, k)?.into_iter().for_each(|p| flag(f, "--expose", p)),
             "Volumes" => keys(v, k)?.into_iter().for_each(|p| flag(f, "--volume", p)),
             "Labels" => {
@@ -274,6 +286,7 @@ mod tests {
                 simulate: true,
                 publish: Some("127.0.0.1:9842".into()),
                 name: "agent-b".into(),
+                health_interval: Some(std::time::Duration::from_secs(60)),
                 ..NodeOptions::new()
             },
             NodeOptions {
@@ -312,6 +325,11 @@ mod tests {
                 assert!(f.contains("--cap-drop ALL"), "{f}");
                 assert!(f.contains("--security-opt no-new-privileges:true"), "{f}");
             }
+            assert_eq!(
+                f.contains("--health-interval 60000ms"),
+                o.health_interval.is_some(),
+                "{f}"
+            );
             if o.simulate {
                 assert!(f.contains("--publish 127.0.0.1:9842:9842/tcp"), "{f}");
                 assert!(f.contains("--network-alias agent-b"), "{f}");
