@@ -230,6 +230,7 @@ if [ -f "$ARM64" ] && command -v qemu-aarch64-static >/dev/null; then
 fi
 fleet_rows=""
 partition_rows=""
+scale_rows=""
 if [ $quick = 0 ] && command -v dockerd >/dev/null && [ "$(id -u)" = 0 ]; then
     echo "measuring alerts across the 3-node swarm (bench/fleet.sh)" >&2
     fleet_rows=$(bench/fleet.sh --rounds "$ROUNDS" 2>>"$log") \
@@ -237,6 +238,9 @@ if [ $quick = 0 ] && command -v dockerd >/dev/null && [ "$(id -u)" = 0 ]; then
     echo "measuring backfill after 2 and 30 minute partitions (bench/fleet.sh --backfill, ~40 min)" >&2
     partition_rows=$(bench/fleet.sh --backfill 2>>"$log") \
         || partition_rows="| backfill after partitions | failed: bench/out/edgesense-fleet-bench.log |"
+    echo "measuring the fleet at 10, 30, 100 and 300 agents (bench/fleet.sh --scale, ~25 min)" >&2
+    scale_rows=$(bench/fleet.sh --scale 2>>"$log") \
+        || scale_rows="| the fleet at N agents | failed: bench/out/edgesense-fleet-bench.log |"
 fi
 w1=$("$B/w1-bulk" --conversion-ms "$CONV_MS" --sensors 1,10,50)
 echo "$w1" >>"$log"
@@ -297,5 +301,13 @@ us() { local v=$1; case "$v" in *us) echo "${v%us}";; *ms) echo "scale=1; ${v%ms
     echo "DS18B20 poll round on the fake 1-Wire bus (${CONV_MS} ms conversion):"
     echo
     tail -n +3 <<<"$w1"
+    if [ -n "$scale_rows" ]; then
+        echo
+        echo "## The fleet at N agents (\`bench/fleet.sh --scale\`: 3-node swarm, the agents spread over its 2 workers, 2 s scrape)"
+        echo
+        echo "$scale_rows"
+        echo
+        echo "How each figure grows, and a 1 000-node fleet sized on paper: README.md, \"Sizing a fleet\". The figures before and after the fixes that scale needed: bench/README.md."
+    fi
 } >"$out"
 cat "$out"

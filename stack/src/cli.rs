@@ -211,6 +211,12 @@ pub struct StackContent {
     /// TLS. Every node's kernel needs ESP: `edgesense doctor` says whether a node has it.
     #[arg(long)]
     pub encrypted_overlay: bool,
+    /// The overlay's addresses when `stack up` creates it [default: the first /20 of
+    /// 10.128.0.0/12 that no Docker network has]. Every agent, service and node takes one:
+    /// Docker's own default, a /24, holds about 250 and the next agent fails to attach. Keep
+    /// it off your LAN's addresses.
+    #[arg(long, value_name = "CIDR", value_parser = parse_subnet)]
+    pub subnet: Option<edgesense::subnet::Net>,
     /// Alertmanagers to run, each on a manager of its own with its own volume, clustered over
     /// the overlay (mutual TLS): 2 keeps silences and notifications through a manager's loss.
     /// At most the number of managers [default: 2 on a swarm of two managers or more with
@@ -395,9 +401,9 @@ pub enum NodeAction {
         #[arg(long, value_name = "ADDR")]
         publish: Option<String>,
         /// How often dockerd checks the agent's health [default: the image's 10s]. Each check
-        /// is a `docker exec` (runc starts a process in the container): on a Pi Zero that costs
-        /// more CPU than the agent's own work, so 30s or 60s there; a longer interval also
-        /// delays `healthy` after a start, which a rolling upgrade waits for.
+        /// is a `docker exec` (dockerd, containerd and runc start a process in the container):
+        /// on a Pi Zero, 30s or 60s saves CPU; a longer interval also delays `healthy` after a
+        /// start, which a rolling upgrade waits for.
         #[arg(long, value_name = "DURATION", value_parser = parse_health_interval)]
         health_interval: Option<Duration>,
         #[arg(long, default_value = plan::DEFAULT_NETWORK)]
@@ -413,6 +419,10 @@ pub enum NodeAction {
         #[arg(long, default_value = node::DEFAULT_NAME)]
         name: String,
     },
+}
+
+fn parse_subnet(s: &str) -> Result<edgesense::subnet::Net, String> {
+    edgesense::subnet::parse_flag(s).map_err(|e| e.to_string())
 }
 
 /// `--health-interval`: at least a second (dockerd's own floor is 1 ms, but a check takes
@@ -510,6 +520,7 @@ impl StackContent {
             },
             agents: None,
             encrypted_overlay: self.encrypted_overlay,
+            subnet: self.subnet,
             // `stack up` decides the default from the swarm (up::alertmanagers); rendered
             // without one, a single Alertmanager.
             alertmanagers: self.alertmanagers.unwrap_or(1),

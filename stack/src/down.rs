@@ -34,6 +34,15 @@ pub struct DownOptions<'a> {
     pub timeout: Duration,
 }
 
+/// A launcher service of the stack (`stack up --agents`: one task per node).
+fn is_launcher(s: &bollard::models::Service) -> bool {
+    s.spec
+        .as_ref()
+        .and_then(|s| s.labels.as_ref())
+        .and_then(|l| l.get(crate::plan::ROLE))
+        .is_some_and(|r| r == "launcher")
+}
+
 /// Removes the launchers' agents on every node: a global job (one task per node, to
 /// completion) runs `edgesense launcher --absent --once` with each node's socket, since a
 /// manager's Docker API cannot reach containers on other nodes. Returns how many nodes did.
@@ -47,13 +56,8 @@ async fn remove_agents(
     // The launchers' image, so the job needs nothing the nodes do not have.
     let image = services
         .iter()
+        .filter(|s| is_launcher(s))
         .filter_map(|s| s.spec.as_ref())
-        .filter(|s| {
-            s.labels
-                .as_ref()
-                .and_then(|l| l.get(crate::plan::ROLE))
-                .is_some_and(|r| r == "launcher")
-        })
         .find_map(|s| {
             s.task_template
                 .as_ref()?
@@ -181,16 +185,61 @@ pub async fn down(
         }))
         .await
         .context(|| "list services".into())?;
+    let name_of = |s: &bollard::models::Service| {
+        s.spec
+            .as_ref()
+            .and_then(|s| s.name.clone())
+            .unwrap_or_default()
+    };
+    let mut removed_first = Vec::new();
     if o.agents {
+        // The launchers first, and their tasks gone: a launcher still running would start the
+        // agent its node's removal job has just removed (seen on a 3-node fleet: an agent left
+        // running after `stack down --agents`).
+        for s in services.iter().filter(|s| is_launcher(s)) {
+            let name = name_of(s);
+            match docker.delete_service(&name).await {
+                Ok(()) => out.removed.push(format!("service {name}")),
+                Err(e) if is_not_found(&e) => {}
+                Err(e) => return Err(e).context(|| format!("remove service {name}")),
+            }
+            removed_first.push(name);
+        }
+        let started = Instant::now();
+        for name in &removed_first {
+            loop {
+                let tasks = docker
+                    .list_tasks(Some(ListTasksOptions {
+                        filters: Some(filters(&[("service", name.clone())])),
+                    }))
+                    .await
+                    .context(|| format!("list tasks of {name}"))?;
+                if tasks.is_empty() {
+                    break;
+                }
+                if started.elapsed() > o.timeout {
+                    return Err(crate::StackError::Timeout(format!(
+                        "{name}'s {} task(s) still shutting down after {} s; the agents are not removed (run `stack down --agents` again)",
+                        tasks.len(),
+                        o.timeout.as_secs()
+                    )));
+                }
+                progress.set(&format!(
+                    "[{:>3.0} s] waiting for {} launcher task(s) of {name} to stop",
+                    started.elapsed().as_secs_f64(),
+                    tasks.len()
+                ));
+                tokio::time::sleep(Duration::from_millis(300)).await;
+            }
+        }
         let n = remove_agents(docker, o, &services, progress).await?;
         out.removed.push(format!("agents on {n} node(s)"));
     }
-    for s in &services {
-        let name = s
-            .spec
-            .as_ref()
-            .and_then(|s| s.name.clone())
-            .unwrap_or_default();
+    for s in services
+        .iter()
+        .filter(|s| !removed_first.contains(&name_of(s)))
+    {
+        let name = name_of(s);
         match docker.delete_service(&name).await {
             Ok(()) => out.removed.push(format!("service {name}")),
             Err(e) if is_not_found(&e) => {}

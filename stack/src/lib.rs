@@ -32,6 +32,7 @@ pub mod render;
 pub mod rotate;
 pub mod secrets;
 pub mod status;
+pub mod subnet;
 pub mod up;
 
 pub use error::{Result, StackError};

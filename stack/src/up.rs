@@ -21,6 +21,7 @@ use crate::{
     http,
     plan::{Plan, StackOptions, NAMESPACE, ROLE, SPEC_HASH},
     progress::Progress,
+    subnet::Net,
 };
 
 /// What `up` did.
@@ -206,27 +207,79 @@ pub async fn ensure_network(
     docker: &Docker,
     name: &str,
     encrypted: bool,
+    subnet: Option<Net>,
     out: &mut Outcome,
 ) -> Result<()> {
     if check_network(docker, name, encrypted).await? {
-        out.unchanged.push(format!("network {name}"));
+        // How many it holds: a fleet that outgrows Docker's /24 fails to attach its next agent.
+        let n = docker
+            .inspect_network(name, None)
+            .await
+            .context(|| format!("inspect network {name}"))?;
+        let nodes = docker
+            .list_nodes(None::<bollard::query_parameters::ListNodesOptions>)
+            .await
+            .map_or(1, |n| n.len());
+        let room = subnets(n.ipam.as_ref())
+            .first()
+            .map(|s| (*s, s.room(nodes)));
+        out.unchanged.push(match room {
+            Some((s, room)) if s.prefix >= 24 => format!(
+                "network {name} ({s}: room for {room} agents and services; a larger fleet needs `stack down`, the agents stopped, and `stack up --subnet`)"
+            ),
+            Some((s, room)) => format!("network {name} ({s}: room for {room})"),
+            None => format!("network {name}"),
+        });
     } else {
-        {
-            docker
-                .create_network(NetworkCreateRequest {
-                    name: name.into(),
-                    driver: Some("overlay".into()),
-                    attachable: Some(true),
-                    labels: Some([("com.edgesense.network".to_owned(), "true".to_owned())].into()),
-                    options: encrypted.then(|| [("encrypted".to_owned(), String::new())].into()),
+        let subnet = match subnet {
+            Some(s) => s,
+            None => {
+                let all = docker
+                    .list_networks(None::<bollard::query_parameters::ListNetworksOptions>)
+                    .await
+                    .context(|| "list networks".into())?;
+                let taken: Vec<Net> = all.iter().flat_map(|n| subnets(n.ipam.as_ref())).collect();
+                crate::subnet::free(&taken).ok_or_else(|| {
+                    StackError::Input(format!(
+                        "no free /{} left in 10.128.0.0/12 for network {name}: give one with --subnet",
+                        crate::subnet::PREFIX
+                    ))
+                })?
+            }
+        };
+        docker
+            .create_network(NetworkCreateRequest {
+                name: name.into(),
+                driver: Some("overlay".into()),
+                attachable: Some(true),
+                labels: Some([("com.edgesense.network".to_owned(), "true".to_owned())].into()),
+                options: encrypted.then(|| [("encrypted".to_owned(), String::new())].into()),
+                ipam: Some(bollard::models::Ipam {
+                    config: Some(vec![bollard::models::IpamConfig {
+                        subnet: Some(subnet.to_string()),
+                        ..Default::default()
+                    }]),
                     ..Default::default()
-                })
-                .await
-                .context(|| format!("create network {name}"))?;
-            out.created.push(format!("network {name}"));
-        }
+                }),
+                ..Default::default()
+            })
+            .await
+            .context(|| format!("create network {name} ({subnet})"))?;
+        out.created.push(format!(
+            "network {name} ({subnet}: room for {})",
+            subnet.room(1)
+        ));
     }
     Ok(())
+}
+
+/// The IPv4 subnets of a network's IPAM config.
+fn subnets(ipam: Option<&bollard::models::Ipam>) -> Vec<Net> {
+    ipam.and_then(|i| i.config.as_ref())
+        .into_iter()
+        .flatten()
+        .filter_map(|c| Net::parse(c.subnet.as_deref()?))
+        .collect()
 }
 
 /// Applies `plan`: configs and volumes first, then services; then removes the stack's configs
@@ -606,7 +659,14 @@ pub async fn up(
     ensure_manager(docker).await?;
     let mut out = Outcome::default();
     progress.set(&format!("network {}", opts.network));
-    ensure_network(docker, &opts.network, opts.encrypted_overlay, &mut out).await?;
+    ensure_network(
+        docker,
+        &opts.network,
+        opts.encrypted_overlay,
+        opts.subnet,
+        &mut out,
+    )
+    .await?;
     let opts = &StackOptions {
         // Only the pair uses it (and asking may wait for the network's subnet).
         overlay_gateway: if opts.alertmanagers > 1 {

@@ -72,8 +72,7 @@ pub struct NodeOptions {
     /// Made by the launcher of this stack (a label on the container).
     pub launcher: Option<String>,
     /// How often dockerd runs the image's health check (default: the image's 10 s). Each
-    /// check is a `docker exec`: runc starts a process in the container, which costs the node
-    /// more CPU than the agent's own work between two checks.
+    /// check is a `docker exec`: dockerd, containerd and runc start a process in the container.
     pub health_interval: Option<std::time::Duration>,
 }
 
@@ -279,6 +278,15 @@ fn missing_network(e: bollard::errors::Error, network: &str, what: String) -> St
         StackError::Input(format!(
             "network \"{network}\" does not exist in this swarm: run `edgesense stack up` on a manager first"
         ))
+    } else if e.to_string().contains("attaching to network failed") {
+        // The swarm's allocator found no address for the container: what a full subnet looks
+        // like (Docker's default /24 holds about 250 across the fleet).
+        StackError::Docker {
+            context: format!(
+                "{what} (is \"{network}\" out of addresses? `docker network inspect {network}` on a manager shows its subnet; `edgesense stack up` says how many it holds)"
+            ),
+            source: e,
+        }
     } else {
         StackError::Docker {
             context: what,

@@ -64,6 +64,8 @@ pub struct StackOptions {
     pub agents: Option<Agents>,
     /// `--encrypted-overlay`: the overlay's VXLAN traffic in IPsec ESP.
     pub encrypted_overlay: bool,
+    /// `--subnet`: the overlay's addresses when `stack up` creates it (default: a free /20).
+    pub subnet: Option<crate::subnet::Net>,
     /// Alertmanagers: one, or a pair (or more) on managers of their own, clustered.
     pub alertmanagers: u32,
     /// An address inside the overlay (its gateway), towards which a task finds its own overlay
@@ -88,6 +90,7 @@ impl Default for StackOptions {
             grafana_port: 3000,
             agents: None,
             encrypted_overlay: false,
+            subnet: None,
             alertmanagers: 1,
             prometheus_node: None,
             overlay_gateway: None,
