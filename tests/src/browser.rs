@@ -16,8 +16,9 @@ pub fn artifacts() -> PathBuf {
     dir
 }
 
-/// Runs `tests/browser/<script>` with `args`; panics with its output unless it passes.
-pub fn run_browser(script: &str, args: &[&str]) {
+/// Runs `tests/browser/<script>` with `args`; panics with its output unless it passes. Its
+/// standard output.
+pub fn run_browser(script: &str, args: &[&str]) -> String {
     let dir = workspace().join("tests/browser");
     assert!(
         dir.join("node_modules/playwright-core").is_dir(),
@@ -35,6 +36,36 @@ pub fn run_browser(script: &str, args: &[&str]) {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// tests/browser/fleet-dashboard.mjs over the cluster dashboard at `url` with `nodes` nodes and
+/// `options` (`--expect`, `--select`, …): its measurements (the JSON line it prints), after
+/// its screenshots `<prefix>-1280.png` and `<prefix>-390.png` are checked to be there.
+pub fn fleet_dashboard(
+    url: &str,
+    nodes: usize,
+    prefix: &Path,
+    options: &[&str],
+) -> serde_json::Value {
+    let shots = prefix.to_str().expect("a UTF-8 path");
+    let mut args = vec![url, shots];
+    let n = nodes.to_string();
+    args.insert(1, &n);
+    args.extend(options);
+    let out = run_browser("fleet-dashboard.mjs", &args);
+    let line = out
+        .lines()
+        .find(|l| l.starts_with('{'))
+        .unwrap_or_else(|| panic!("a JSON line of measurements in {out}"));
+    let m: serde_json::Value = serde_json::from_str(line).expect("JSON measurements");
+    for width in [1280, 390] {
+        assert!(
+            png(&PathBuf::from(format!("{shots}-{width}.png"))),
+            "{shots}-{width}.png"
+        );
+    }
+    m
 }
 
 pub fn png(p: &PathBuf) -> bool {

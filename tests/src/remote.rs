@@ -233,18 +233,23 @@ pub fn fresh_stack(fleet: &Fleet, token: &str, scrape: &str) -> TestFleet {
         }
     }
     mgr.edgesense_ok(&["stack", "down", "--volumes"]);
-    std::fs::write(mgr.etc_dir().join("bench-rules.yml"), fast_rules()).expect("rules file");
     std::fs::write(mgr.etc_dir().join("bench.token"), format!("{token}\n")).expect("token");
+    fast_stack_up(mgr, scrape, &["--token-file", "/etc/edgesense/bench.token"])
+}
+
+/// `stack up` on `mgr` with the fast rules (`for: 0s`), `group_wait: 0s`, the local images
+/// (LOCAL_STACK), `scrape` as the scrape interval and `extra` flags. The fleet's credentials.
+pub fn fast_stack_up(mgr: &Node, scrape: &str, extra: &[&str]) -> TestFleet {
+    std::fs::write(mgr.etc_dir().join("fast-rules.yml"), fast_rules()).expect("rules file");
     let mut up = vec![
         "stack",
         "up",
         "--group-wait",
         "0s",
         "--rules",
-        "/etc/edgesense/bench-rules.yml",
-        "--token-file",
-        "/etc/edgesense/bench.token",
+        "/etc/edgesense/fast-rules.yml",
     ];
+    up.extend(extra);
     // LOCAL_STACK's pairs, with this scrape interval instead of its own.
     for pair in LOCAL_STACK.chunks(2) {
         up.push(pair[0]);

@@ -8,10 +8,10 @@
 use std::time::{Duration, Instant};
 
 use edgesense_tests::{
-    browser::{artifacts, dashboard, png},
+    browser::{artifacts, dashboard, fleet_dashboard},
     fleet::{scraped_nodes, Fleet, Node},
     remote::{fresh_stack, through_alertmanager, Remote, AGENT_CONFIG, TOKEN},
-    wait_until, workspace,
+    wait_until,
 };
 
 /// The agents reconcile only once an hour: a cluster-wide alert that reaches every LED within
@@ -89,31 +89,26 @@ fn a_fleet_of_thirty_agents_on_the_swarm() {
         &f.operator_password_file(),
     );
     let prefix = artifacts().join(format!("swarm-fleet-{n}"));
-    let prefix = prefix.to_str().unwrap();
     let expect = format!(
         "nodes={n},up={},down=1,alerting=3,stale=1,backfilling=0",
         n - 1
     );
-    let out = std::process::Command::new("node")
-        .arg(workspace().join("tests/browser/fleet-dashboard.mjs"))
-        .args([&url, &n.to_string(), prefix, "--expect", &expect])
-        .args(["--select", &hot.name, "--search", &agents[0].name])
-        .args(["--charts", "temperature"])
-        .current_dir(workspace().join("tests/browser"))
-        .output()
-        .expect("node (Debian's nodejs)");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "fleet-dashboard.mjs failed:\n{stdout}{}",
-        String::from_utf8_lossy(&out.stderr)
+    let m = fleet_dashboard(
+        &url,
+        n,
+        &prefix,
+        &[
+            "--expect",
+            &expect,
+            "--select",
+            &hot.name,
+            "--search",
+            &agents[0].name,
+            "--charts",
+            "temperature",
+        ],
     );
-    eprintln!(
-        "the dashboard over the swarm's {n} nodes: {}",
-        stdout.lines().find(|l| l.starts_with('{')).unwrap_or("")
-    );
-    assert!(png(&format!("{prefix}-1280.png").into()));
-    assert!(png(&format!("{prefix}-390.png").into()));
+    eprintln!("the dashboard over the swarm's {n} nodes: {m}");
 
     let down = down.name.clone();
     let rest: Vec<Remote> = agents.into_iter().filter(|a| a.name != down).collect();

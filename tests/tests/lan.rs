@@ -14,9 +14,9 @@
 use std::time::Duration;
 
 use edgesense_tests::{
-    alerting::fast_rules,
-    fleet::{pcap_packets, scraped_nodes, udp_dst_port, Fleet, Node, LOCAL_STACK},
+    fleet::{pcap_packets, scraped_nodes, udp_dst_port, Fleet, Node},
     payload::{Alert, Silence},
+    remote::fast_stack_up,
     tls::insecure_client,
     wait_until, Endpoint, TestFleet,
 };
@@ -60,18 +60,7 @@ fn nobody_without_credentials_can_silence_forge_or_read_the_fleet() {
     let fleet = Fleet::lock();
     let (mgr, pi_a, pi_b) = (fleet.node("mgr"), fleet.node("pi-a"), fleet.node("pi-b"));
     fleet.clean();
-    std::fs::write(mgr.etc_dir().join("fast-rules.yml"), fast_rules()).unwrap();
-    let mut up = vec![
-        "stack",
-        "up",
-        "--group-wait",
-        "0s",
-        "--rules",
-        "/etc/edgesense/fast-rules.yml",
-    ];
-    up.extend(LOCAL_STACK);
-    mgr.edgesense_ok(&up);
-    let f = mgr.kept_fleet();
+    let f = fast_stack_up(mgr, "1s", &[]);
     // Simulated agents that reconcile every 2 s (the built-in node: sensors, LEDs, a button).
     std::fs::write(
         mgr.etc_dir().join("lan-agent.toml"),
