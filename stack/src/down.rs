@@ -191,22 +191,26 @@ pub async fn down(
             .and_then(|s| s.name.clone())
             .unwrap_or_default()
     };
-    let mut removed_first = Vec::new();
+    // With --agents the launchers go first (below), the rest after the agents.
+    let launchers_first = |s: &bollard::models::Service| o.agents && is_launcher(s);
     if o.agents {
         // The launchers first, and their tasks gone: a launcher still running would start the
         // agent its node's removal job has just removed (seen on a 3-node fleet: an agent left
         // running after `stack down --agents`).
-        for s in services.iter().filter(|s| is_launcher(s)) {
-            let name = name_of(s);
-            match docker.delete_service(&name).await {
+        let launchers: Vec<String> = services
+            .iter()
+            .filter(|s| launchers_first(s))
+            .map(name_of)
+            .collect();
+        for name in &launchers {
+            match docker.delete_service(name).await {
                 Ok(()) => out.removed.push(format!("service {name}")),
                 Err(e) if is_not_found(&e) => {}
                 Err(e) => return Err(e).context(|| format!("remove service {name}")),
             }
-            removed_first.push(name);
         }
         let started = Instant::now();
-        for name in &removed_first {
+        for name in &launchers {
             loop {
                 let tasks = docker
                     .list_tasks(Some(ListTasksOptions {
@@ -235,10 +239,7 @@ pub async fn down(
         let n = remove_agents(docker, o, &services, progress).await?;
         out.removed.push(format!("agents on {n} node(s)"));
     }
-    for s in services
-        .iter()
-        .filter(|s| !removed_first.contains(&name_of(s)))
-    {
+    for s in services.iter().filter(|s| !launchers_first(s)) {
         let name = name_of(s);
         match docker.delete_service(&name).await {
             Ok(()) => out.removed.push(format!("service {name}")),

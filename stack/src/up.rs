@@ -56,9 +56,14 @@ pub(crate) fn base64(data: &[u8]) -> String {
     base64::engine::general_purpose::STANDARD.encode(data)
 }
 
-/// Whether `name` exists; an error if it does but is no attachable overlay network (encrypted
-/// if `encrypted`). Changes nothing: `stack up` asks before it makes anything.
-pub async fn check_network(docker: &Docker, name: &str, encrypted: bool) -> Result<bool> {
+/// The network `name` if it exists (`None` if not); an error if it is no attachable overlay
+/// network (encrypted if `encrypted`). Changes nothing: `stack up` asks before it makes
+/// anything.
+pub async fn check_network(
+    docker: &Docker,
+    name: &str,
+    encrypted: bool,
+) -> Result<Option<bollard::models::NetworkInspect>> {
     match docker.inspect_network(name, None).await {
         Ok(n) => {
             let is_encrypted = n
@@ -71,7 +76,7 @@ pub async fn check_network(docker: &Docker, name: &str, encrypted: bool) -> Resu
                     what: "an overlay network without encryption (an existing network cannot be encrypted: `edgesense stack down`, stop the agents, and `stack up --encrypted-overlay` again)".into(),
                 });
             }
-            let driver = n.driver.unwrap_or_default();
+            let driver = n.driver.as_deref().unwrap_or_default();
             if driver != "overlay" {
                 return Err(StackError::BadNetwork {
                     name: name.into(),
@@ -84,9 +89,9 @@ pub async fn check_network(docker: &Docker, name: &str, encrypted: bool) -> Resu
                     what: "an overlay network that is not attachable (agent containers started with `docker run` could not join it)".into(),
                 });
             }
-            Ok(true)
+            Ok(Some(n))
         }
-        Err(e) if is_not_found(&e) => Ok(false),
+        Err(e) if is_not_found(&e) => Ok(None),
         Err(e) => Err(e).context(|| format!("inspect network {name}")),
     }
 }
@@ -210,12 +215,8 @@ pub async fn ensure_network(
     subnet: Option<Net>,
     out: &mut Outcome,
 ) -> Result<()> {
-    if check_network(docker, name, encrypted).await? {
+    if let Some(n) = check_network(docker, name, encrypted).await? {
         // How many it holds: a fleet that outgrows Docker's /24 fails to attach its next agent.
-        let n = docker
-            .inspect_network(name, None)
-            .await
-            .context(|| format!("inspect network {name}"))?;
         let nodes = docker
             .list_nodes(None::<bollard::query_parameters::ListNodesOptions>)
             .await

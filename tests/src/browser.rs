@@ -49,9 +49,8 @@ pub fn fleet_dashboard(
     options: &[&str],
 ) -> serde_json::Value {
     let shots = prefix.to_str().expect("a UTF-8 path");
-    let mut args = vec![url, shots];
     let n = nodes.to_string();
-    args.insert(1, &n);
+    let mut args = vec![url, &n, shots];
     args.extend(options);
     let out = run_browser("fleet-dashboard.mjs", &args);
     let line = out
