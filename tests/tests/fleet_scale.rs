@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use edgesense_tests::{
     browser::{artifacts, dashboard, fleet_dashboard},
     fleet::{scraped_nodes, Fleet, Node},
-    remote::{fresh_stack, through_alertmanager, Remote, AGENT_CONFIG, TOKEN},
+    remote::{firing, fresh_stack, through_alertmanager, Remote, AGENT_CONFIG, TOKEN},
     wait_until,
 };
 
@@ -80,6 +80,25 @@ fn a_fleet_of_thirty_agents_on_the_swarm() {
         "the down agent no longer scraped, the others still",
         Duration::from_secs(120),
         || (scraped_nodes(&prom) == others).then_some(()),
+    );
+    // The page counts what Alertmanager has: the three alerts there first.
+    wait_until(
+        "the three problems firing in Alertmanager",
+        Duration::from_secs(120),
+        || {
+            let has = |labels: &[(&str, &str)]| firing(&am, labels).is_some_and(|n| n > 0);
+            (has(&[
+                ("alertname", "EdgesenseAgentDown"),
+                ("down_node", &down.name),
+            ]) && has(&[
+                ("alertname", "EdgesenseTemperatureHigh"),
+                ("node", &hot.name),
+            ]) && has(&[
+                ("alertname", "EdgesenseSensorDown"),
+                ("node", &failing.name),
+            ]))
+            .then_some(())
+        },
     );
 
     let (_dash, url) = dashboard(
