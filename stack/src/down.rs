@@ -78,6 +78,7 @@ async fn remove_agents(
         launcher_image: image,
         config: None,
         named: Vec::new(),
+        roll_parallelism: 1,
     };
     let mut spec = launcher::service(&opts, &a, Which::Off, None, &Default::default());
     let name = format!("{}_agents-down", o.stack);

@@ -64,6 +64,9 @@ pub struct LauncherOptions {
     pub status_file: PathBuf,
 }
 
+/// How soon a pass looks again at an agent whose health is still `starting`.
+const STARTING_RECHECK: Duration = Duration::from_secs(1);
+
 /// Where the task's health check finds the last pass.
 pub const STATUS_FILE: &str = "/run/edgesense/launcher.json";
 
@@ -377,9 +380,18 @@ pub async fn run(docker: &Docker, o: LauncherOptions) -> Result<()> {
                 status_file.display()
             );
         }
+        // A new agent's health is `starting` until Docker's first check of it (the image's
+        // 10 s interval; Docker 20.10 has no start interval). Looking again every second
+        // then lets the task turn healthy, and a roll move on, soon after the agent does
+        // rather than up to a whole interval later.
+        let wait = if s.agent.ends_with(" starting") {
+            STARTING_RECHECK.min(interval)
+        } else {
+            interval
+        };
         last = Some(s);
         tokio::select! {
-            _ = tokio::time::sleep(interval) => {}
+            _ = tokio::time::sleep(wait) => {}
             _ = term.recv() => break,
             _ = int.recv() => break,
         }

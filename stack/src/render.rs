@@ -166,8 +166,12 @@ fn launcher(y: &mut String, opts: &StackOptions, plan: &Plan, s: &ServiceSpec) {
     let limits = t.resources.and_then(|r| r.limits).unwrap_or_default();
     let _ = writeln!(
         y,
-        "    deploy:\n      mode: global\n      placement:\n        constraints: [{}]\n      restart_policy:\n        condition: any\n        delay: 5s\n      update_config:\n        parallelism: 1\n        order: stop-first\n        failure_action: pause\n        monitor: 10s\n      resources:\n        limits:\n          cpus: \"{:.2}\"\n          memory: {}M",
+        "    deploy:\n      mode: global\n      placement:\n        constraints: [{}]\n      restart_policy:\n        condition: any\n        delay: 5s\n      update_config:\n        parallelism: {}\n        order: stop-first\n        failure_action: pause\n        monitor: 10s\n      resources:\n        limits:\n          cpus: \"{:.2}\"\n          memory: {}M",
         list(constraints),
+        s.update_config
+            .as_ref()
+            .and_then(|u| u.parallelism)
+            .unwrap_or(1),
         limits.nano_cpus.unwrap_or(0) as f64 / 1e9,
         limits.memory_bytes.unwrap_or(0) / (1024 * 1024)
     );
@@ -336,6 +340,7 @@ mod tests {
                 launcher_image: "edgesense/launcher:local".into(),
                 config: Some("simulate = true\n".into()),
                 named: vec![("shed".into(), "seed = 1\n".into())],
+                roll_parallelism: 4,
             }),
             ..StackOptions::default()
         };
@@ -353,6 +358,7 @@ mod tests {
         assert!(y.contains("source: \"/var/run/docker.sock\""), "{y}");
         assert!(y.contains("type: tmpfs"), "{y}");
         assert!(y.contains("failure_action: pause"), "{y}");
+        assert!(y.contains("parallelism: 4\n"), "{y}");
         assert!(
             y.contains("\"node.labels.edgesense.config == shed\""),
             "{y}"

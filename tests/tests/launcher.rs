@@ -188,7 +188,7 @@ fn agents_on_every_node_from_one_stack_up() {
         "simulate = true\npoll_interval = \"1s\"\n[[sensor]]\nname = \"shed\"\nkind = \"ds18b20\"\n",
     )
     .unwrap();
-    let up = |image: &str, wait: bool| {
+    let up = |image: &str, wait: bool, extra: &[&str]| {
         let mut a = vec![
             "stack",
             "up",
@@ -203,6 +203,7 @@ fn agents_on_every_node_from_one_stack_up() {
             "/etc/edgesense/stack.token",
         ];
         a.extend(LOCAL_STACK);
+        a.extend(extra);
         if !wait {
             a.push("--no-wait");
         }
@@ -211,7 +212,7 @@ fn agents_on_every_node_from_one_stack_up() {
 
     // --- One command, no `node run`: every node runs an agent Prometheus scrapes.
     let t = Instant::now();
-    let out = up("edgesense/agent:local", true);
+    let out = up("edgesense/agent:local", true, &[]);
     let f = mgr.kept_fleet();
     let prom = f.operator(mgr.at(9090), &mgr.addr.to_string());
     for s in [
@@ -324,7 +325,7 @@ fn agents_on_every_node_from_one_stack_up() {
     let old = versions(&prom);
     assert!(old.iter().all(|(_, v)| v == "0.1.0"), "{old:?}");
     let t = Instant::now();
-    up("edgesense/agent:next", false);
+    up("edgesense/agent:next", false, &[]);
     let mut switched: Vec<(String, f64)> = Vec::new();
     wait_until("every agent on 0.1.9", Duration::from_secs(480), || {
         let now = versions(&prom);
@@ -361,7 +362,7 @@ fn agents_on_every_node_from_one_stack_up() {
     }
 
     // --- A broken image pauses the roll; the other nodes keep serving the last good agent.
-    up("edgesense/agent:broken", false);
+    up("edgesense/agent:broken", false, &[]);
     wait_until(
         "the default launchers' roll paused",
         Duration::from_secs(300),
@@ -404,8 +405,16 @@ fn agents_on_every_node_from_one_stack_up() {
         "{table}"
     );
 
-    // Back to the good image: the roll resumes and finishes.
-    up("edgesense/agent:next", false);
+    // Back to the good image, three nodes at a time: the roll resumes and finishes.
+    up("edgesense/agent:next", false, &["--roll-parallelism", "3"]);
+    let parallelism = mgr.docker(&[
+        "service",
+        "inspect",
+        "edgesense_launcher",
+        "--format",
+        "{{.Spec.UpdateConfig.Parallelism}}",
+    ]);
+    assert_eq!(parallelism.trim(), "3", "--roll-parallelism reaches swarm");
     wait_until(
         "every agent on 0.1.9 again, scraped",
         Duration::from_secs(480),

@@ -29,6 +29,8 @@ pub struct Agents {
     pub config: Option<String>,
     /// Configs for nodes labelled `edgesense.config=<name>`: (name, TOML text).
     pub named: Vec<(String, String)>,
+    /// How many nodes a rolling upgrade replaces at once (`--roll-parallelism`, at least 1).
+    pub roll_parallelism: u32,
 }
 
 pub const DEFAULT_LAUNCHER_IMAGE: &str = "edgesense/launcher:local";
@@ -216,10 +218,11 @@ pub fn service(
             global: Some(Default::default()),
             ..Default::default()
         }),
-        // The fleet rolls one node at a time; a node whose new agent never gets healthy (its
-        // launcher's health check fails) pauses the roll, the others keep the old agent.
+        // The fleet rolls `roll_parallelism` nodes at a time (default one); a node whose new
+        // agent never gets healthy (its launcher's health check fails) pauses the roll, the
+        // nodes not yet reached keep the old agent.
         update_config: Some(ServiceSpecUpdateConfig {
-            parallelism: Some(1),
+            parallelism: Some(i64::from(a.roll_parallelism.max(1))),
             order: Some(ServiceSpecUpdateConfigOrderEnum::STOP_FIRST),
             failure_action: Some(ServiceSpecUpdateConfigFailureActionEnum::PAUSE),
             monitor: Some(10 * SECOND_NS),
@@ -247,6 +250,7 @@ mod tests {
             launcher_image: DEFAULT_LAUNCHER_IMAGE.into(),
             config: Some("simulate = true\n".into()),
             named: vec![("shed".into(), "node = \"x\"\n".into())],
+            roll_parallelism: 1,
         }
     }
 
@@ -297,6 +301,12 @@ mod tests {
         );
         let u = s.update_config.as_ref().unwrap();
         assert_eq!(u.parallelism, Some(1));
+        let wide = Agents {
+            roll_parallelism: 10,
+            ..agents()
+        };
+        let s10 = service(&opts, &wide, Which::Default, Some(&cfg), &all);
+        assert_eq!(s10.update_config.unwrap().parallelism, Some(10));
         assert_eq!(
             u.failure_action,
             Some(ServiceSpecUpdateConfigFailureActionEnum::PAUSE)
