@@ -640,6 +640,11 @@ fn stack_and_agents_on_a_real_swarm() {
 
     // --- The agent process dies: the restart policy brings it back. Then dockerd itself
     // restarts: services and agents come back and Prometheus still has its data.
+    // Agent-a's scrapes before this moment must survive the dockerd restart (a named volume).
+    let before_kill = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
     let pid = docker(&["inspect", "agent-a", "--format", "{{.State.Pid}}"]);
     let killed = Command::new("kill")
         .args(["-9", pid.trim()])
@@ -659,10 +664,6 @@ fn stack_and_agents_on_a_real_swarm() {
             (restarts.trim() == "1 true").then_some(())
         },
     );
-    let before_restart = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
     let restart = Command::new(edgesense_tests::workspace().join("tests/dockerd.sh"))
         .arg("restart")
         .output()
@@ -713,9 +714,11 @@ fn stack_and_agents_on_a_real_swarm() {
         "back after the dockerd restart in {:.1} s",
         t.elapsed().as_secs_f64()
     );
+    // A range over the minutes before the kill: an instant query there could meet the
+    // staleness marker Prometheus wrote when the killed agent missed a scrape (CI saw an
+    // empty answer so), and range selectors skip those markers.
     let old = prom.get_json(&format!(
-        "/api/v1/query?query=edgesense_node_info%7Bnode%3D%22agent-a%22%7D&time={}",
-        before_restart - 5
+        "/api/v1/query?query=last_over_time(edgesense_node_info%7Bnode%3D%22agent-a%22%7D%5B5m%5D)&time={before_kill}"
     ));
     assert_eq!(
         old["data"]["result"].as_array().map(Vec::len),
