@@ -363,6 +363,7 @@ pub async fn down(
                 loop {
                     match docker.remove_network(o.network).await {
                         Ok(()) => {
+                            network_gone(docker, o.network, progress).await;
                             out.removed.push(format!("network {}", o.network));
                             break;
                         }
@@ -405,6 +406,27 @@ pub async fn down(
         Err(e) => return Err(e).context(|| format!("inspect network {}", o.network)),
     }
     Ok(out)
+}
+
+/// Waits (at most [`NETWORK_RELEASE`]) until this node no longer lists the removed network.
+/// Docker answers the removal of a swarm network once the manager's store dropped it; the
+/// node's own copy of an attachable overlay (made when a container here joined it) goes a
+/// moment later, and until then `docker network ls` still shows it (CI saw that right after
+/// `stack down` said "removed").
+async fn network_gone(docker: &Docker, network: &str, progress: &mut Progress) {
+    let started = Instant::now();
+    while started.elapsed() < NETWORK_RELEASE {
+        match docker.inspect_network(network, None).await {
+            Err(e) if is_not_found(&e) => return,
+            _ => {
+                progress.set(&format!(
+                    "[{:>3.0} s] network {network} removed; waiting for this node to let it go",
+                    started.elapsed().as_secs_f64()
+                ));
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    }
 }
 
 /// The names of the containers on this node that hold the network. Docker's list of the
