@@ -71,10 +71,27 @@ fn put(agent: &Endpoint, led: &str, body: &str) {
     assert_eq!(r.status, 200, "{}", r.body);
 }
 
-fn wait_level(pi: &Pi, pin: u32, level: u32, what: &str) {
-    wait_until(what, Duration::from_secs(30), || {
-        (pi.level(pin) == level).then_some(())
-    });
+/// Waits for GPIO `pin` at `level` (GPLEV0 read in the guest); on a timeout the panic has the
+/// agent's own view of its LEDs, the guest's load and the agent's log.
+fn wait_level(pi: &Pi, api: &Endpoint, pin: u32, level: u32, what: &str) {
+    wait_or(
+        what,
+        Duration::from_secs(30),
+        || (pi.level(pin) == level).then_some(()),
+        || {
+            let leds = api
+                .try_request("GET", "/api/v1/leds", &[], "")
+                .map(|r| r.body)
+                .unwrap_or_else(|e| format!("no answer: {e}"));
+            format!(
+                "GPLEV0 {:#010x}\nthe agent's LEDs: {leds}\nguest: {}\nagent log:\n{}",
+                pi.register(0x34),
+                pi.sh("cat /proc/loadavg; ps -o pid,stat,comm 2>/dev/null | head -20")
+                    .0,
+                pi.sh("tail -40 /tmp/agent.log").0
+            )
+        },
+    );
 }
 
 /// The times (s) at which bit `pin` changes in `samples`.
@@ -203,7 +220,7 @@ fn on_an_emulated_pi(board: Board) {
     }
     // Idle: red off (low), amber off (active low: high), green's idle on (high), and the edge
     // rule on the real SoC temperature lights `warm`.
-    wait_level(&pi, 23, 1, "the edge rule lighting GPIO23");
+    wait_level(&pi, &api, 23, 1, "the edge rule lighting GPIO23");
     assert_eq!(pi.level(17), 0, "{m}: red off");
     assert_eq!(pi.level(27), 1, "{m}: amber off is high (active low)");
     assert_eq!(pi.level(22), 1, "{m}: green idle on");
@@ -222,13 +239,13 @@ fn on_an_emulated_pi(board: Board) {
 
     // --- Every LED mode at the register.
     put(&api, "red", r#"{"mode":"on"}"#);
-    wait_level(&pi, 17, 1, "red on");
+    wait_level(&pi, &api, 17, 1, "red on");
     put(&api, "red", r#"{"mode":"off"}"#);
-    wait_level(&pi, 17, 0, "red off");
+    wait_level(&pi, &api, 17, 0, "red off");
     put(&api, "amber", r#"{"mode":"on"}"#);
-    wait_level(&pi, 27, 0, "amber on drives its active-low pin low");
+    wait_level(&pi, &api, 27, 0, "amber on drives its active-low pin low");
     put(&api, "amber", r#"{"mode":"off"}"#);
-    wait_level(&pi, 27, 1, "amber off drives it high");
+    wait_level(&pi, &api, 27, 1, "amber off drives it high");
     put(&api, "red", r#"{"mode":"blink","period_ms":600}"#);
     // 8 s of the guest's clock: a host busy with other tests can stall the emulated CPU for
     // seconds (CI once saw no edge in 4 s); the median half period does not mind one stall.
@@ -271,7 +288,7 @@ fn on_an_emulated_pi(board: Board) {
         e.len()
     );
     put(&api, "red", r#"{"mode":"auto"}"#);
-    wait_level(&pi, 17, 0, "red back to idle");
+    wait_level(&pi, &api, 17, 0, "red back to idle");
 
     // --- The webhook lights the right pin (critical → red blinks), and only that one.
     let body = Alert::new("PiHot")
