@@ -1,8 +1,47 @@
 //! The isolated test dockerd (tests/dockerd.sh), as the docker CLI sees it.
 
-use std::process::{Command, Output};
+use std::{
+    fs::File,
+    os::unix::io::AsRawFd,
+    path::PathBuf,
+    process::{Command, Output},
+};
 
 use crate::workspace;
+
+/// A hold on the test dockerd, released on drop: tests that only use it share it; a test that
+/// restarts it (swarm.rs) holds it alone, so no other test meets it in the middle of a restart,
+/// whichever runner runs them and however many at once (an `flock` beside its socket).
+pub struct Hold(#[allow(dead_code)] File);
+
+/// A shared [`Hold`] on the test dockerd: for as long as a test uses it.
+pub fn hold() -> Hold {
+    lock(libc::LOCK_SH)
+}
+
+/// An exclusive [`Hold`] on the test dockerd: for a test that stops or restarts it.
+pub fn hold_alone() -> Hold {
+    lock(libc::LOCK_EX)
+}
+
+fn lock(how: libc::c_int) -> Hold {
+    let host = docker_host();
+    let dir = host
+        .strip_prefix("unix://")
+        .map(PathBuf::from)
+        .and_then(|sock| sock.parent().map(PathBuf::from))
+        .unwrap_or_else(std::env::temp_dir);
+    let f = File::create(dir.join("tests.lock")).expect("create the test dockerd's lock file");
+    // SAFETY: flock(2) on a descriptor this function owns.
+    let rc = unsafe { libc::flock(f.as_raw_fd(), how) };
+    assert_eq!(
+        rc,
+        0,
+        "flock the test dockerd: {}",
+        std::io::Error::last_os_error()
+    );
+    Hold(f)
+}
 
 /// `DOCKER_HOST` of the isolated test dockerd that tests/run.sh starts.
 pub fn docker_host() -> String {

@@ -11,6 +11,7 @@ use edgesense_tests::{
 
 #[test]
 fn one_name_serves_every_platform_from_a_registry() {
+    let _dockerd = edgesense_tests::docker::hold();
     let dir = tempfile::tempdir().unwrap();
     let addr: SocketAddr = ([127, 0, 0, 1], free_port()).into();
     let cfg = dir.path().join("registry.yml");

@@ -41,6 +41,7 @@ impl Drop for Cleanup {
 
 #[test]
 fn a_container_dockerd_failed_to_start_is_started_again_and_a_stopped_one_left_alone() {
+    let _dockerd = edgesense_tests::docker::hold();
     let (net, failed, stopped) = (
         "es-start-again",
         "es-start-again-failed",

@@ -171,6 +171,8 @@ fn fake_pi(d: &std::path::Path) -> std::path::PathBuf {
 
 #[test]
 fn stack_and_agents_on_a_real_swarm() {
+    // This test restarts the test dockerd: no other test on it meanwhile.
+    let _dockerd = edgesense_tests::docker::hold_alone();
     let started = Instant::now();
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
