@@ -223,7 +223,7 @@ async fn fleet(
             }
         }
     }
-    let mut rows = Vec::new();
+    let mut found = Vec::new();
     let mut rollouts = Vec::new();
     for s in &services {
         let spec = s.spec.clone().unwrap_or_default();
@@ -250,38 +250,92 @@ async fn fleet(
                 }));
             }
         }
+        // Every task swarm keeps of this launcher (no desired-state filter: see [`current`]).
         let tasks = docker
             .list_tasks(Some(ListTasksOptions {
-                filters: Some(filters(&[
-                    ("service", name.clone()),
-                    ("desired-state", "running".into()),
-                ])),
+                filters: Some(filters(&[("service", name.clone())])),
             }))
             .await
             .context(|| format!("list tasks of {name}"))?;
         for t in tasks {
-            let node = t
-                .node_id
-                .as_ref()
-                .and_then(|id| node_names.get(id))
-                .cloned()
-                .unwrap_or_default();
+            // A task of a node that has left the swarm is no node's row.
+            let Some(node) = t.node_id.as_ref().and_then(|id| node_names.get(id)) else {
+                continue;
+            };
             let st = t.status.unwrap_or_default();
-            let (version, scraped) = versions.get(&node).cloned().unwrap_or_default();
-            rows.push(json!({
-                "node": node,
-                "launcher": name,
-                "state": st.state.map(|x| x.to_string()),
-                "since": st.timestamp,
-                "error": st.err,
-                "agent_image": if absent { "(no agent)".to_owned() } else { agent_image.clone() },
-                "version": (!version.is_empty()).then_some(version),
-                "scraped": scraped,
-            }));
+            found.push(LauncherTask {
+                node: node.clone(),
+                launcher: name.clone(),
+                desired: t.desired_state.map(|d| d.to_string()).unwrap_or_default(),
+                state: st.state.map(|x| x.to_string()),
+                since: st.timestamp,
+                error: st.err,
+                agent_image: if absent {
+                    "(no agent)".to_owned()
+                } else {
+                    agent_image.clone()
+                },
+                index: t.version.and_then(|v| v.index).unwrap_or(0),
+            });
         }
     }
-    rows.sort_by_key(|r| r["node"].as_str().unwrap_or("").to_owned());
+    let rows: Vec<Value> = current(found)
+        .into_iter()
+        .map(|t| {
+            let (version, scraped) = versions.get(&t.node).cloned().unwrap_or_default();
+            json!({
+                "node": t.node,
+                "launcher": t.launcher,
+                "state": t.state,
+                "desired": t.desired,
+                "since": t.since,
+                "error": t.error,
+                "agent_image": t.agent_image,
+                "version": (!version.is_empty()).then_some(version),
+                "scraped": scraped,
+            })
+        })
+        .collect();
     Ok((json!(rows), json!(rollouts)))
+}
+
+/// One task of a launcher service, as `stack status` shows it.
+#[derive(Clone, Debug, PartialEq)]
+struct LauncherTask {
+    node: String,
+    launcher: String,
+    /// What swarm wants of it: `running`, `ready` (about to start), `shutdown`, …
+    desired: String,
+    state: Option<String>,
+    since: Option<String>,
+    error: Option<String>,
+    agent_image: String,
+    /// The swarm store's version of the task: a later change has a higher one.
+    index: u64,
+}
+
+/// Each node's current launcher task, by node name: of all the tasks swarm keeps for a node
+/// (across the launcher services: a relabelled node moves from one to another), the one desired
+/// `running`, else the one desired `ready`, else the latest. Asking swarm for desired `running`
+/// only dropped nodes in the middle of a roll: a roll's new task is desired `ready` until the old
+/// one has stopped (stop-first), and a failed task's replacement is `ready` through the restart
+/// delay (CI saw one row of three during a paused roll).
+fn current(tasks: Vec<LauncherTask>) -> Vec<LauncherTask> {
+    let rank = |t: &LauncherTask| match t.desired.as_str() {
+        "running" => 2,
+        "ready" => 1,
+        _ => 0,
+    };
+    let mut by_node: std::collections::BTreeMap<String, LauncherTask> = Default::default();
+    for t in tasks {
+        match by_node.get(&t.node) {
+            Some(best) if (rank(best), best.index) >= (rank(&t), t.index) => {}
+            _ => {
+                by_node.insert(t.node.clone(), t);
+            }
+        }
+    }
+    by_node.into_values().collect()
 }
 
 async fn services_by_id(docker: &Docker, stack: &str) -> Result<HashMap<String, String>> {
@@ -521,6 +575,62 @@ pub fn render_table(v: &Value) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn task(node: &str, launcher: &str, desired: &str, state: &str, index: u64) -> LauncherTask {
+        LauncherTask {
+            node: node.into(),
+            launcher: launcher.into(),
+            desired: desired.into(),
+            state: Some(state.into()),
+            since: None,
+            error: None,
+            agent_image: "edgesense/agent:local".into(),
+            index,
+        }
+    }
+
+    #[test]
+    fn every_node_keeps_its_row_in_the_middle_of_a_roll() {
+        let rows = current(vec![
+            // pi-a: the roll's new task waits (ready) for the old one to stop.
+            task("pi-a", "edgesense_launcher", "shutdown", "running", 10),
+            task("pi-a", "edgesense_launcher", "ready", "pending", 12),
+            // pi-b: a failed task's replacement in its restart delay; an older one shut down.
+            task("pi-b", "edgesense_launcher", "shutdown", "shutdown", 3),
+            task("pi-b", "edgesense_launcher", "shutdown", "failed", 14),
+            task("pi-b", "edgesense_launcher", "ready", "ready", 15),
+            // pi-c: running, with history.
+            task("pi-c", "edgesense_launcher", "shutdown", "shutdown", 4),
+            task("pi-c", "edgesense_launcher", "running", "running", 9),
+            // shed: relabelled, its old launcher's task shut down, the new one's running.
+            task("shed", "edgesense_launcher", "shutdown", "shutdown", 20),
+            task("shed", "edgesense_launcher-shed", "running", "running", 18),
+            // gone: only a failed task left.
+            task("gone", "edgesense_launcher", "shutdown", "failed", 5),
+            task("gone", "edgesense_launcher", "shutdown", "rejected", 7),
+        ]);
+        let seen: Vec<(&str, &str, &str, u64)> = rows
+            .iter()
+            .map(|t| {
+                (
+                    t.node.as_str(),
+                    t.launcher.as_str(),
+                    t.desired.as_str(),
+                    t.index,
+                )
+            })
+            .collect();
+        assert_eq!(
+            seen,
+            [
+                ("gone", "edgesense_launcher", "shutdown", 7),
+                ("pi-a", "edgesense_launcher", "ready", 12),
+                ("pi-b", "edgesense_launcher", "ready", 15),
+                ("pi-c", "edgesense_launcher", "running", 9),
+                ("shed", "edgesense_launcher-shed", "running", 18),
+            ]
+        );
+    }
 
     #[test]
     fn table_aligns_and_says_why_a_section_is_empty() {

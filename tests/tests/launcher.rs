@@ -22,6 +22,7 @@ const TOKEN: &str = "launcher-fleet-token-3141";
 /// launcher's probe) but the agent itself refuses its arguments and never gets healthy. Built
 /// on the test dockerd from the local image, saved for the fleet's nodes.
 fn upgrade_images(dir: &std::path::Path) -> std::path::PathBuf {
+    let _dockerd = edgesense_tests::docker::hold();
     let ctx = dir.join("next");
     std::fs::create_dir_all(&ctx).unwrap();
     let id = test_docker(&["create", "edgesense/agent:local"]);
@@ -99,6 +100,31 @@ fn versions(prom: &Endpoint) -> Vec<(String, String)> {
         .unwrap_or_default();
     out.sort();
     out
+}
+
+/// `stack status --json` has one launcher row per node of the fleet (mgr, pi-a, pi-b, pi-c),
+/// each showing the version of the agent Prometheus scrapes there (`scraped`: node → version),
+/// or none where nothing is scraped.
+fn assert_status_rows(status: &Value, scraped: &[(String, String)]) {
+    let rows = status["launchers"].as_array().cloned().unwrap_or_default();
+    let nodes: Vec<&str> = rows.iter().filter_map(|r| r["node"].as_str()).collect();
+    assert_eq!(
+        nodes,
+        ["mgr", "pi-a", "pi-b", "pi-c"],
+        "a launcher row per node: {status}"
+    );
+    for r in &rows {
+        let node = r["node"].as_str().unwrap_or_default();
+        let want = scraped
+            .iter()
+            .find(|(n, _)| n == node)
+            .map(|(_, v)| v.as_str());
+        assert_eq!(
+            r["version"].as_str(),
+            want,
+            "{node}'s row shows the version scraped from its agent: {status}"
+        );
+    }
 }
 
 /// The agent containers the launchers made on `node`: (id, started at, image).
@@ -392,13 +418,10 @@ fn agents_on_every_node_from_one_stack_up() {
         paused.iter().any(|r| r["service"] == "edgesense_launcher"),
         "stack status says the roll paused: {v}"
     );
-    // (While the roll is paused only some nodes' launchers have a row: CI showed pi-c's alone,
-    // with pi-a's agent up and scraped. Issue 24 looks at it; a row per node is not asserted.)
-    let rows = v["launchers"].as_array().unwrap();
-    assert!(
-        rows.iter().any(|r| r["version"] == "0.1.9"),
-        "stack status shows the agent version of a node: {v}"
-    );
+    // A row per node, in the middle of the paused roll too (a node's current task may be
+    // desired `ready`: CI once showed pi-c's row alone), each with the version Prometheus
+    // scrapes from that node's agent, if it scrapes one.
+    assert_status_rows(&v, &serving);
     let table = mgr.edgesense_ok(&["stack", "status"]);
     assert!(
         table.contains("ROLLING UPDATES") && table.contains("paused"),
@@ -423,6 +446,10 @@ fn agents_on_every_node_from_one_stack_up() {
             (v.len() == 4 && v.iter().all(|(_, x)| x == "0.1.9")).then_some(())
         },
     );
+    let (code, status, err) = mgr.edgesense(&["stack", "status", "--json"]);
+    assert_eq!(code, 0, "{err}");
+    let v: Value = serde_json::from_str(&status).unwrap();
+    assert_status_rows(&v, &versions(&prom));
 
     // --- Opting a node out removes its agent.
     mgr.docker(&[
