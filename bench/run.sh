@@ -2,9 +2,10 @@
 # edgesense against Debian's prometheus-node-exporter, same machine, same run:
 #   bench/run.sh            the full run  -> bench/RESULTS.md
 #   bench/run.sh --quick    a few seconds of each measurement (tests/run.sh runs it so the harness
-#                           cannot rot)  -> bench/out/RESULTS-quick.md
-#   bench/run.sh --build-only   only builds the harness (target/release): tests/run.sh does it
-#                           while the tests run
+#                           cannot rot), with the harness's debug build (tests/run.sh has built
+#                           it; its own figures, webhook latency and 1-Wire, are a debug build's)
+#                           -> bench/out/RESULTS-quick.md
+#   bench/run.sh --build-only   only builds the harness (target/release)
 # node_exporter runs twice: as a Pi user would for temperatures only (hwmon, thermal_zone,
 # textfile collectors) and with its defaults. Every figure is measured here; nothing is asserted.
 set -euo pipefail
@@ -38,11 +39,19 @@ fi
 echo "building" >&2
 rustup target list --installed | grep -qx x86_64-unknown-linux-musl || rustup target add x86_64-unknown-linux-musl >&2
 cargo build --release --locked -q -p edgesense-agent -p edgesense --target x86_64-unknown-linux-musl
-cargo build --release --locked -q -p edgesense-bench
+# The agent and the CLI measured are always the release builds; the harness around them is a
+# release build for the full run (its in-process figures go into RESULTS.md) and the debug one
+# for the quick run (a release build of its nine binaries is two minutes of CI's two cores).
+if [ $quick = 1 ]; then
+    cargo build --locked -q -p edgesense-bench
+    B=$PWD/target/debug
+else
+    cargo build --release --locked -q -p edgesense-bench
+    B=$PWD/target/release
+fi
 AGENT=$PWD/target/x86_64-unknown-linux-musl/release/edgesense-agent
 CLI=$PWD/target/x86_64-unknown-linux-musl/release/edgesense
 NE=$(command -v prometheus-node-exporter)
-B=$PWD/target/release
 
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; }
@@ -252,7 +261,7 @@ us() { local v=$1; case "$v" in *us) echo "${v%us}";; *ms) echo "scale=1; ${v%ms
 {
     echo "# Benchmark results"
     echo
-    echo "$( [ $quick = 1 ] && echo "Quick run (seconds per measurement; figures are rough)." || echo "Full run.") $(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores, $(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo), $(uname -r)."
+    echo "$( [ $quick = 1 ] && echo "Quick run (seconds per measurement, the harness a debug build; figures are rough)." || echo "Full run.") $(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores, $(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo), $(uname -r)."
     echo "edgesense-agent $("$AGENT" --version | awk '{print $2}') (x86_64-unknown-linux-musl, release); node_exporter: $("$NE" --version 2>&1 | head -1)."
     echo "Reproduce: \`bench/run.sh\` (full) or \`bench/run.sh --quick\`."
     echo

@@ -1,7 +1,14 @@
 #!/usr/bin/env bash
 # Every check and test of edgesense: README's test command, and what CI runs (.ci/run).
 # Installs what is missing (Debian packages, rustup components), idempotently, then runs
-# rustfmt, clippy -D warnings, and all tests (cargo-nextest if present, else cargo test).
+# rustfmt, clippy -D warnings, cargo deny, and all tests (cargo-nextest if present, else cargo
+# test), the fuzz targets for a few seconds each and the benchmark harness's quick run.
+#
+# Where the time goes (CI's budget is 40 minutes on 2 cores): the compilers, and tests that
+# wait on dockerds. So the work that needs no test (the ARM builds, cargo-deny, the fuzz
+# targets) is done at the lowest CPU priority while the end-to-end tests wait on their swarms,
+# and what needs the ARM builds (the emulated Pis, qemu-user, the multi-platform image) runs
+# after it, on a quiet host.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -12,7 +19,7 @@ step() {
     [ -z "$last_step" ] || printf '(%s: %d s)\n' "$last_step" $((SECONDS - step_start))
     last_step=$1
     step_start=$SECONDS
-    printf '\n==> %s\n' "$*"
+    printf '\n==> %s  [at %d s]\n' "$*" "$SECONDS"
 }
 
 as_root() {
@@ -70,10 +77,6 @@ done
 step "cargo fmt --check"
 cargo fmt --all -- --check
 
-step "cargo deny: licenses, bans, sources (deny.toml)"
-command -v cargo-deny >/dev/null || cargo install --locked --quiet cargo-deny
-cargo deny --locked check bans licenses sources
-
 step "cargo clippy -D warnings"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
@@ -115,55 +118,84 @@ export EDGESENSE_FLEET_DIRS="${fleets[0]}:${fleets[1]}"
 step "browser test driver (playwright-core from npm, Debian's Chromium)"
 (cd tests/browser && npm ci --no-audit --no-fund --loglevel=error)
 
-step "ARM builds (scripts/build-arm.sh), checked under qemu by the tests"
-for target in aarch64-unknown-linux-musl armv7-unknown-linux-musleabihf arm-unknown-linux-musleabihf; do
-    scripts/build-arm.sh "$target"
-done
-
 step "emulated Raspberry Pis (tests/qemu.sh fetch: Debian's kernels and busybox, cached in target/qemu)"
 tests/qemu.sh fetch
 
-step "tests"
-# The emulated Pis first, on a quiet host: TCG emulation is CPU-bound, and a compile beside it
-# stalled the guest (CI saw a Pi Zero's blink and pulse checks fail so). Then the rest, while
-# the fuzz targets and the benchmark harness (their own target directories) build at the lowest
-# CPU and I/O priority: most of those tests wait on dockerds, Prometheus and Alertmanager, and
-# the compilers take what they leave idle. The builds have their own process group, killed on
-# exit.
-pi_status=0
-rest_status=0
-if command -v cargo-nextest >/dev/null; then
+step "test binaries"
+nextest=""
+command -v cargo-nextest >/dev/null && nextest=1
+if [ -n "$nextest" ]; then
     cargo nextest run --workspace --locked --no-run
-    cargo nextest run --workspace --locked --no-fail-fast -E 'binary(pi)' || pi_status=$?
 else
     cargo test --workspace --locked --no-run
-    cargo test --locked -p edgesense-tests --test pi || pi_status=$?
 fi
-prebuild_log=$(mktemp /tmp/edgesense-prebuild.XXXXXX.log)
+
+# Everything the tests do not need, in the background at the lowest CPU and I/O priority (its
+# own process group, killed on exit; its output in a log, shown if it fails):
+#   - the ARM builds (scripts/build-arm.sh): the agent and the CLI for the Pi 3/4/5 (aarch64)
+#     and the Pi Zero (ARMv6), which the emulated Pis run, and the ARMv7 agent for the
+#     multi-platform image (the ARMv7 CLI is the same code as the ARMv6 one, which runs on
+#     every 32-bit Pi: not built here, a fifth of this step);
+#   - cargo deny (licenses, bans, sources; deny.toml), installed if missing;
+#   - the fuzz targets (fuzz/run.sh --build-only).
+step "tests that need no ARM build, while the ARM builds, cargo deny and the fuzz targets build"
+background_log=$(mktemp /tmp/edgesense-background.XXXXXX.log)
 set -m
-(nice -n 19 ionice -c 3 sh -c 'fuzz/run.sh --build-only && bench/run.sh --build-only') \
-    >"$prebuild_log" 2>&1 &
+(
+    nice -n 19 ionice -c 3 sh -c '
+        set -e
+        scripts/build-arm.sh aarch64-unknown-linux-musl
+        scripts/build-arm.sh armv7-unknown-linux-musleabihf edgesense-agent
+        scripts/build-arm.sh arm-unknown-linux-musleabihf
+        echo "==> cargo deny"
+        # A debug build: a third of the compile of a release build; the check takes a second.
+        command -v cargo-deny >/dev/null || cargo install --locked --quiet --debug cargo-deny
+        cargo deny --locked check bans licenses sources
+        echo "==> fuzz targets"
+        fuzz/run.sh --build-only'
+) >"$background_log" 2>&1 &
 prebuild=$!
 set +m
-if command -v cargo-nextest >/dev/null; then
-    cargo nextest run --workspace --locked --no-fail-fast -E 'not binary(pi)' || rest_status=$?
+# What needs the ARM builds: the emulated Pis (pi.rs), qemu-user (arm.rs), the multi-platform
+# image (images.rs).
+needs_arm='binary(pi) | binary(arm) | binary(images)'
+rest_status=0
+if [ -n "$nextest" ]; then
+    # Four at once: .config/nextest.toml's groups keep fleet tests to one per swarm.
+    cargo nextest run --workspace --locked --no-fail-fast --test-threads 4 -E "not ($needs_arm)" || rest_status=$?
 else
     cargo test --workspace --locked --no-fail-fast -- \
-        --skip pi_3b_runs_the_aarch64_agent --skip pi_zero_runs_the_armv6_agent || rest_status=$?
+        --skip pi_3b_runs_the_aarch64_agent --skip pi_zero_runs_the_armv6_agent \
+        --skip agent_binaries_are_static_and_serve_metrics_under_qemu \
+        --skip one_name_serves_every_platform_from_a_registry || rest_status=$?
 fi
-if [ "$pi_status" != 0 ] || [ "$rest_status" != 0 ]; then
-    echo "error: tests failed (emulated Pis: exit $pi_status, the rest: exit $rest_status)" >&2
+
+step "waiting for the ARM builds, cargo deny and the fuzz targets"
+if ! wait "$prebuild"; then
+    prebuild=""
+    cat "$background_log" >&2
+    echo "error: the ARM builds, cargo deny or the fuzz targets failed (their log is above)" >&2
+    exit 1
+fi
+prebuild=""
+grep -E '^(==>|target/.*bytes$)' "$background_log" || true
+rm -f "$background_log"
+
+step "tests that need the ARM builds: the emulated Pis, qemu-user, the multi-platform image"
+# TCG emulation is CPU-bound: on a quiet host (CI saw a Pi Zero's blink and pulse checks fail
+# beside a compile).
+arm_status=0
+if [ -n "$nextest" ]; then
+    cargo nextest run --workspace --locked --no-fail-fast -E "$needs_arm" || arm_status=$?
+else
+    cargo test --locked -p edgesense-tests --test pi --test arm --test images || arm_status=$?
+fi
+if [ "$rest_status" != 0 ] || [ "$arm_status" != 0 ]; then
+    echo "error: tests failed (needing no ARM build: exit $rest_status; the ARM ones: exit $arm_status)" >&2
     exit 100
 fi
 
 step "fuzzing, 10 s per target on the committed corpora (fuzz/run.sh)"
-if ! wait "$prebuild"; then
-    cat "$prebuild_log" >&2
-    echo "error: building the fuzz targets or the benchmark harness failed" >&2
-    exit 1
-fi
-prebuild=""
-rm -f "$prebuild_log"
 fuzz/run.sh 10
 
 step "benchmark harness, quick run (bench/run.sh --quick; figures only, nothing asserted)"

@@ -1,7 +1,7 @@
 //! The ARM builds (scripts/build-arm.sh, run by tests/run.sh before the tests) under Debian's
 //! qemu-user-static: each agent binary is static, the ARMv6 one has no ARMv7 instruction (it runs
 //! on an emulated ARM1176, the Pi Zero's CPU), and each serves `/metrics` with a reading from the
-//! simulated node. The CLI binaries run too.
+//! simulated node. The CLI binaries (64-bit and ARMv6) run too.
 
 use std::{path::PathBuf, process::Command, time::Duration};
 
@@ -104,7 +104,9 @@ fn agent_binaries_are_static_and_serve_metrics_under_qemu() {
 
 #[test]
 fn cli_binaries_run_under_qemu() {
-    for t in &TARGETS {
+    // The CLI for 64-bit Pis and the ARMv6 one, which every 32-bit Pi runs (tests/run.sh builds
+    // no ARMv7 CLI: the same code, and a fifth of CI's ARM build time).
+    for t in TARGETS.iter().filter(|t| !t.triple.starts_with("armv7")) {
         let cli = bin(t, "edgesense");
         assert!(
             !readelf(&["-l"], &cli).contains("program interpreter"),
