@@ -78,3 +78,69 @@ pub fn start_again() -> Command {
         .env("DOCKER_HOST", docker_host());
     c
 }
+
+/// Images for the upgrade: `edgesense/agent:next`, the same agent reporting version 0.1.9 (the
+/// one "0.1.0" in the binary patched, standing in for a new release), and
+/// `edgesense/agent:broken`, whose entrypoint adds a second `--listen`: it lists devices (the
+/// launcher's probe) but the agent itself refuses its arguments and never gets healthy. Built
+/// on the test dockerd from the local image, saved (the tar returned) for the
+/// fleet's nodes. The launcher test and the rolling-upgrade bench use them.
+pub fn upgrade_images(dir: &std::path::Path) -> std::path::PathBuf {
+    let _dockerd = hold();
+    let ctx = dir.join("next");
+    std::fs::create_dir_all(&ctx).unwrap();
+    let id = docker(&["create", "edgesense/agent:local"]);
+    let id = id.trim();
+    docker(&[
+        "cp",
+        &format!("{id}:/bin/edgesense-agent"),
+        ctx.join("edgesense-agent").to_str().unwrap(),
+    ]);
+    docker(&["rm", id]);
+    let bin = ctx.join("edgesense-agent");
+    let mut bytes = std::fs::read(&bin).unwrap();
+    let at: Vec<usize> = bytes
+        .windows(5)
+        .enumerate()
+        .filter(|(_, w)| *w == b"0.1.0")
+        .map(|(i, _)| i)
+        .collect();
+    assert_eq!(at.len(), 1, "one version string in the agent binary");
+    bytes[at[0] + 4] = b'9';
+    std::fs::write(&bin, bytes).unwrap();
+    std::fs::write(
+        ctx.join("Dockerfile"),
+        "FROM edgesense/agent:local\nCOPY edgesense-agent /bin/edgesense-agent\n",
+    )
+    .unwrap();
+    docker(&[
+        "build",
+        "-q",
+        "-t",
+        "edgesense/agent:next",
+        ctx.to_str().unwrap(),
+    ]);
+    let broken = dir.join("broken");
+    std::fs::create_dir_all(&broken).unwrap();
+    std::fs::write(
+        broken.join("Dockerfile"),
+        "FROM edgesense/agent:local\nENTRYPOINT [\"/bin/edgesense-agent\", \"--listen\", \"127.0.0.1:9999\"]\n",
+    )
+    .unwrap();
+    docker(&[
+        "build",
+        "-q",
+        "-t",
+        "edgesense/agent:broken",
+        broken.to_str().unwrap(),
+    ]);
+    let tar = dir.join("upgrade.tar");
+    docker(&[
+        "save",
+        "-o",
+        tar.to_str().unwrap(),
+        "edgesense/agent:next",
+        "edgesense/agent:broken",
+    ]);
+    tar
+}

@@ -247,6 +247,20 @@ impl Node {
     }
 
     /// `docker ARGS` against this node, whatever its exit status.
+    /// The state of `service`'s last update (`updating`, `paused`, `completed`, …; empty if it
+    /// never had one), as swarm reports it on this manager.
+    pub fn update_state(&self, service: &str) -> String {
+        self.docker(&[
+            "service",
+            "inspect",
+            service,
+            "--format",
+            "{{if .UpdateStatus}}{{.UpdateStatus.State}}{{end}}",
+        ])
+        .trim()
+        .to_owned()
+    }
+
     pub fn docker_output(&self, args: &[&str]) -> Output {
         Command::new("docker")
             .args(args)
@@ -711,4 +725,26 @@ fn nodes_of(prom: &Endpoint, query: &str) -> Vec<String> {
         .unwrap_or_default();
     n.sort();
     n
+}
+
+/// node → agent version (`edgesense_node_info`), from Prometheus: the agents it scrapes now
+/// (`up == 1`), sorted by node.
+pub fn agent_versions(prom: &Endpoint) -> Vec<(String, String)> {
+    let v =
+        prom.get_json("/api/v1/query?query=edgesense_node_info%20and%20on(instance)%20(up%3D%3D1)");
+    let mut out: Vec<(String, String)> = v["data"]["result"]
+        .as_array()
+        .map(|r| {
+            r.iter()
+                .filter_map(|x| {
+                    Some((
+                        x["metric"]["node"].as_str()?.to_owned(),
+                        x["metric"]["version"].as_str()?.to_owned(),
+                    ))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    out.sort();
+    out
 }

@@ -576,3 +576,15 @@ pub fn which(program: &str) -> Option<PathBuf> {
         .map(|d| Path::new(d).join(program))
         .find(|p| p.is_file())
 }
+
+/// An RFC 3339 time (Docker's `StartedAt`) as seconds since the epoch.
+pub fn unix_seconds(t: &str) -> f64 {
+    let o = std::process::Command::new("date")
+        .args(["-d", t, "+%s.%N"])
+        .output()
+        .expect("date");
+    String::from_utf8_lossy(&o.stdout)
+        .trim()
+        .parse()
+        .unwrap_or_else(|e| panic!("{t}: {e}"))
+}

@@ -7,100 +7,13 @@
 use std::time::{Duration, Instant};
 
 use edgesense_tests::{
-    docker::docker as test_docker,
-    fleet::{scraped_nodes, Fleet, Node, LOCAL_STACK},
+    fleet::{agent_versions, scraped_nodes, Fleet, Node, LOCAL_STACK},
     payload::Alert,
-    wait_until, Endpoint,
+    unix_seconds, wait_until,
 };
 use serde_json::Value;
 
 const TOKEN: &str = "launcher-fleet-token-3141";
-
-/// Images for the upgrade: `edgesense/agent:next`, the same agent reporting version 0.1.9 (the
-/// one "0.1.0" in the binary patched, standing in for a new release), and
-/// `edgesense/agent:broken`, whose entrypoint adds a second `--listen`: it lists devices (the
-/// launcher's probe) but the agent itself refuses its arguments and never gets healthy. Built
-/// on the test dockerd from the local image, saved for the fleet's nodes.
-fn upgrade_images(dir: &std::path::Path) -> std::path::PathBuf {
-    let _dockerd = edgesense_tests::docker::hold();
-    let ctx = dir.join("next");
-    std::fs::create_dir_all(&ctx).unwrap();
-    let id = test_docker(&["create", "edgesense/agent:local"]);
-    let id = id.trim();
-    test_docker(&[
-        "cp",
-        &format!("{id}:/bin/edgesense-agent"),
-        ctx.join("edgesense-agent").to_str().unwrap(),
-    ]);
-    test_docker(&["rm", id]);
-    let bin = ctx.join("edgesense-agent");
-    let mut bytes = std::fs::read(&bin).unwrap();
-    let at: Vec<usize> = bytes
-        .windows(5)
-        .enumerate()
-        .filter(|(_, w)| *w == b"0.1.0")
-        .map(|(i, _)| i)
-        .collect();
-    assert_eq!(at.len(), 1, "one version string in the agent binary");
-    bytes[at[0] + 4] = b'9';
-    std::fs::write(&bin, bytes).unwrap();
-    std::fs::write(
-        ctx.join("Dockerfile"),
-        "FROM edgesense/agent:local\nCOPY edgesense-agent /bin/edgesense-agent\n",
-    )
-    .unwrap();
-    test_docker(&[
-        "build",
-        "-q",
-        "-t",
-        "edgesense/agent:next",
-        ctx.to_str().unwrap(),
-    ]);
-    let broken = dir.join("broken");
-    std::fs::create_dir_all(&broken).unwrap();
-    std::fs::write(
-        broken.join("Dockerfile"),
-        "FROM edgesense/agent:local\nENTRYPOINT [\"/bin/edgesense-agent\", \"--listen\", \"127.0.0.1:9999\"]\n",
-    )
-    .unwrap();
-    test_docker(&[
-        "build",
-        "-q",
-        "-t",
-        "edgesense/agent:broken",
-        broken.to_str().unwrap(),
-    ]);
-    let tar = dir.join("upgrade.tar");
-    test_docker(&[
-        "save",
-        "-o",
-        tar.to_str().unwrap(),
-        "edgesense/agent:next",
-        "edgesense/agent:broken",
-    ]);
-    tar
-}
-
-/// node → agent version, from Prometheus (agents that are scraped).
-fn versions(prom: &Endpoint) -> Vec<(String, String)> {
-    let v =
-        prom.get_json("/api/v1/query?query=edgesense_node_info%20and%20on(instance)%20(up%3D%3D1)");
-    let mut out: Vec<(String, String)> = v["data"]["result"]
-        .as_array()
-        .map(|r| {
-            r.iter()
-                .filter_map(|x| {
-                    Some((
-                        x["metric"]["node"].as_str()?.to_owned(),
-                        x["metric"]["version"].as_str()?.to_owned(),
-                    ))
-                })
-                .collect()
-        })
-        .unwrap_or_default();
-    out.sort();
-    out
-}
 
 /// `stack status --json` has one launcher row per node of the fleet (mgr, pi-a, pi-b, pi-c),
 /// each showing the version of the agent Prometheus scrapes there (`scraped`: node → version),
@@ -149,18 +62,6 @@ fn launched(node: &Node) -> Vec<(String, String, String)> {
         .collect()
 }
 
-/// An RFC 3339 time (Docker's `StartedAt`) as seconds since the epoch.
-fn unix_seconds(t: &str) -> f64 {
-    let o = std::process::Command::new("date")
-        .args(["-d", t, "+%s.%N"])
-        .output()
-        .expect("date");
-    String::from_utf8_lossy(&o.stdout)
-        .trim()
-        .parse()
-        .unwrap_or_else(|e| panic!("{t}: {e}"))
-}
-
 /// Whether the launcher's agent on `node` blinks red for `alert` (asked from the agent's own
 /// loopback: launcher agents are on the overlay only).
 fn red_for(node: &Node, alert: &str) -> bool {
@@ -179,25 +80,13 @@ fn red_for(node: &Node, alert: &str) -> bool {
         .unwrap_or(false)
 }
 
-fn update_state(mgr: &Node, service: &str) -> String {
-    mgr.docker(&[
-        "service",
-        "inspect",
-        service,
-        "--format",
-        "{{if .UpdateStatus}}{{.UpdateStatus.State}}{{end}}",
-    ])
-    .trim()
-    .to_owned()
-}
-
 #[test]
 fn agents_on_every_node_from_one_stack_up() {
     let started = Instant::now();
     let mut fleet = Fleet::lock();
     fleet.clean();
     let dir = tempfile::tempdir().unwrap();
-    let upgrade = upgrade_images(dir.path());
+    let upgrade = edgesense_tests::docker::upgrade_images(dir.path());
     for n in &fleet.nodes {
         n.docker(&["load", "-q", "-i", upgrade.to_str().unwrap()]);
     }
@@ -342,19 +231,19 @@ fn agents_on_every_node_from_one_stack_up() {
     wait_until(
         "the default launchers updated",
         Duration::from_secs(240),
-        || (update_state(&mgr, "edgesense_launcher") == "completed").then_some(()),
+        || (mgr.update_state("edgesense_launcher") == "completed").then_some(()),
     );
     let after: Vec<_> = fleet.nodes.iter().map(launched).collect();
     assert_eq!(before, after, "same containers, same start times");
 
     // --- An upgrade rolls node by node; every agent ends on the new version.
-    let old = versions(&prom);
+    let old = agent_versions(&prom);
     assert!(old.iter().all(|(_, v)| v == "0.1.0"), "{old:?}");
     let t = Instant::now();
     up("edgesense/agent:next", false, &[]);
     let mut switched: Vec<(String, f64)> = Vec::new();
     wait_until("every agent on 0.1.9", Duration::from_secs(480), || {
-        let now = versions(&prom);
+        let now = agent_versions(&prom);
         for (node, v) in &now {
             if v == "0.1.9" && !switched.iter().any(|(n, _)| n == node) {
                 switched.push((node.clone(), t.elapsed().as_secs_f64()));
@@ -392,11 +281,11 @@ fn agents_on_every_node_from_one_stack_up() {
     wait_until(
         "the default launchers' roll paused",
         Duration::from_secs(300),
-        || (update_state(&mgr, "edgesense_launcher") == "paused").then_some(()),
+        || (mgr.update_state("edgesense_launcher") == "paused").then_some(()),
     );
     // The default launcher runs on mgr, pi-a and pi-c (pi-b has the shed one): the roll stopped
     // at its first node, the other two still serve the good agent.
-    let serving = versions(&prom);
+    let serving = agent_versions(&prom);
     let still = serving
         .iter()
         .filter(|(n, v)| n != "pi-b" && v == "0.1.9")
@@ -442,14 +331,14 @@ fn agents_on_every_node_from_one_stack_up() {
         "every agent on 0.1.9 again, scraped",
         Duration::from_secs(480),
         || {
-            let v = versions(&prom);
+            let v = agent_versions(&prom);
             (v.len() == 4 && v.iter().all(|(_, x)| x == "0.1.9")).then_some(())
         },
     );
     let (code, status, err) = mgr.edgesense(&["stack", "status", "--json"]);
     assert_eq!(code, 0, "{err}");
     let v: Value = serde_json::from_str(&status).unwrap();
-    assert_status_rows(&v, &versions(&prom));
+    assert_status_rows(&v, &agent_versions(&prom));
 
     // --- Opting a node out removes its agent.
     mgr.docker(&[
