@@ -728,23 +728,28 @@ fn nodes_of(prom: &Endpoint, query: &str) -> Vec<String> {
 }
 
 /// node → agent version (`edgesense_node_info`), from Prometheus: the agents it scrapes now
-/// (`up == 1`), sorted by node.
-pub fn agent_versions(prom: &Endpoint) -> Vec<(String, String)> {
-    let v =
-        prom.get_json("/api/v1/query?query=edgesense_node_info%20and%20on(instance)%20(up%3D%3D1)");
-    let mut out: Vec<(String, String)> = v["data"]["result"]
-        .as_array()
-        .map(|r| {
-            r.iter()
-                .filter_map(|x| {
-                    Some((
-                        x["metric"]["node"].as_str()?.to_owned(),
-                        x["metric"]["version"].as_str()?.to_owned(),
-                    ))
-                })
-                .collect()
+/// (`up == 1`), sorted by node; `None` while Prometheus does not answer (never an empty fleet
+/// for a Prometheus away).
+pub fn agent_versions(prom: &Endpoint) -> Option<Vec<(String, String)>> {
+    let r = prom
+        .try_request(
+            "GET",
+            "/api/v1/query?query=edgesense_node_info%20and%20on(instance)%20(up%3D%3D1)",
+            &[],
+            "",
+        )
+        .ok()
+        .filter(|r| r.status == 200)?;
+    let mut out: Vec<(String, String)> = r.json()["data"]["result"]
+        .as_array()?
+        .iter()
+        .filter_map(|x| {
+            Some((
+                x["metric"]["node"].as_str()?.to_owned(),
+                x["metric"]["version"].as_str()?.to_owned(),
+            ))
         })
-        .unwrap_or_default();
+        .collect();
     out.sort();
-    out
+    Some(out)
 }

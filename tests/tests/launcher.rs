@@ -237,13 +237,13 @@ fn agents_on_every_node_from_one_stack_up() {
     assert_eq!(before, after, "same containers, same start times");
 
     // --- An upgrade rolls node by node; every agent ends on the new version.
-    let old = agent_versions(&prom);
+    let old = agent_versions(&prom).expect("Prometheus answers");
     assert!(old.iter().all(|(_, v)| v == "0.1.0"), "{old:?}");
     let t = Instant::now();
     up("edgesense/agent:next", false, &[]);
     let mut switched: Vec<(String, f64)> = Vec::new();
     wait_until("every agent on 0.1.9", Duration::from_secs(480), || {
-        let now = agent_versions(&prom);
+        let now = agent_versions(&prom)?;
         for (node, v) in &now {
             if v == "0.1.9" && !switched.iter().any(|(n, _)| n == node) {
                 switched.push((node.clone(), t.elapsed().as_secs_f64()));
@@ -285,7 +285,7 @@ fn agents_on_every_node_from_one_stack_up() {
     );
     // The default launcher runs on mgr, pi-a and pi-c (pi-b has the shed one): the roll stopped
     // at its first node, the other two still serve the good agent.
-    let serving = agent_versions(&prom);
+    let serving = agent_versions(&prom).expect("Prometheus answers");
     let still = serving
         .iter()
         .filter(|(n, v)| n != "pi-b" && v == "0.1.9")
@@ -331,14 +331,14 @@ fn agents_on_every_node_from_one_stack_up() {
         "every agent on 0.1.9 again, scraped",
         Duration::from_secs(480),
         || {
-            let v = agent_versions(&prom);
+            let v = agent_versions(&prom)?;
             (v.len() == 4 && v.iter().all(|(_, x)| x == "0.1.9")).then_some(())
         },
     );
     let (code, status, err) = mgr.edgesense(&["stack", "status", "--json"]);
     assert_eq!(code, 0, "{err}");
     let v: Value = serde_json::from_str(&status).unwrap();
-    assert_status_rows(&v, &agent_versions(&prom));
+    assert_status_rows(&v, &agent_versions(&prom).expect("Prometheus answers"));
 
     // --- Opting a node out removes its agent.
     mgr.docker(&[

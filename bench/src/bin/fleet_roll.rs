@@ -92,7 +92,7 @@ fn settled(mgr: &Node, prom: &Endpoint, nodes: &[String], version: &str) {
         &format!("{} agents on {version}, nothing rolling", nodes.len()),
         Duration::from_secs(120 + 30 * nodes.len() as u64),
         || {
-            let v = agent_versions(prom);
+            let v = agent_versions(prom)?;
             let on: Vec<&String> = v.iter().map(|(n, _)| n).collect();
             let state = update_status(mgr).0;
             (on == nodes.iter().collect::<Vec<_>>()
@@ -182,7 +182,7 @@ fn main() {
                         return None;
                     }
                     let completed = completed?;
-                    let v = agent_versions(prom);
+                    let v = agent_versions(prom)?;
                     let all = v.len() == n && v.iter().all(|(_, x)| x == to.1);
                     all.then(|| (completed - started, clock.elapsed()))
                 },
