@@ -142,17 +142,22 @@ step "tests that need no ARM build, while the ARM builds, cargo deny and the fuz
 background_log=$(mktemp /tmp/edgesense-background.XXXXXX.log)
 set -m
 (
-    nice -n 19 ionice -c 3 sh -c '
+    RUN_START=$((EPOCHSECONDS - SECONDS)) nice -n 19 ionice -c 3 sh -c '
         set -e
+        at() { echo "--- $* [at $(($(date +%s) - RUN_START)) s]"; }
+        at aarch64
         scripts/build-arm.sh aarch64-unknown-linux-musl
+        at armv7
         scripts/build-arm.sh armv7-unknown-linux-musleabihf edgesense-agent
+        at armv6
         scripts/build-arm.sh arm-unknown-linux-musleabihf
-        echo "==> cargo deny"
+        at cargo deny
         # A debug build: a third of the compile of a release build; the check takes a second.
         command -v cargo-deny >/dev/null || cargo install --locked --quiet --debug cargo-deny
         cargo deny --locked check bans licenses sources
-        echo "==> fuzz targets"
-        fuzz/run.sh --build-only'
+        at fuzz targets
+        fuzz/run.sh --build-only
+        at done'
 ) >"$background_log" 2>&1 &
 prebuild=$!
 set +m
@@ -178,7 +183,7 @@ if ! wait "$prebuild"; then
     exit 1
 fi
 prebuild=""
-grep -E '^(==>|target/.*bytes$)' "$background_log" || true
+grep -E '^(---|target/.*bytes$|bans|licenses|sources)' "$background_log" || true
 rm -f "$background_log"
 
 step "tests that need the ARM builds: the emulated Pis, qemu-user, the multi-platform image"
