@@ -198,44 +198,49 @@ pub async fn down(
         // The launchers first, and their tasks gone: a launcher still running would start the
         // agent its node's removal job has just removed (seen on a 3-node fleet: an agent left
         // running after `stack down --agents`).
-        let launchers: Vec<String> = services
+        let launchers: Vec<(String, String)> = services
             .iter()
             .filter(|s| launchers_first(s))
-            .map(name_of)
+            .map(|s| (name_of(s), s.id.clone().unwrap_or_default()))
             .collect();
-        for name in &launchers {
+        for (name, _) in &launchers {
             match docker.delete_service(name).await {
                 Ok(()) => out.removed.push(format!("service {name}")),
                 Err(e) if is_not_found(&e) => {}
                 Err(e) => return Err(e).context(|| format!("remove service {name}")),
             }
         }
+        // Their tasks outlive them while they shut down. Asked by the stack's label and picked
+        // by service ID: a `service=<name>` filter answers 404 once the service is removed
+        // (the rolling-upgrade bench's `stack down --agents` failed so).
         let started = Instant::now();
-        for name in &launchers {
-            loop {
-                let tasks = docker
-                    .list_tasks(Some(ListTasksOptions {
-                        filters: Some(filters(&[("service", name.clone())])),
-                    }))
-                    .await
-                    .context(|| format!("list tasks of {name}"))?;
-                if tasks.is_empty() {
-                    break;
-                }
-                if started.elapsed() > o.timeout {
-                    return Err(crate::StackError::Timeout(format!(
-                        "{name}'s {} task(s) still shutting down after {} s; the agents are not removed (run `stack down --agents` again)",
-                        tasks.len(),
-                        o.timeout.as_secs()
-                    )));
-                }
-                progress.set(&format!(
-                    "[{:>3.0} s] waiting for {} launcher task(s) of {name} to stop",
-                    started.elapsed().as_secs_f64(),
-                    tasks.len()
-                ));
-                tokio::time::sleep(Duration::from_millis(300)).await;
+        loop {
+            let tasks = docker
+                .list_tasks(Some(ListTasksOptions { filters: label() }))
+                .await
+                .context(|| "list the launchers' tasks".into())?;
+            let left = tasks
+                .iter()
+                .filter(|t| {
+                    t.service_id
+                        .as_ref()
+                        .is_some_and(|id| launchers.iter().any(|(_, l)| l == id))
+                })
+                .count();
+            if left == 0 {
+                break;
             }
+            if started.elapsed() > o.timeout {
+                return Err(crate::StackError::Timeout(format!(
+                    "{left} launcher task(s) still shutting down after {} s; the agents are not removed (run `stack down --agents` again)",
+                    o.timeout.as_secs()
+                )));
+            }
+            progress.set(&format!(
+                "[{:>3.0} s] waiting for {left} launcher task(s) to stop",
+                started.elapsed().as_secs_f64()
+            ));
+            tokio::time::sleep(Duration::from_millis(300)).await;
         }
         let n = remove_agents(docker, o, &services, progress).await?;
         out.removed.push(format!("agents on {n} node(s)"));

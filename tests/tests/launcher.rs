@@ -472,8 +472,15 @@ fn agents_on_every_node_from_one_stack_up() {
         "{down}"
     );
     assert_eq!(launched(&pi_c).len(), 1, "the agent outlives its launcher");
+    // The launchers back, then `stack down --agents` with them running: they go first and
+    // their tasks are waited for, then the agents (the bench's 12-node fleet found this path
+    // failing once the launcher services were gone: no test went through it).
+    up("edgesense/agent:next", true, &[]);
     let down = mgr.edgesense_ok(&["stack", "down", "--agents", "--volumes"]);
-    assert!(down.contains("agents on"), "{down}");
+    assert!(
+        down.contains("removed   service edgesense_launcher") && down.contains("agents on"),
+        "{down}"
+    );
     for n in &fleet.nodes {
         assert!(launched(n).is_empty(), "an agent left on {}", n.name);
     }
