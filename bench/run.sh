@@ -240,6 +240,7 @@ fi
 fleet_rows=""
 partition_rows=""
 scale_rows=""
+roll_rows=""
 if [ $quick = 0 ] && command -v dockerd >/dev/null && [ "$(id -u)" = 0 ]; then
     echo "measuring alerts across the 3-node swarm (bench/fleet.sh)" >&2
     fleet_rows=$(bench/fleet.sh --rounds "$ROUNDS" 2>>"$log") \
@@ -250,6 +251,9 @@ if [ $quick = 0 ] && command -v dockerd >/dev/null && [ "$(id -u)" = 0 ]; then
     echo "measuring the fleet at 10, 30, 100 and 300 agents (bench/fleet.sh --scale, ~25 min)" >&2
     scale_rows=$(bench/fleet.sh --scale 2>>"$log") \
         || scale_rows="| the fleet at N agents | failed: bench/out/edgesense-fleet-bench.log |"
+    echo "measuring a rolling upgrade through the launchers at 3, 6 and 12 nodes (bench/fleet.sh --roll, ~20 min)" >&2
+    roll_rows=$(bench/fleet.sh --roll 2>>"$log") \
+        || roll_rows="| a rolling upgrade at N nodes | failed: bench/out/edgesense-fleet-bench.log |"
 fi
 w1=$("$B/w1-bulk" --conversion-ms "$CONV_MS" --sensors 1,10,50)
 echo "$w1" >>"$log"
@@ -317,6 +321,12 @@ us() { local v=$1; case "$v" in *us) echo "${v%us}";; *ms) echo "scale=1; ${v%ms
         echo "$scale_rows"
         echo
         echo "How each figure grows, and a 1 000-node fleet sized on paper: README.md, \"Sizing a fleet\". The figures before and after the fixes that scale needed: bench/README.md."
+    fi
+    if [ -n "$roll_rows" ]; then
+        echo
+        echo "## A rolling upgrade at N nodes (\`bench/fleet.sh --roll\`: one dockerd per node, an agent on each through the launchers, the image switched by \`stack up --agents --roll-parallelism P\`)"
+        echo
+        echo "$roll_rows"
     fi
 } >"$out"
 cat "$out"

@@ -273,10 +273,10 @@ pub struct StackContent {
     /// The launcher's image (with --agents): FROM scratch with this CLI, from stack/images/build.sh.
     #[arg(long, value_name = "IMAGE", default_value = plan::launcher::DEFAULT_LAUNCHER_IMAGE)]
     pub launcher_image: String,
-    /// How many nodes an agent upgrade replaces at once (with --agents). Each step takes about
-    /// 16 s (its new agents' first health check, then their launchers'), so one at a time
-    /// rolls 300 nodes in over an hour and 10 at a time in about 8 minutes; a new agent that
-    /// never gets healthy pauses the roll with at most this many nodes on it.
+    /// How many nodes an agent upgrade replaces at once (with --agents). Each step takes 18-20
+    /// s (its new agents' first health check, then their launchers'), so one at a time rolls
+    /// 300 nodes in about 90 minutes and 10 at a time in about 10; a new agent that never gets
+    /// healthy pauses the roll with at most this many nodes on it.
     #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1000))]
     pub roll_parallelism: u32,
     /// Service health checks: `probe` (edgesense/* local images), `wget` (upstream images), `auto` picks by image.

@@ -172,12 +172,15 @@ fn main() {
             let t0 = now_s();
             let clock = Instant::now();
             up(&mgr, to.0, p);
+            let command = clock.elapsed();
+            let mut began = f64::NAN;
             let (roll, scraped) = wait_until(
                 &format!("{n} nodes rolled to {} at {p} a time", to.1),
                 Duration::from_secs(120 + 40 * n as u64),
                 || {
                     let (state, started, completed) = update_status(&mgr);
                     let started = started.filter(|s| *s >= t0 - 1.0)?;
+                    began = started - t0;
                     if state != "completed" {
                         return None;
                     }
@@ -189,7 +192,8 @@ fn main() {
             );
             let steps = n.div_ceil(p);
             eprintln!(
-                "{n} nodes, {p} at a time: swarm's roll {roll:.1} s ({:.1} s per step of {p}), all scraped on {} {:.1} s after stack up",
+                "{n} nodes, {p} at a time: stack up returned in {:.1} s, swarm began the roll {began:.1} s after it was run and took {roll:.1} s ({:.1} s per step of {p}), all scraped on {} {:.1} s after stack up",
+                command.as_secs_f64(),
                 roll / steps as f64,
                 to.1,
                 scraped.as_secs_f64()
