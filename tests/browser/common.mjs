@@ -41,7 +41,10 @@ export async function main(run) {
 // scrolls in its own box); the elements that stick out, if any, in the failure.
 export async function checkPhoneWidth(p) {
   await p.setViewportSize({ width: 390, height: 844 });
-  await p.waitForTimeout(300);
+  // Laid out at the new width: the window says 390, and two frames later the page's resize
+  // handlers (the charts' setSize) have run and been laid out.
+  await p.waitForFunction(() => window.innerWidth === 390, null, { timeout: 10000 });
+  await p.evaluate(() => new Promise(r => requestAnimationFrame(() => requestAnimationFrame(r))));
   const wide = await p.evaluate(() => document.documentElement.scrollWidth > window.innerWidth + 1
     ? [...document.querySelectorAll("body *")].filter(e => e.getBoundingClientRect().right > window.innerWidth + 1 && !e.closest("#alerts"))
         .slice(0, 8).map(e => e.tagName.toLowerCase() + "." + e.className + " → " + Math.round(e.getBoundingClientRect().right) + " px")

@@ -1,7 +1,7 @@
 // The agent's node page: node-page.mjs URL TOKEN SCREENSHOT
 // All simulated sensors show values; a value set through the sim API appears without reload; an
 // LED button changes the LED (checked in the API); no console errors; a screenshot is saved.
-import { main, page, check } from "./common.mjs";
+import { main, page, check, checkPhoneWidth } from "./common.mjs";
 
 const [url, token, shot] = process.argv.slice(2);
 const api = (path, init = {}) => fetch(new URL(path, url), init).then(async r => ({ status: r.status, body: await r.json() }));
@@ -57,9 +57,7 @@ await main(async b => {
 
   // A phone-sized screen still shows everything.
   await p.screenshot({ path: shot, fullPage: true });
-  await p.setViewportSize({ width: 390, height: 844 });
-  const overflow = await p.evaluate(() => document.documentElement.scrollWidth > window.innerWidth + 1);
-  check(!overflow, "no horizontal scrolling on a phone");
+  await checkPhoneWidth(p);
   // The LED cards fill the phone's width (two to a row, no empty third).
   const ledRow = await p.$$eval(".led-card", cs => cs.map(c => c.getBoundingClientRect()).map(r => [Math.round(r.left), Math.round(r.right)]));
   const used = Math.max(...ledRow.map(r => r[1])) - Math.min(...ledRow.map(r => r[0]));
