@@ -15,19 +15,20 @@ targets=("$@")
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
-# Builds package $1 (binary $2) static for this machine's musl target; prints its path.
-musl_bin() {
-    local target=x86_64-unknown-linux-musl
-    case "$(uname -m)" in
-        aarch64) target=aarch64-unknown-linux-musl ;;
-    esac
-    if ! rustup target list --installed | grep -qx "$target"; then
-        rustup target add "$target" >&2
-    fi
-    command -v musl-gcc >/dev/null || { echo "error: musl-gcc not found (apt-get install musl-tools): ring, the TLS library, compiles C for $target" >&2; exit 1; }
-    cargo build --release --locked -p "$1" --bin "$2" --target "$target" >&2
-    echo "target/$target/release/$2"
-}
+musl_target=x86_64-unknown-linux-musl
+case "$(uname -m)" in
+    aarch64) musl_target=aarch64-unknown-linux-musl ;;
+esac
+# The agent, and the CLI when the launcher image is asked for, static for this machine's musl
+# target, in one cargo build: the two share most of their dependencies (built once, with the
+# features of both), and bench/run.sh builds the same pair, so it measures these very binaries.
+packages=(-p edgesense-agent)
+for t in "${targets[@]}"; do [ "$t" = launcher ] && packages+=(-p edgesense); done
+if ! rustup target list --installed | grep -qx "$musl_target"; then
+    rustup target add "$musl_target" >&2
+fi
+command -v musl-gcc >/dev/null || { echo "error: musl-gcc not found (apt-get install musl-tools): ring, the TLS library, compiles C for $musl_target" >&2; exit 1; }
+cargo build --release --locked "${packages[@]}" --target "$musl_target" >&2
 
 # Copies binary $1 and the libraries ldd lists for it into rootfs $2 (same paths).
 copy_with_libs() {
@@ -59,7 +60,7 @@ build_debian() {
     echo "built edgesense/$name:local ($("$binary" --version 2>&1 | head -1))"
 }
 
-agent=$(musl_bin edgesense-agent edgesense-agent)
+agent=target/$musl_target/release/edgesense-agent
 if ldd "$agent" >/dev/null 2>&1 && ! ldd "$agent" 2>&1 | grep -q 'statically linked'; then
     echo "error: $agent is not static" >&2; exit 1
 fi
@@ -75,7 +76,7 @@ for t in "${targets[@]}"; do
         prometheus) build_debian prometheus prometheus /prometheus "$agent" prometheus ;;
         alertmanager) build_debian alertmanager prometheus-alertmanager /alertmanager "$agent" prometheus-alertmanager ;;
         launcher)
-            cli=$(musl_bin edgesense edgesense)
+            cli=target/$musl_target/release/edgesense
             mkdir -p "$work/launcher"
             cp "$cli" "$work/launcher/edgesense"
             cp stack/images/Dockerfile.launcher "$work/launcher/Dockerfile"
