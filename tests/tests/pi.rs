@@ -279,11 +279,15 @@ fn on_an_emulated_pi(board: Board) {
         fraction * 1e2,
         e.len()
     );
-    // sin² up to 0.6 averages a duty of 0.3 over whole periods; the pin is high that fraction
-    // of the time, give or take the sampling and a stalled guest (full on would be 1, off 0).
+    // rppal's software PWM runs on the pin: it toggles, high and low. Its duty (sin² up to 0.6,
+    // 0.3 over whole periods) is not asserted here: the emulated ARM1176 cannot hold a 5 ms
+    // PWM period (its sleeps overshoot by whole timer ticks, and the real-time PWM thread and
+    // this sampling shell share its one CPU), so the high fraction seen came out anywhere from
+    // 2 % to 56 % across CI runs for the same 30 %. The duty per brightness is checked at the
+    // bus (leds::tests::pulse_uses_pwm_up_to_brightness, the mock GPIO's recorded duties).
     assert!(
-        e.len() >= 6 && (0.05..=0.7).contains(&fraction),
-        "{m}: pulse (software PWM) at brightness 0.6 holds the pin high about 30 % of the time: {high} of {} high, {} edges",
+        e.len() >= 4 && high > 0 && high < s.len(),
+        "{m}: pulse drives the pin through software PWM (it toggles): {high} of {} high, {} edges",
         s.len(),
         e.len()
     );
