@@ -19,6 +19,20 @@ pub fn arg(name: &str) -> Option<String> {
         .and_then(|i| args.get(i + 1).cloned())
 }
 
+/// `--name 1,2,3` from the command line as numbers, else `default` (the same form); a list
+/// that does not parse ends the bench with what it wanted.
+pub fn arg_list<T: std::str::FromStr>(name: &str, default: &str) -> Vec<T> {
+    arg(name)
+        .unwrap_or_else(|| default.to_owned())
+        .split(',')
+        .map(|s| {
+            s.trim()
+                .parse()
+                .unwrap_or_else(|_| panic!("{name}: comma-separated numbers, e.g. {default}"))
+        })
+        .collect()
+}
+
 /// Milliseconds with two decimals.
 pub fn ms(d: Duration) -> String {
     format!("{:.2} ms", d.as_secs_f64() * 1e3)
@@ -35,5 +49,11 @@ mod tests {
         assert_eq!(quantile(&v, 0.99), Duration::from_millis(99));
         assert_eq!(quantile(&v, 1.0), Duration::from_millis(100));
         assert_eq!(quantile(&[], 0.5), Duration::ZERO);
+    }
+
+    #[test]
+    fn lists_fall_back_to_their_default() {
+        let v: Vec<u64> = arg_list("--no-such-flag", "120, 1800");
+        assert_eq!(v, [120, 1800]);
     }
 }

@@ -11,7 +11,7 @@
 
 use std::time::{Duration, Instant};
 
-use edgesense_bench::arg;
+use edgesense_bench::arg_list;
 use edgesense_tests::{
     backfill::{node_coverage, wall_ms},
     fleet::{scraped_nodes, Fleet, LOCAL_STACK},
@@ -21,15 +21,7 @@ use edgesense_tests::{
 const TOKEN: &str = "fleet-backfill-token";
 
 fn main() {
-    let partitions: Vec<u64> = arg("--partitions")
-        .unwrap_or_else(|| "120,1800".into())
-        .split(',')
-        .map(|s| {
-            s.trim()
-                .parse()
-                .expect("--partitions in seconds, e.g. 120,1800")
-        })
-        .collect();
+    let partitions: Vec<u64> = arg_list("--partitions", "120,1800");
     let fleet = Fleet::lock();
     let mgr = fleet.manager().clone();
     let pi_a = fleet.node("pi-a").clone();

@@ -18,7 +18,7 @@
 
 use std::time::{Duration, Instant};
 
-use edgesense_bench::arg;
+use edgesense_bench::arg_list;
 use edgesense_tests::{
     docker::upgrade_images,
     fleet::{agent_versions, Fleet, Node},
@@ -104,16 +104,8 @@ fn settled(mgr: &Node, prom: &Endpoint, nodes: &[String], version: &str) {
 }
 
 fn main() {
-    let sizes: Vec<usize> = arg("--nodes")
-        .unwrap_or_else(|| "3,6,12".into())
-        .split(',')
-        .map(|s| s.parse().expect("--nodes: numbers"))
-        .collect();
-    let widths: Vec<usize> = arg("--parallelism")
-        .unwrap_or_else(|| "1,4".into())
-        .split(',')
-        .map(|s| s.parse().expect("--parallelism: numbers"))
-        .collect();
+    let sizes: Vec<usize> = arg_list("--nodes", "3,6,12");
+    let widths: Vec<usize> = arg_list("--parallelism", "1,4");
     let fleet = Fleet::lock();
     fleet.clean();
     let mgr = fleet.manager().clone();

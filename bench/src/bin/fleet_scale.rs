@@ -28,7 +28,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use edgesense_bench::{arg, quantile};
+use edgesense_bench::{arg, arg_list, quantile};
 use edgesense_tests::{
     fleet::{Fleet, Node},
     http_encode,
@@ -111,11 +111,7 @@ struct Row {
 }
 
 fn main() {
-    let sizes: Vec<usize> = arg("--sizes")
-        .unwrap_or_else(|| "10,30,100,300".into())
-        .split(',')
-        .map(|s| s.parse().expect("--sizes: numbers"))
-        .collect();
+    let sizes: Vec<usize> = arg_list("--sizes", "10,30,100,300");
     let scrape = arg("--scrape-interval").unwrap_or_else(|| "2s".into());
     let window = Duration::from_secs(arg("--window").and_then(|s| s.parse().ok()).unwrap_or(30));
     let rounds: usize = arg("--rounds").and_then(|s| s.parse().ok()).unwrap_or(3);

@@ -11,7 +11,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use edgesense_bench::arg;
+use edgesense_bench::{arg, arg_list};
 use edgesense_sensors::{
     bus::sysfs::{FakeSysfs, SysfsBus},
     ds18b20::{BulkRead, Ds18b20, W1_DEVICES},
@@ -59,11 +59,7 @@ fn main() {
             .and_then(|s| s.parse().ok())
             .unwrap_or(750),
     );
-    let counts: Vec<usize> = arg("--sensors")
-        .unwrap_or_else(|| "1,10,50".into())
-        .split(',')
-        .filter_map(|s| s.trim().parse().ok())
-        .collect();
+    let counts: Vec<usize> = arg_list("--sensors", "1,10,50");
     println!(
         "DS18B20 poll round on the fake 1-Wire bus, {} ms conversion (12-bit)\n",
         conversion.as_millis()
