@@ -107,6 +107,46 @@ pub fn find_boot_in<R: Read + Seek>(r: &mut R) -> Result<(u64, u64)> {
         })
 }
 
+/// The FAT boot sector's layout adds up before fatfs sees it: its FATs, reserved sectors and
+/// root directory fit in the volume. fatfs 0.3 multiplies the FAT count by the FAT size in a
+/// `u32` unchecked: a hostile image (the boot_partition fuzz target found one, with overflow
+/// checks on) made a debug build panic and a release build compute a wrapped layout.
+fn check_boot_sector(b: &[u8; SECTOR as usize]) -> Result<()> {
+    let u16_at = |i: usize| u32::from(u16::from_le_bytes([b[i], b[i + 1]]));
+    let u32_at = |i: usize| u32::from_le_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]]);
+    let bytes_per_sector = u16_at(11);
+    let reserved = u16_at(14);
+    let fats = u32::from(b[16]);
+    let root_entries = u16_at(17);
+    let total = match u16_at(19) {
+        0 => u32_at(32),
+        n => n,
+    };
+    let fat_size = match u16_at(22) {
+        0 => u32_at(36),
+        n => n,
+    };
+    let corrupt = |what: String| {
+        Err(FlashError::Boot(format!(
+            "the FAT boot sector is corrupt: {what}"
+        )))
+    };
+    if bytes_per_sector == 0 {
+        return corrupt("0 bytes per sector".into());
+    }
+    let root_dir = (root_entries * 32).div_ceil(bytes_per_sector);
+    let metadata = fats
+        .checked_mul(fat_size)
+        .and_then(|f| f.checked_add(reserved))
+        .and_then(|f| f.checked_add(root_dir));
+    match metadata {
+        Some(m) if m <= total => Ok(()),
+        _ => corrupt(format!(
+            "{fats} FATs of {fat_size} sectors, {reserved} reserved and {root_dir} of root directory do not fit in its {total} sectors"
+        )),
+    }
+}
+
 /// The boot partition, open for editing.
 pub struct Boot<'a> {
     fs: fatfs::FileSystem<Window<'a>>,
@@ -116,12 +156,18 @@ impl<'a> Boot<'a> {
     /// Opens the first FAT partition of the image written to `file`.
     pub fn open(file: &'a mut File) -> Result<Boot<'a>> {
         let (start, len) = find_boot(file)?;
-        let window = Window {
+        let mut window = Window {
             file,
             start,
             len,
             pos: 0,
         };
+        let mut sector = [0u8; SECTOR as usize];
+        window
+            .read_exact(&mut sector)
+            .and_then(|()| window.seek(SeekFrom::Start(0)))
+            .map_err(|e| FlashError::Boot(format!("the FAT boot sector cannot be read: {e}")))?;
+        check_boot_sector(&sector)?;
         let fs = fatfs::FileSystem::new(window, fatfs::FsOptions::new())
             .map_err(|e| FlashError::Boot(format!("the FAT partition cannot be read: {e}")))?;
         Ok(Boot { fs })
@@ -243,6 +289,29 @@ pub(crate) mod tests {
             "replaced, not appended"
         );
         assert!(boot.exists("edgesense/agent.toml"));
+    }
+
+    #[test]
+    fn a_boot_sector_whose_fats_overflow_is_refused_not_a_panic() {
+        let dir = tempfile::tempdir().unwrap();
+        let img = image(dir.path(), &[("config.txt", "arm_64bit=1\n")]);
+        let mut f = open_rw(&img).unwrap();
+        // 255 FATs of 2^25 sectors (FAT32's field, the FAT16 one zeroed): 2^33 sectors.
+        let bpb = 2048 * 512;
+        f.seek(SeekFrom::Start(bpb + 16)).unwrap();
+        f.write_all(&[255]).unwrap();
+        f.seek(SeekFrom::Start(bpb + 22)).unwrap();
+        f.write_all(&[0, 0]).unwrap();
+        f.seek(SeekFrom::Start(bpb + 36)).unwrap();
+        f.write_all(&(1u32 << 25).to_le_bytes()).unwrap();
+        let e = Boot::open(&mut f)
+            .err()
+            .expect("a corrupt boot sector is refused");
+        let e = e.to_string();
+        assert!(
+            e.contains("corrupt: 255 FATs of 33554432 sectors") && e.contains("do not fit"),
+            "{e}"
+        );
     }
 
     #[test]
