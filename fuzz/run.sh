@@ -5,8 +5,12 @@
 # committing: cargo fuzz cmin -O TARGET corpus/TARGET); shorter runs (CI) keep new inputs in
 # fuzz/target/scratch-corpus so the tree stays clean. A crash is saved in fuzz/artifacts/TARGET
 # and fails the run (turn it into a regression test, then fix it).
-#   fuzz/run.sh --build-only  builds the targets and stops (tests/run.sh does it while the tests
-#                             run, so that CI's fuzzing step only fuzzes)
+#   fuzz/run.sh --build-only  builds the targets for short runs and stops (tests/run.sh does it
+#                             while the tests run, so that CI's fuzzing step only fuzzes)
+# Short runs (under a minute: CI's smoke run over the corpora) use a debug build, with overflow
+# checks and debug assertions (a third less of CI's time to build, and what they catch is a
+# bug too: a boot sector's FAT layout overflowing fatfs's arithmetic, found so); runs of a
+# minute or more an optimised one (-O), for speed.
 # Needs cargo-fuzz (installed if missing); nightly features through RUSTC_BOOTSTRAP=1.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")"
@@ -17,7 +21,9 @@ targets=("$@")
 # A debug build of cargo-fuzz (it only drives cargo): a fraction of a release build's compile.
 command -v cargo-fuzz >/dev/null || cargo install --locked --debug cargo-fuzz
 export RUSTC_BOOTSTRAP=1
-cargo fuzz build -O >/dev/null
+mode=(--dev)
+[ "$secs" = --build-only ] || [ "$secs" -lt 60 ] || mode=(-O)
+cargo fuzz build "${mode[@]}" >/dev/null
 [ "$secs" = --build-only ] && exit 0
 for t in "${targets[@]}"; do
     max_len=4096
@@ -29,7 +35,7 @@ for t in "${targets[@]}"; do
         dirs=("target/scratch-corpus/$t" "corpus/$t")
     fi
     echo "fuzz $t for ${secs}s on $(ls "corpus/$t" | wc -l) corpus inputs"
-    cargo fuzz run -O "$t" "${dirs[@]}" -- -max_total_time="$secs" -max_len="$max_len" \
+    cargo fuzz run "${mode[@]}" "$t" "${dirs[@]}" -- -max_total_time="$secs" -max_len="$max_len" \
         -artifact_prefix="artifacts/$t/" -print_final_stats=1 2>&1 | grep -E "^(stat::number_of_executed_units|stat::new_units_added|==|SUMMARY|thread)|panicked|Done" || true
     if ls "artifacts/$t"/crash-* >/dev/null 2>&1; then
         echo "error: fuzz target $t crashed; inputs in fuzz/artifacts/$t" >&2
