@@ -196,7 +196,15 @@ pub struct Client {
     tls: Option<Arc<ClientConfig>>,
     auth: Option<Auth>,
     timeout: Duration,
+    connect_timeout: Duration,
 }
+
+/// How long a TCP connect may take before the address counts as dead. A peer that is up
+/// answers a SYN in milliseconds, even over a Pi's Wi-Fi; an address Docker's DNS still hands
+/// out after its container is gone (a restarted manager's old task, until the gossip drops its
+/// record) drops the SYN, and without this limit would hold the call for its whole time limit
+/// before [`Client::send_any`] tries the next address.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 impl Default for Client {
     fn default() -> Client {
@@ -211,6 +219,7 @@ impl Client {
             tls: None,
             auth: None,
             timeout: Duration::from_secs(5),
+            connect_timeout: CONNECT_TIMEOUT,
         }
     }
 
@@ -226,6 +235,13 @@ impl Client {
 
     pub fn with_timeout(mut self, timeout: Duration) -> Client {
         self.timeout = timeout;
+        self
+    }
+
+    /// Sets the limit of a TCP connect ([`CONNECT_TIMEOUT`] by default); the call's own limit
+    /// still bounds it.
+    pub fn with_connect_timeout(mut self, timeout: Duration) -> Client {
+        self.connect_timeout = timeout;
         self
     }
 
@@ -278,8 +294,17 @@ impl Client {
             Some(a) => a,
             None => resolve(target).await?,
         };
-        let tcp = tokio::net::TcpStream::connect(addr)
+        let tcp = tokio::time::timeout(self.connect_timeout, tokio::net::TcpStream::connect(addr))
             .await
+            .map_err(|_| {
+                Error::Connect(
+                    addr,
+                    std::io::Error::new(
+                        std::io::ErrorKind::TimedOut,
+                        format!("no answer to the SYN within {:?}", self.connect_timeout),
+                    ),
+                )
+            })?
             .map_err(|e| Error::Connect(addr, e))?;
         let _ = tcp.set_nodelay(true);
         if target.tls {
@@ -393,6 +418,67 @@ mod tests {
             .await
             .unwrap_err();
         assert!(e.to_string().contains(&dead_addr.to_string()), "{e}");
+    }
+
+    #[tokio::test]
+    async fn an_address_that_drops_the_syn_does_not_hold_the_next_one_back() {
+        // A listener whose accept queue is full: Linux drops further SYNs, as an overlay does
+        // for an address whose container is gone.
+        let sock = tokio::net::TcpSocket::new_v4().unwrap();
+        sock.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let full = sock.listen(0).unwrap();
+        let black_hole = full.local_addr().unwrap();
+        let mut queued = Vec::new();
+        // Fill the queue: connects complete until it is full, then one hangs.
+        loop {
+            match tokio::time::timeout(
+                Duration::from_millis(300),
+                tokio::net::TcpStream::connect(black_hole),
+            )
+            .await
+            {
+                Ok(Ok(s)) => queued.push(s),
+                Ok(Err(e)) => panic!("connect: {e}"),
+                Err(_) => break,
+            }
+            assert!(queued.len() < 64, "the accept queue never filled");
+        }
+        let live = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let live_addr = live.local_addr().unwrap();
+        tokio::spawn(async move {
+            use tokio::io::{AsyncReadExt, AsyncWriteExt};
+            let (mut s, _) = live.accept().await.unwrap();
+            let mut buf = [0u8; 1024];
+            let _ = s.read(&mut buf).await;
+            let _ = s
+                .write_all(b"HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n")
+                .await;
+        });
+        let t = Target::parse("http://prometheus:9090").unwrap();
+        let client = Client::new()
+            .with_timeout(Duration::from_secs(30))
+            .with_connect_timeout(Duration::from_millis(200));
+        let started = std::time::Instant::now();
+        let r = client
+            .send_each(&t, &[black_hole, live_addr], Call::get("/api/v1/write"))
+            .await
+            .unwrap();
+        assert_eq!(r.status, 204);
+        // Well under the call's 30 s: the dead address cost its connect limit only.
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "{:?}",
+            started.elapsed()
+        );
+        let e = client
+            .send_each(&t, &[black_hole], Call::get("/api/v1/write"))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&e, Error::Connect(a, _) if *a == black_hole) && e.to_string().contains("SYN"),
+            "{e}"
+        );
+        drop(full);
     }
 
     #[test]

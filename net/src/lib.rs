@@ -7,6 +7,6 @@ pub mod dns;
 pub mod page;
 pub mod tls;
 
-pub use client::{Auth, Call, Client, Error, Response, Target};
+pub use client::{Auth, Call, Client, Error, Response, Target, CONNECT_TIMEOUT};
 pub use rustls;
 pub use tokio_rustls;

@@ -281,6 +281,17 @@ impl Node {
         String::from_utf8_lossy(&o.stdout).into_owned()
     }
 
+    /// The last `lines` lines of the agent container's log on this node (stdout and stderr),
+    /// for a failure message.
+    pub fn agent_log(&self, lines: usize) -> String {
+        let o = self.docker_output(&["logs", "--tail", &lines.to_string(), "edgesense-agent"]);
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        )
+    }
+
     /// The node's Docker endpoint as another node reaches it (dockerd's TCP listener on the
     /// fleet's subnet).
     pub fn tcp_host(&self) -> String {

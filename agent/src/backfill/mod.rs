@@ -79,6 +79,9 @@ pub struct Backfill {
     state: Mutex<State>,
     /// Woken when a gap is queued.
     pub wake: Notify,
+    /// Every task waiting on it woken at each scrape: Prometheus is up, so a push that failed
+    /// is worth trying again now rather than at the end of its back-off.
+    pub scrape: Notify,
     /// Whether a push target is configured (without one nothing is queued).
     enabled: bool,
 }
@@ -94,6 +97,7 @@ impl Backfill {
                 counts: Counts::default(),
             }),
             wake: Notify::new(),
+            scrape: Notify::new(),
             enabled,
         })
     }
@@ -147,9 +151,13 @@ impl Backfill {
             };
             st.scrapers.remove(&oldest);
         }
-        let gap = gap.filter(|_| self.enabled)?;
-        queue(&mut st.gaps, gap.clone());
+        let gap = gap.filter(|_| self.enabled);
+        if let Some(g) = &gap {
+            queue(&mut st.gaps, g.clone());
+        }
         drop(st);
+        self.scrape.notify_waiters();
+        let gap = gap?;
         self.wake.notify_one();
         Some(gap)
     }

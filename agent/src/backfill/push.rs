@@ -5,7 +5,15 @@
 //!   value) without complaint, so a slice sent again after a lost answer or a restart is
 //!   harmless.
 //! - 5xx, 429 or no answer: the same slice again after a back-off (1 s doubling to 60 s, with
-//!   jitter, so a fleet that comes back together does not push in step).
+//!   jitter, so a fleet that comes back together does not push in step), or at the next scrape
+//!   if that comes first (at least 1 s on): Prometheus scraping the agent is up, and what
+//!   failed was the way back to it. After a manager's dockerd restarts, a worker's Docker DNS
+//!   can go without the `prometheus` name for half a minute and more (until the overlay's
+//!   gossip syncs again), while Prometheus already scrapes; a back-off grown to 32 or 60 s
+//!   would hold the backfill that much longer.
+//! - Every address the name resolves to is tried in turn, each connect at most
+//!   [`edgesense_net::CONNECT_TIMEOUT`]: a stale record of a replaced Prometheus task costs
+//!   seconds, not the push's time limit.
 //! - Any other 4xx (Prometheus: too old for its out-of-order window, out of bounds, a
 //!   malformed request): Prometheus rolls the whole request back, so the slice's samples are
 //!   dropped, counted as `rejected`, logged once per gap, and the push goes on with the next.
@@ -91,6 +99,21 @@ fn jittered(d: Duration) -> Duration {
     d + d / 4 * (nanos % 1000) / 1000
 }
 
+/// Waits before a failed push is tried again: `backoff`, or until the next scrape if one comes
+/// sooner, but at least [`BACKOFF_MIN`].
+async fn wait_to_retry(backoff: Duration, scrape: &tokio::sync::Notify) {
+    let next_scrape = scrape.notified();
+    tokio::pin!(next_scrape);
+    // Registered now: a scrape during the first second counts.
+    next_scrape.as_mut().enable();
+    let floor = BACKOFF_MIN.min(backoff);
+    tokio::time::sleep(floor).await;
+    tokio::select! {
+        () = tokio::time::sleep(backoff - floor) => {}
+        () = next_scrape => {}
+    }
+}
+
 /// Pushes gaps until the agent stops. `changed` gets the status whenever a gap is taken up
 /// and after every push.
 pub async fn run(
@@ -163,7 +186,7 @@ pub async fn run(
                 }
                 backfill.count(|c| c.retries += 1);
                 changed();
-                tokio::time::sleep(jittered(backoff)).await;
+                wait_to_retry(jittered(backoff), &backfill.scrape).await;
                 backoff = (backoff * 2).min(BACKOFF_MAX);
                 continue;
             }
@@ -182,7 +205,7 @@ async fn send(credentials: &credentials::Shared, target: &Target, body: Vec<u8>)
         .prometheus
         .clone()
         .with_timeout(PUSH_TIMEOUT);
-    match client.send(target, call).await {
+    match client.send_any(target, call).await {
         Ok(r) if (200..300).contains(&r.status) => Outcome::Done,
         Ok(r) if r.status == 429 || r.status >= 500 => Outcome::Retry(format!(
             "{} {}",
@@ -211,6 +234,39 @@ mod tests {
                 "{v}"
             );
         }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_scrape_cuts_the_back_off_short_but_not_below_a_second() {
+        let scrape = std::sync::Arc::new(tokio::sync::Notify::new());
+        let waited = |at: Option<Duration>| {
+            let scrape = scrape.clone();
+            async move {
+                let started = tokio::time::Instant::now();
+                let wait = wait_to_retry(Duration::from_secs(32), &scrape);
+                tokio::pin!(wait);
+                if let Some(at) = at {
+                    tokio::select! {
+                        () = &mut wait => panic!("done before the scrape"),
+                        () = tokio::time::sleep(at) => scrape.notify_waiters(),
+                    }
+                }
+                wait.await;
+                started.elapsed()
+            }
+        };
+        // No scrape: the whole back-off.
+        assert_eq!(waited(None).await, Duration::from_secs(32));
+        // A scrape after 5 s: then.
+        assert_eq!(
+            waited(Some(Duration::from_secs(5))).await,
+            Duration::from_secs(5)
+        );
+        // A scrape in the first second: at one second, not at once.
+        assert_eq!(
+            waited(Some(Duration::from_millis(300))).await,
+            Duration::from_secs(1)
+        );
     }
 
     #[test]
