@@ -390,23 +390,29 @@ async fn resolve(target: &Target) -> Result<SocketAddr, Error> {
 mod tests {
     use super::*;
 
-    #[tokio::test]
-    async fn the_next_address_answers_when_the_first_does_not() {
+    /// A loopback address that answers one call with `response`.
+    async fn answering_once(response: &'static [u8]) -> SocketAddr {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        // The first address refuses (nothing listens there any more); the second answers.
-        let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let dead_addr = dead.local_addr().unwrap();
-        drop(dead);
         let live = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let live_addr = live.local_addr().unwrap();
+        let addr = live.local_addr().unwrap();
         tokio::spawn(async move {
             let (mut s, _) = live.accept().await.unwrap();
             let mut buf = [0u8; 1024];
             let _ = s.read(&mut buf).await;
-            let _ = s
-                .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok")
-                .await;
+            let _ = s.write_all(response).await;
         });
+        addr
+    }
+
+    #[tokio::test]
+    async fn the_next_address_answers_when_the_first_does_not() {
+        // The first address refuses (nothing listens there any more); the second answers.
+        let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let dead_addr = dead.local_addr().unwrap();
+        drop(dead);
+        let live_addr =
+            answering_once(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok")
+                .await;
         let t = Target::parse("http://alertmanager:9093").unwrap();
         let r = Client::new()
             .send_each(&t, &[dead_addr, live_addr], Call::get("/-/ready"))
@@ -443,17 +449,8 @@ mod tests {
             }
             assert!(queued.len() < 64, "the accept queue never filled");
         }
-        let live = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let live_addr = live.local_addr().unwrap();
-        tokio::spawn(async move {
-            use tokio::io::{AsyncReadExt, AsyncWriteExt};
-            let (mut s, _) = live.accept().await.unwrap();
-            let mut buf = [0u8; 1024];
-            let _ = s.read(&mut buf).await;
-            let _ = s
-                .write_all(b"HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n")
-                .await;
-        });
+        let live_addr =
+            answering_once(b"HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n").await;
         let t = Target::parse("http://prometheus:9090").unwrap();
         let client = Client::new()
             .with_timeout(Duration::from_secs(30))
