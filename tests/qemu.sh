@@ -310,6 +310,17 @@ run() {
     # One host thread for all four vCPUs: on this 2-core host, busy with a build, the smoke test
     # took 11 s with multi-threaded TCG, 4 s with this.
     if [ "$m" = raspi3b ]; then cmd+=(-accel "tcg,thread=single"); fi
+    # The Pi Zero's kernel times everything with the BCM2835 system timer: it reads the free
+    # running counter, adds the delay and writes a compare register, and QEMU fires the match
+    # `compare - counter` µs (32 bits) later. On a loaded host QEMU's thread can be descheduled
+    # between the read and the write for longer than the delay (rppal's PWM thread sleeps for
+    # under a millisecond at a time): the compare is then in the past and the match comes
+    # 71 minutes later, every timer in the guest stalls with it (the agent blocked joining a PWM
+    # thread asleep in nanosleep, CI saw the Pi Zero test time out so). With -icount the
+    # guest's clock advances with the instructions it runs, so a handful of instructions
+    # between the read and the write cannot miss the match; idle time still passes in real
+    # time (sleep=on). The Pi 3's ARM generic timer fires at once on a compare in the past.
+    if [ "$m" = raspi0 ]; then cmd+=(-icount "shift=auto,sleep=on"); fi
     if [ -n "${QEMU_HOSTFWD:-}" ]; then
         netdev=user,id=net0,restrict=on
         for rule in $QEMU_HOSTFWD; do netdev+=",hostfwd=$rule"; done

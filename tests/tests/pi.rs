@@ -72,7 +72,8 @@ fn put(agent: &Endpoint, led: &str, body: &str) {
 }
 
 /// Waits for GPIO `pin` at `level` (GPLEV0 read in the guest); on a timeout the panic has the
-/// agent's own view of its LEDs, the guest's load and the agent's log.
+/// agent's own view of its LEDs, the guest's load, each agent thread's state (`/proc` stat:
+/// state, utime, stime, priority; its wait channel and syscall) and the agent's log.
 fn wait_level(pi: &Pi, api: &Endpoint, pin: u32, level: u32, what: &str) {
     wait_or(
         what,
@@ -86,8 +87,17 @@ fn wait_level(pi: &Pi, api: &Endpoint, pin: u32, level: u32, what: &str) {
             format!(
                 "GPLEV0 {:#010x}\nthe agent's LEDs: {leds}\nguest: {}\nagent log:\n{}",
                 pi.register(0x34),
-                pi.sh("cat /proc/loadavg; ps -o pid,stat,comm 2>/dev/null | head -20")
-                    .0,
+                pi.sh(concat!(
+                    "cat /proc/loadavg; p=$(pidof edgesense-agent); echo \"agent pid $p\"; ",
+                    "for t in /proc/$p/task/*; do ",
+                    "echo \"${t##*/}: $(cut -d' ' -f3,14,15,18 $t/stat) ",
+                    "wchan=$(cat $t/wchan 2>/dev/null) syscall=$(cut -d' ' -f1 $t/syscall 2>/dev/null)\"; done; ",
+                    // The clock event device's next event against now: one far in the past
+                    // is a timer match the guest missed (its timers stalled).
+                    "grep -E '^now at|^Clock Event Device|next_event' /proc/timer_list | head -6; ",
+                    "grep -iE 'timer' /proc/interrupts"
+                ))
+                .0,
                 pi.sh("tail -40 /tmp/agent.log").0
             )
         },
@@ -279,15 +289,15 @@ fn on_an_emulated_pi(board: Board) {
         fraction * 1e2,
         e.len()
     );
-    // rppal's software PWM runs on the pin: it toggles, high and low. Its duty (sin² up to 0.6,
-    // 0.3 over whole periods) is not asserted here: the emulated ARM1176 cannot hold a 5 ms
-    // PWM period (its sleeps overshoot by whole timer ticks, and the real-time PWM thread and
-    // this sampling shell share its one CPU), so the high fraction seen came out anywhere from
-    // 2 % to 56 % across CI runs for the same 30 %. The duty per brightness is checked at the
-    // bus (leds::tests::pulse_uses_pwm_up_to_brightness, the mock GPIO's recorded duties).
+    // rppal's software PWM runs on the pin: it toggles, and over whole periods of the sin²
+    // up to 0.6 the pin is high 30 % of the time. Sampled in the guest, 24-35 % on both Pis.
+    // (The 2 %, 56 % and 88 % CI saw on the Pi Zero were its timer stalling, tests/qemu.sh's
+    // -icount: a PWM thread asleep with the pin high or low until something else reprogrammed
+    // the timer.) The duty per brightness is checked exactly at the bus
+    // (leds::tests::pulse_uses_pwm_up_to_brightness).
     assert!(
-        e.len() >= 4 && high > 0 && high < s.len(),
-        "{m}: pulse drives the pin through software PWM (it toggles): {high} of {} high, {} edges",
+        e.len() >= 4 && (0.15..=0.45).contains(&fraction),
+        "{m}: pulse at brightness 0.6 drives the pin through software PWM, high 30 % ± 15 of the time: {high} of {} high, {} edges",
         s.len(),
         e.len()
     );
