@@ -204,11 +204,7 @@ pub async fn down(
             .map(|s| (name_of(s), s.id.clone().unwrap_or_default()))
             .collect();
         for (name, _) in &launchers {
-            match docker.delete_service(name).await {
-                Ok(()) => out.removed.push(format!("service {name}")),
-                Err(e) if is_not_found(&e) => {}
-                Err(e) => return Err(e).context(|| format!("remove service {name}")),
-            }
+            remove_service(docker, name, &mut out.removed).await?;
         }
         // Their tasks outlive them while they shut down. Asked by the stack's label and picked
         // by service ID: a `service=<name>` filter answers 404 once the service is removed
@@ -246,12 +242,7 @@ pub async fn down(
         out.removed.push(format!("agents on {n} node(s)"));
     }
     for s in services.iter().filter(|s| !launchers_first(s)) {
-        let name = name_of(s);
-        match docker.delete_service(&name).await {
-            Ok(()) => out.removed.push(format!("service {name}")),
-            Err(e) if is_not_found(&e) => {}
-            Err(e) => return Err(e).context(|| format!("remove service {name}")),
-        }
+        remove_service(docker, &name_of(s), &mut out.removed).await?;
     }
     // Configs, secrets and volumes are in use until the tasks' containers are gone.
     let started = Instant::now();
@@ -418,6 +409,16 @@ pub async fn down(
 /// node's own copy of an attachable overlay (made when a container here joined it) goes a
 /// moment later, and until then `docker network ls` still shows it (CI saw that right after
 /// `stack down` said "removed").
+/// Removes service `name`, noted in `removed`; one already gone is no error.
+async fn remove_service(docker: &Docker, name: &str, removed: &mut Vec<String>) -> Result<()> {
+    match docker.delete_service(name).await {
+        Ok(()) => removed.push(format!("service {name}")),
+        Err(e) if is_not_found(&e) => {}
+        Err(e) => return Err(e).context(|| format!("remove service {name}")),
+    }
+    Ok(())
+}
+
 async fn network_gone(docker: &Docker, network: &str, progress: &mut Progress) {
     let started = Instant::now();
     while started.elapsed() < NETWORK_RELEASE {

@@ -86,7 +86,7 @@ fn backfilled(
                 })
                 .unwrap_or_else(|e| format!("agent does not answer: {e}"));
             format!(
-                "held/taken: {:?}\n{metrics}\nPrometheus as {} sees it: {}\nagent log:\n{}",
+                "held/taken: {:?}\n{metrics}\nthe overlay's services as {} sees them: {}\nagent log:\n{}",
                 seen.get(),
                 node.name,
                 node.docker(&[
